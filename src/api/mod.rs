@@ -1,0 +1,464 @@
+//! The HTTP API (warp) under `/api/v1`: filters (routing, body caps, auth against the policy
+//! matrix) → handler (one service call) → JSON. `server` serves it over TLS with timeouts.
+
+pub mod error;
+pub mod handlers;
+pub mod metrics;
+pub mod policy;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde::de::DeserializeOwned;
+use warp::{Filter, Rejection, Reply};
+
+use crate::case::CaseService;
+use crate::domain::{Actor, User};
+use crate::media::PhotoFiles;
+use crate::staff::StaffService;
+use crate::store::Store;
+use error::ApiError;
+use policy::{Access, RouteId};
+
+/// Body and request limits from the config.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub json_body: u64,
+    pub photo_body: u64,
+    pub photo_max_pixels: u64,
+    pub metrics_loopback_only: bool,
+}
+
+/// Everything the handlers need; built once by `app`.
+pub struct ApiState {
+    pub cases: CaseService,
+    pub staff: StaffService,
+    pub files: PhotoFiles,
+    pub store: Store,
+    pub limits: Limits,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+/// The peer address of the connection, put on each request by `server`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The authenticated caller of a route.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub user: User,
+    pub actor: Actor,
+    pub token: String,
+}
+
+fn reject(e: ApiError) -> Rejection {
+    warp::reject::custom(e)
+}
+
+fn bearer(header: Option<String>) -> Option<String> {
+    let h = header?;
+    let t = h
+        .strip_prefix("Bearer ")
+        .or_else(|| h.strip_prefix("bearer "))?
+        .trim();
+    (!t.is_empty() && t.len() <= 256).then(|| t.to_string())
+}
+
+/// Authenticate and authorise for one route, before any body is read or any record looked up.
+fn auth(
+    state: Arc<ApiState>,
+    id: RouteId,
+) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(warp::ext::optional::<ClientAddr>())
+        .and_then(move |h: Option<String>, addr: Option<ClientAddr>| {
+            let state = state.clone();
+            async move {
+                let token = bearer(h).ok_or_else(|| reject(ApiError::unauthorized()))?;
+                let user = state
+                    .staff
+                    .session(&token)
+                    .await
+                    .map_err(|e| reject(e.into()))?;
+                let access = policy::access(id);
+                if !policy::allows(id, user.role) {
+                    return Err(reject(ApiError::forbidden(format!(
+                        "role {} may not use this route",
+                        user.role
+                    ))));
+                }
+                if user.must_change_password && access != Access::AnyUser {
+                    return Err(reject(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "password_change_required",
+                        "change your one-time password first (POST /api/v1/auth/password)",
+                    )));
+                }
+                let actor = Actor {
+                    user_id: Some(user.id),
+                    username: user.username.clone(),
+                    role: Some(user.role),
+                    client_addr: addr.map(|a| a.0.ip().to_string()),
+                };
+                Ok::<_, Rejection>(Ctx { user, actor, token })
+            }
+        })
+}
+
+/// Parse JSON naming the offending field; unknown fields are refused by the DTOs.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let at_root = path == "." || path.is_empty();
+        if inner.is_eof() || (inner.is_syntax() && at_root) {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("malformed JSON: {inner}"),
+            );
+        }
+        let msg = inner.to_string();
+        // serde names unknown/missing fields only in the message: `unknown field `x``.
+        let field = if at_root {
+            msg.split('`').nth(1).unwrap_or("body").to_string()
+        } else {
+            path
+        };
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            &field,
+            format!("{field}: {msg}"),
+        )
+    })
+}
+
+/// The body, at most `limit` bytes: a declared Content-Length over the cap is refused before reading,
+/// and a chunked body is counted as it arrives (no Content-Length is required).
+fn limited_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |declared: Option<u64>, body| collect_body(declared, body, limit))
+}
+
+async fn collect_body<S, B>(declared: Option<u64>, body: S, limit: u64) -> Result<Bytes, Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    use futures_util::TryStreamExt;
+    let too_large = || {
+        reject(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        ))
+    };
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = std::pin::pin!(body);
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = body.try_next().await.map_err(|e| {
+        reject(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("could not read the body: {e}"),
+        ))
+    })? {
+        if (out.len() + chunk.remaining()) as u64 > limit {
+            return Err(too_large());
+        }
+        out.extend_from_slice(chunk.chunk());
+    }
+    Ok(out.freeze())
+}
+
+fn json_body<T: DeserializeOwned + Send + 'static>(
+    limit: u64,
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    limited_body(limit).and_then(|b: Bytes| async move { parse_json::<T>(&b).map_err(reject) })
+}
+
+fn query<T: DeserializeOwned + Send + 'static>(
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::query::raw()
+        .or(warp::any().map(String::new))
+        .unify()
+        .and_then(|q: String| async move {
+            let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let field = e.path().to_string();
+                let msg = e.into_inner().to_string();
+                let field = if field == "." {
+                    msg.split('`').nth(1).unwrap_or("query").to_string()
+                } else {
+                    field
+                };
+                reject(ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    &field,
+                    format!("{field}: {msg}"),
+                ))
+            })
+        })
+}
+
+fn with<T: Clone + Send>(
+    v: T,
+) -> impl Filter<Extract = (T,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || v.clone())
+}
+
+/// All routes. Each line: method + path, auth for its RouteId, body/query, handler.
+pub fn routes(
+    s: Arc<ApiState>,
+) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
+    use handlers as h;
+    use warp::path::end;
+    use RouteId::*;
+    let json = s.limits.json_body;
+    let st = || with(s.clone());
+    let a = |id| auth(s.clone(), id);
+
+    let health = warp::path!("healthz")
+        .and(warp::get())
+        .and(st())
+        .then(h::healthz)
+        .boxed();
+    let openapi = warp::path!("api" / "v1" / "openapi.json")
+        .and(warp::get())
+        .map(h::openapi)
+        .boxed();
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(st())
+        .and(warp::ext::optional::<ClientAddr>())
+        .and(warp::header::optional::<String>("authorization"))
+        .then(h::metrics)
+        .boxed();
+
+    let v1 = warp::path!("api" / "v1" / ..);
+    let login = v1
+        .and(warp::path!("auth" / "login"))
+        .and(warp::post())
+        .and(st())
+        .and(warp::ext::optional::<ClientAddr>())
+        .and(json_body(json))
+        .then(h::login)
+        .boxed();
+    let logout = v1
+        .and(warp::path!("auth" / "logout"))
+        .and(warp::post())
+        .and(st())
+        .and(a(Logout))
+        .then(h::logout)
+        .boxed();
+    let me = v1
+        .and(warp::path!("auth" / "me"))
+        .and(warp::get())
+        .and(a(Me))
+        .map(h::me)
+        .boxed();
+    let password = v1
+        .and(warp::path!("auth" / "password"))
+        .and(warp::post())
+        .and(st())
+        .and(a(ChangePassword))
+        .and(json_body(json))
+        .then(h::change_password)
+        .boxed();
+
+    let customers_create = v1
+        .and(warp::path!("customers"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CustomersCreate))
+        .and(json_body(json))
+        .then(h::create_customer)
+        .boxed();
+    let customers_list = v1
+        .and(warp::path!("customers"))
+        .and(warp::get())
+        .and(st())
+        .and(a(CustomersList))
+        .and(query())
+        .then(h::list_customers)
+        .boxed();
+    let customers_get = v1
+        .and(warp::path!("customers" / String))
+        .and(warp::get())
+        .and(st())
+        .and(a(CustomersGet))
+        .then(h::get_customer)
+        .boxed();
+    let vehicles_create = v1
+        .and(warp::path!("vehicles"))
+        .and(warp::post())
+        .and(st())
+        .and(a(VehiclesCreate))
+        .and(json_body(json))
+        .then(h::create_vehicle)
+        .boxed();
+    let vehicles_get = v1
+        .and(warp::path!("vehicles" / String))
+        .and(warp::get())
+        .and(st())
+        .and(a(VehiclesGet))
+        .then(h::get_vehicle)
+        .boxed();
+
+    let cases_create = v1
+        .and(warp::path!("cases"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesCreate))
+        .and(json_body(json))
+        .then(h::create_case)
+        .boxed();
+    let cases_list = v1
+        .and(warp::path!("cases"))
+        .and(warp::get())
+        .and(st())
+        .and(a(CasesList))
+        .and(query())
+        .then(h::list_cases)
+        .boxed();
+    let cases_get = v1
+        .and(warp::path!("cases" / String))
+        .and(warp::get())
+        .and(st())
+        .and(a(CasesGet))
+        .then(h::get_case)
+        .boxed();
+    let cases_transition = v1
+        .and(warp::path!("cases" / String / "transition"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesTransition))
+        .and(json_body(json))
+        .then(h::transition)
+        .boxed();
+    let cases_escalate = v1
+        .and(warp::path!("cases" / String / "escalate"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesEscalate))
+        .and(json_body(json))
+        .then(h::escalate)
+        .boxed();
+    let cases_hand_back = v1
+        .and(warp::path!("cases" / String / "hand-back"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesHandBack))
+        .and(json_body(json))
+        .then(h::hand_back)
+        .boxed();
+    let cases_assign = v1
+        .and(warp::path!("cases" / String / "assign"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesAssign))
+        .and(json_body(json))
+        .then(h::assign)
+        .boxed();
+
+    let photos_upload = v1
+        .and(warp::path!("cases" / String / "photos"))
+        .and(warp::post())
+        .and(st())
+        .and(a(PhotosUpload))
+        // Multipart framing adds a little to the photo itself.
+        .and(warp::multipart::form().max_length(s.limits.photo_body + 64 * 1024))
+        .then(h::upload_photo)
+        .boxed();
+    let photos_get = v1
+        .and(warp::path!("photos" / String))
+        .and(warp::get())
+        .and(st())
+        .and(a(PhotosGet))
+        .then(h::get_photo)
+        .boxed();
+
+    let users_list = v1
+        .and(warp::path!("users"))
+        .and(warp::get())
+        .and(end())
+        .and(st())
+        .and(a(UsersList))
+        .then(h::list_users)
+        .boxed();
+    let users_create = v1
+        .and(warp::path!("users"))
+        .and(warp::post())
+        .and(st())
+        .and(a(UsersCreate))
+        .and(json_body(json))
+        .then(h::create_user)
+        .boxed();
+    let users_disable = v1
+        .and(warp::path!("users" / i64 / "disable"))
+        .and(warp::post())
+        .and(st())
+        .and(a(UsersDisable))
+        .then(|id, s, c| h::set_disabled(id, s, c, true))
+        .boxed();
+    let users_enable = v1
+        .and(warp::path!("users" / i64 / "enable"))
+        .and(warp::post())
+        .and(st())
+        .and(a(UsersEnable))
+        .then(|id, s, c| h::set_disabled(id, s, c, false))
+        .boxed();
+    let users_reset = v1
+        .and(warp::path!("users" / i64 / "reset-password"))
+        .and(warp::post())
+        .and(st())
+        .and(a(UsersResetPassword))
+        .then(h::reset_password)
+        .boxed();
+    let audit = v1
+        .and(warp::path!("audit"))
+        .and(warp::get())
+        .and(st())
+        .and(a(AuditList))
+        .and(query())
+        .then(h::audit)
+        .boxed();
+
+    health
+        .or(openapi)
+        .or(metrics)
+        .or(login)
+        .or(logout)
+        .or(me)
+        .or(password)
+        .or(customers_create)
+        .or(customers_list)
+        .or(customers_get)
+        .or(vehicles_create)
+        .or(vehicles_get)
+        .or(cases_create)
+        .or(cases_list)
+        .or(cases_get)
+        .or(cases_transition)
+        .or(cases_escalate)
+        .or(cases_hand_back)
+        .or(cases_assign)
+        .or(photos_upload)
+        .or(photos_get)
+        .or(users_list)
+        .or(users_create)
+        .or(users_disable)
+        .or(users_enable)
+        .or(users_reset)
+        .or(audit)
+        .recover(error::recover)
+}

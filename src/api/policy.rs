@@ -1,0 +1,212 @@
+//! The route × role matrix: the one place that says who may call what. Every route of the API is
+//! listed here with its method, its OpenAPI path and its access rule; the filters in `api::routes`
+//! ask `access(id)` and the tests walk `ROUTES` for the 401/403 matrix and the OpenAPI check.
+
+use crate::domain::Role::{self, *};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteId {
+    Healthz,
+    OpenApi,
+    Metrics,
+    Login,
+    Logout,
+    Me,
+    ChangePassword,
+    CustomersCreate,
+    CustomersList,
+    CustomersGet,
+    VehiclesCreate,
+    VehiclesGet,
+    CasesCreate,
+    CasesList,
+    CasesGet,
+    CasesTransition,
+    CasesEscalate,
+    CasesHandBack,
+    CasesAssign,
+    PhotosUpload,
+    PhotosGet,
+    UsersList,
+    UsersCreate,
+    UsersDisable,
+    UsersEnable,
+    UsersResetPassword,
+    AuditList,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No session needed (and no data returned beyond the route's purpose).
+    Public,
+    /// Any logged-in user, even one who must still change a one-time password.
+    AnyUser,
+    /// Logged-in users with one of these roles.
+    Roles(&'static [Role]),
+    /// Loopback clients, or a logged-in user with one of these roles.
+    LoopbackOr(&'static [Role]),
+}
+
+pub struct RouteSpec {
+    pub id: RouteId,
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+const STAFF: &[Role] = &[Advisor, Technician, QcInspector, CustomerService, Manager];
+const EVERYONE: &[Role] = &[
+    Advisor,
+    Technician,
+    QcInspector,
+    CustomerService,
+    Manager,
+    HqAuditor,
+];
+const FRONT_DESK: &[Role] = &[Advisor, CustomerService, Manager];
+const ADVISORS: &[Role] = &[Advisor, Manager];
+const PHOTO_TAKERS: &[Role] = &[Advisor, Technician, QcInspector, Manager];
+const MANAGERS: &[Role] = &[Manager];
+const AUDITORS: &[Role] = &[Manager, HqAuditor];
+
+const fn r(id: RouteId, method: &'static str, path: &'static str, access: Access) -> RouteSpec {
+    RouteSpec {
+        id,
+        method,
+        path,
+        access,
+    }
+}
+
+use Access::*;
+use RouteId::*;
+
+pub const ROUTES: &[RouteSpec] = &[
+    r(Healthz, "GET", "/healthz", Public),
+    r(OpenApi, "GET", "/api/v1/openapi.json", Public),
+    r(Metrics, "GET", "/metrics", LoopbackOr(MANAGERS)),
+    r(Login, "POST", "/api/v1/auth/login", Public),
+    r(Logout, "POST", "/api/v1/auth/logout", AnyUser),
+    r(Me, "GET", "/api/v1/auth/me", AnyUser),
+    r(ChangePassword, "POST", "/api/v1/auth/password", AnyUser),
+    // Customer records are personal data: front desk only; technicians work from the case.
+    r(
+        CustomersCreate,
+        "POST",
+        "/api/v1/customers",
+        Roles(FRONT_DESK),
+    ),
+    r(CustomersList, "GET", "/api/v1/customers", Roles(FRONT_DESK)),
+    r(
+        CustomersGet,
+        "GET",
+        "/api/v1/customers/{id}",
+        Roles(FRONT_DESK),
+    ),
+    r(VehiclesCreate, "POST", "/api/v1/vehicles", Roles(ADVISORS)),
+    r(VehiclesGet, "GET", "/api/v1/vehicles/{id}", Roles(STAFF)),
+    r(CasesCreate, "POST", "/api/v1/cases", Roles(FRONT_DESK)),
+    r(CasesList, "GET", "/api/v1/cases", Roles(EVERYONE)),
+    r(CasesGet, "GET", "/api/v1/cases/{id}", Roles(EVERYONE)),
+    // Which role may cause which move is decided by the case rules (domain::case::may_move).
+    r(
+        CasesTransition,
+        "POST",
+        "/api/v1/cases/{id}/transition",
+        Roles(STAFF),
+    ),
+    r(
+        CasesEscalate,
+        "POST",
+        "/api/v1/cases/{id}/escalate",
+        Roles(STAFF),
+    ),
+    r(
+        CasesHandBack,
+        "POST",
+        "/api/v1/cases/{id}/hand-back",
+        Roles(ADVISORS),
+    ),
+    r(
+        CasesAssign,
+        "POST",
+        "/api/v1/cases/{id}/assign",
+        Roles(ADVISORS),
+    ),
+    r(
+        PhotosUpload,
+        "POST",
+        "/api/v1/cases/{id}/photos",
+        Roles(PHOTO_TAKERS),
+    ),
+    // Unblurred originals stay with staff who work the car; HQ auditors get blurred exports later.
+    r(PhotosGet, "GET", "/api/v1/photos/{id}", Roles(STAFF)),
+    r(UsersList, "GET", "/api/v1/users", Roles(MANAGERS)),
+    r(UsersCreate, "POST", "/api/v1/users", Roles(MANAGERS)),
+    r(
+        UsersDisable,
+        "POST",
+        "/api/v1/users/{id}/disable",
+        Roles(MANAGERS),
+    ),
+    r(
+        UsersEnable,
+        "POST",
+        "/api/v1/users/{id}/enable",
+        Roles(MANAGERS),
+    ),
+    r(
+        UsersResetPassword,
+        "POST",
+        "/api/v1/users/{id}/reset-password",
+        Roles(MANAGERS),
+    ),
+    r(AuditList, "GET", "/api/v1/audit", Roles(AUDITORS)),
+];
+
+pub fn spec(id: RouteId) -> &'static RouteSpec {
+    // ROUTES lists every RouteId; the unit test below keeps it that way.
+    ROUTES.iter().find(|s| s.id == id).unwrap_or(&ROUTES[0])
+}
+
+pub fn access(id: RouteId) -> Access {
+    spec(id).access
+}
+
+/// Whether `role` may call the route (ignoring the loopback exception).
+pub fn allows(id: RouteId, role: Role) -> bool {
+    match access(id) {
+        Public | AnyUser => true,
+        Roles(rs) | LoopbackOr(rs) => rs.contains(&role),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_listed_once() {
+        let mut seen = std::collections::HashSet::new();
+        for s in ROUTES {
+            assert!(seen.insert(s.id), "{:?} listed twice", s.id);
+            assert!(seen.len() <= ROUTES.len());
+        }
+        assert_eq!(spec(AuditList).path, "/api/v1/audit");
+    }
+
+    #[test]
+    fn hq_auditor_is_read_only() {
+        for s in ROUTES
+            .iter()
+            .filter(|s| s.method != "GET" && !matches!(s.access, Public | AnyUser))
+        {
+            assert!(
+                !allows(s.id, HqAuditor),
+                "{} {} lets hq_auditor write",
+                s.method,
+                s.path
+            );
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Composition root: config → store → services → API → listeners, and graceful shutdown.
+//! The only module that knows every other one. `App::serve` takes a listener so tests run the real
+//! stack on 127.0.0.1:0 with a temporary data directory.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, server, ApiState, Limits};
+use crate::auth::Throttle;
+use crate::case::CaseService;
+use crate::config::Config;
+use crate::domain::{Actor, Role};
+use crate::media::PhotoFiles;
+use crate::staff::{StaffError, StaffService};
+use crate::store::{self, MigrationReport, Store, StoreError};
+use crate::tls::{self, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Staff(#[from] StaffError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What start-up did, for the banner.
+#[derive(Debug, Clone)]
+pub struct Startup {
+    pub migration: MigrationReport,
+    pub tls_fingerprint: String,
+    pub tls_generated: bool,
+    /// The first manager's one-time password, only on the start that created the account.
+    pub initial_manager: Option<(String, String)>,
+}
+
+pub struct App {
+    pub cfg: Config,
+    pub store: Store,
+    pub state: Arc<ApiState>,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+pub const INITIAL_PASSWORD_FILE: &str = "initial-manager-password";
+
+impl App {
+    pub async fn build(cfg: Config) -> Result<(App, Startup), AppError> {
+        let (store, migration) = Store::open(&cfg.data_dir, cfg.read_connections)?;
+        let (id, name) = (cfg.store_id.clone(), cfg.store_name.clone());
+        store
+            .write(move |tx| store::cases::ensure_store(tx, &id, &name))
+            .await?;
+        let files = PhotoFiles::new(cfg.photos_dir());
+        files.clean_tmp();
+
+        let tls_generated = tls::ensure_cert(&cfg.tls_cert, &cfg.tls_key, &cfg.tls_extra_names)?;
+        let tls_fingerprint = tls::fingerprint(&cfg.tls_cert)?;
+        let tls = tls::server_config(&cfg.tls_cert, &cfg.tls_key)?;
+
+        let throttle = Throttle::new(
+            cfg.login_failures_before_delay,
+            cfg.address_failures_before_delay,
+            cfg.login_max_delay,
+        );
+        let staff = StaffService::new(store.clone(), throttle, cfg.session_ttl);
+        let cases = CaseService::new(store.clone(), cfg.store_id.clone());
+
+        let initial_manager = if staff.user_count().await? == 0 {
+            let (user, pw) = staff
+                .add_user(
+                    &Actor::system("setup"),
+                    "manager",
+                    Some("店长 Manager"),
+                    Role::Manager,
+                )
+                .await?;
+            write_secret(
+                &cfg.data_dir.join(INITIAL_PASSWORD_FILE),
+                &format!("{}\n", pw),
+            )?;
+            Some((user.username, pw))
+        } else {
+            None
+        };
+
+        let state = Arc::new(ApiState {
+            cases,
+            staff,
+            files,
+            store: store.clone(),
+            limits: Limits {
+                json_body: cfg.json_body_limit,
+                photo_body: cfg.photo_body_limit,
+                photo_max_pixels: cfg.photo_max_pixels,
+                metrics_loopback_only: cfg.metrics_loopback_only,
+            },
+            metrics: Arc::new(Default::default()),
+        });
+        Ok((
+            App {
+                cfg,
+                store,
+                state,
+                tls,
+            },
+            Startup {
+                migration,
+                tls_fingerprint,
+                tls_generated,
+                initial_manager,
+            },
+        ))
+    }
+
+    fn options(&self, tls: bool) -> server::ServeOptions {
+        server::ServeOptions {
+            tls: tls.then(|| tokio_rustls::TlsAcceptor::from(self.tls.clone())),
+            handshake_timeout: self.cfg.handshake_timeout,
+            header_read_timeout: self.cfg.header_read_timeout,
+            max_connections: 1024,
+            metrics: self.state.metrics.clone(),
+        }
+    }
+
+    /// Serve HTTPS on `listener` (and plain HTTP on `plain`, loopback only) until `shutdown`.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        plain: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let routes = api::routes(self.state.clone());
+        let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+        let mut rx_tls = tx.subscribe();
+        let tls_task = tokio::spawn(server::serve(
+            listener,
+            routes.clone(),
+            self.options(true),
+            async move {
+                let _ = rx_tls.recv().await;
+            },
+        ));
+        let plain_task = plain.map(|l| {
+            let mut rx = tx.subscribe();
+            tokio::spawn(server::serve(l, routes, self.options(false), async move {
+                let _ = rx.recv().await;
+            }))
+        });
+        shutdown.await;
+        tracing::info!("shutting down: finishing open requests");
+        let _ = tx.send(());
+        let _ = tls_task.await;
+        if let Some(t) = plain_task {
+            let _ = t.await;
+        }
+        // Writer drains its queue, then the WAL is checkpointed.
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    }
+}
+
+fn write_secret(path: &PathBuf, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    o.mode(0o600);
+    o.open(path)?.write_all(text.as_bytes())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// `servicebay serve`: build, print the banner, serve until a signal.
+pub async fn run(cfg: Config) -> Result<(), AppError> {
+    let listen = cfg.listen;
+    let http = cfg.http_listen;
+    let (app, startup) = App::build(cfg).await?;
+    let listener = server::bind(listen).await?;
+    let plain = match http {
+        Some(a) => Some(server::bind(a).await?),
+        None => None,
+    };
+    let local = listener.local_addr()?;
+    // The banner goes to stdout, not the log: it is for the person installing the box.
+    println!(
+        "ServiceBay is serving https://{local}/ (store {})",
+        app.cfg.store_id
+    );
+    println!(
+        "TLS certificate SHA-256 fingerprint (pin this on the tablets): {}",
+        startup.tls_fingerprint
+    );
+    if let Some((user, pw)) = &startup.initial_manager {
+        println!("First manager account: {user}   one-time password: {pw}");
+        println!(
+            "(also in {}; it must be changed at first login)",
+            app.cfg.data_dir.join(INITIAL_PASSWORD_FILE).display()
+        );
+    }
+    tracing::info!(
+        addr = %local,
+        schema_from = startup.migration.from,
+        schema_to = startup.migration.to,
+        backup = ?startup.migration.backup,
+        tls_generated = startup.tls_generated,
+        "started"
+    );
+    app.serve(listener, plain, shutdown_signal()).await;
+    Ok(())
+}

@@ -1,0 +1,434 @@
+//! The case workflow service: customers and vehicles at intake, case creation, the lifecycle
+//! (transition, escalate to a person, hand back), assignment, and reads. Later stages (intake
+//! dialogue, photos/vision, estimate, schedule, work order, QC, follow-up) join as files here.
+//!
+//! Every write commits together with its timeline event, outbox row and audit row (one transaction
+//! on the store's writer). Reads of a customer's personal data write an audit row first.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::case::{self as rules, Case};
+use crate::domain::validate::{self, Invalid};
+use crate::domain::{
+    new_id, now, Actor, CaseStatus, Customer, Photo, TimelineEntry, TransitionError, Vehicle,
+};
+use crate::store::cases::{CaseFilter, Event};
+use crate::store::{self, audit, people, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCustomer {
+    pub name: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub preferred_language: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewVehicle {
+    pub customer_id: String,
+    pub vin: Option<String>,
+    pub plate: Option<String>,
+    pub make: Option<String>,
+    pub model: Option<String>,
+    pub year: Option<i32>,
+    pub mileage_km: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCase {
+    pub customer_id: String,
+    pub vehicle_id: Option<String>,
+    /// The customer's own words, e.g. "我的车右前门有刮痕，还有异响".
+    pub summary: String,
+}
+
+/// A case with everything a tablet shows on its page.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseView {
+    #[serde(flatten)]
+    pub case: Case,
+    pub allowed_next: Vec<CaseStatus>,
+    pub vehicle: Option<Vehicle>,
+    pub timeline: Vec<TimelineEntry>,
+    pub photos: Vec<Photo>,
+}
+
+#[derive(Clone)]
+pub struct CaseService {
+    store: store::Store,
+    store_id: String,
+}
+
+impl CaseService {
+    pub fn new(store: store::Store, store_id: String) -> CaseService {
+        CaseService { store, store_id }
+    }
+
+    pub async fn create_customer(
+        &self,
+        actor: &Actor,
+        input: NewCustomer,
+    ) -> Result<Customer, CaseError> {
+        let t = now();
+        let c = Customer {
+            id: new_id(),
+            name: validate::text("name", &input.name, 100)?,
+            phone: validate::phone(input.phone.as_deref())?,
+            email: validate::opt_text("email", input.email.as_deref(), 200)?,
+            preferred_language: validate::language(input.preferred_language.as_deref())?,
+            created_at: t.clone(),
+            updated_at: t,
+        };
+        if c.email.as_deref().is_some_and(|e| !e.contains('@')) {
+            return Err(validate::invalid("email", "must be an e-mail address").into());
+        }
+        let actor = actor.clone();
+        self.store
+            .write(move |tx| {
+                people::insert_customer(tx, &c)?;
+                audit::record(tx, &actor, "customer.create", "customer", Some(&c.id), "ok")?;
+                Ok(c)
+            })
+            .await
+    }
+
+    pub async fn get_customer(
+        &self,
+        actor: &Actor,
+        id: String,
+    ) -> Result<(Customer, Vec<Vehicle>), CaseError> {
+        let found = {
+            let id = id.clone();
+            self.store
+                .read(move |tx| -> Result<_, CaseError> {
+                    let c = people::customer(tx, &id)?.ok_or(CaseError::NotFound("customer"))?;
+                    let v = people::vehicles_of(tx, &id)?;
+                    Ok((c, v))
+                })
+                .await
+        };
+        self.audit_read(actor, "customer.read", "customer", Some(id), found.is_ok())
+            .await?;
+        found
+    }
+
+    pub async fn list_customers(
+        &self,
+        actor: &Actor,
+        q: Option<String>,
+        before: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Customer>, CaseError> {
+        let list = self
+            .store
+            .read(move |tx| people::list_customers(tx, q.as_deref(), before.as_deref(), limit))
+            .await?;
+        self.audit_read(actor, "customer.list", "customer", None, true)
+            .await?;
+        Ok(list)
+    }
+
+    pub async fn create_vehicle(
+        &self,
+        actor: &Actor,
+        input: NewVehicle,
+    ) -> Result<Vehicle, CaseError> {
+        let t = now();
+        let v = Vehicle {
+            id: new_id(),
+            customer_id: input.customer_id,
+            vin: validate::vin(input.vin.as_deref())?,
+            plate: validate::opt_text("plate", input.plate.as_deref(), 16)?,
+            make: validate::opt_text("make", input.make.as_deref(), 50)?,
+            model: validate::opt_text("model", input.model.as_deref(), 50)?,
+            year: validate::year(input.year)?,
+            mileage_km: validate::mileage(input.mileage_km)?,
+            created_at: t.clone(),
+            updated_at: t,
+        };
+        let actor = actor.clone();
+        self.store
+            .write(move |tx| {
+                if !people::customer_exists(tx, &v.customer_id)? {
+                    return Err(validate::invalid("customer_id", "no such customer").into());
+                }
+                people::insert_vehicle(tx, &v)?;
+                audit::record(tx, &actor, "vehicle.create", "vehicle", Some(&v.id), "ok")?;
+                Ok(v)
+            })
+            .await
+    }
+
+    pub async fn get_vehicle(&self, id: String) -> Result<Vehicle, CaseError> {
+        self.store
+            .read(move |tx| people::vehicle(tx, &id)?.ok_or(CaseError::NotFound("vehicle")))
+            .await
+    }
+
+    pub async fn create_case(&self, actor: &Actor, input: NewCase) -> Result<Case, CaseError> {
+        let t = now();
+        let case = Case {
+            id: new_id(),
+            store_id: self.store_id.clone(),
+            customer_id: input.customer_id,
+            vehicle_id: input.vehicle_id,
+            status: CaseStatus::Reported,
+            prior_status: None,
+            summary: validate::text("summary", &input.summary, 2000)?,
+            assigned_to: None,
+            needs_review: false,
+            created_at: t.clone(),
+            updated_at: t,
+            version: 1,
+        };
+        let actor = actor.clone();
+        self.store
+            .write(move |tx| {
+                if !people::customer_exists(tx, &case.customer_id)? {
+                    return Err(validate::invalid("customer_id", "no such customer").into());
+                }
+                if let Some(vid) = &case.vehicle_id {
+                    match people::vehicle(tx, vid)? {
+                        Some(v) if v.customer_id == case.customer_id => {}
+                        Some(_) => {
+                            return Err(validate::invalid(
+                                "vehicle_id",
+                                "vehicle belongs to another customer",
+                            )
+                            .into())
+                        }
+                        None => {
+                            return Err(validate::invalid("vehicle_id", "no such vehicle").into())
+                        }
+                    }
+                }
+                let ev = Event {
+                    kind: "created",
+                    from: None,
+                    to: Some(CaseStatus::Reported),
+                    reason: None,
+                };
+                store::cases::insert(tx, &case, &actor, ev)?;
+                audit::record(tx, &actor, "case.create", "case", Some(&case.id), "ok")?;
+                Ok(case)
+            })
+            .await
+    }
+
+    pub async fn get_case(&self, id: String) -> Result<CaseView, CaseError> {
+        self.store
+            .read(move |tx| -> Result<_, CaseError> {
+                let case = store::cases::get(tx, &id)?.ok_or(CaseError::NotFound("case"))?;
+                let vehicle = match &case.vehicle_id {
+                    Some(v) => people::vehicle(tx, v)?,
+                    None => None,
+                };
+                Ok(CaseView {
+                    allowed_next: rules::allowed_next(case.status, case.prior_status),
+                    timeline: store::cases::timeline(tx, &id)?,
+                    photos: store::photos::of_case(tx, &id)?,
+                    vehicle,
+                    case,
+                })
+            })
+            .await
+    }
+
+    pub async fn list_cases(&self, filter: CaseFilter) -> Result<Vec<Case>, CaseError> {
+        Ok(self
+            .store
+            .read(move |tx| store::cases::list(tx, &filter))
+            .await?)
+    }
+
+    /// Move a case; illegal moves come back as `TransitionError::Illegal` with the allowed ones.
+    pub async fn transition(
+        &self,
+        actor: &Actor,
+        id: String,
+        to: CaseStatus,
+        reason: Option<String>,
+    ) -> Result<Case, CaseError> {
+        self.change(actor, id, "transition", reason, move |role, c| {
+            rules::transition(role, c.status, c.prior_status, to)
+        })
+        .await
+    }
+
+    /// Hand the case to a person, from any open state, in one call.
+    pub async fn escalate(
+        &self,
+        actor: &Actor,
+        id: String,
+        reason: String,
+    ) -> Result<Case, CaseError> {
+        let reason = validate::text("reason", &reason, 1000)?;
+        self.change(actor, id, "escalated", Some(reason), |role, c| {
+            rules::transition(role, c.status, c.prior_status, CaseStatus::Escalated)
+        })
+        .await
+    }
+
+    /// A person hands a paused (escalated / on hold) case back to where it was.
+    pub async fn hand_back(
+        &self,
+        actor: &Actor,
+        id: String,
+        reason: Option<String>,
+    ) -> Result<Case, CaseError> {
+        self.change(actor, id, "handed_back", reason, |role, c| {
+            rules::hand_back(role, c.status, c.prior_status)
+        })
+        .await
+    }
+
+    pub async fn assign(&self, actor: &Actor, id: String, user_id: i64) -> Result<Case, CaseError> {
+        let actor = actor.clone();
+        self.store
+            .write(move |tx| {
+                let user = store::users::by_id(tx, user_id)?;
+                if !user.as_ref().is_some_and(|u| !u.disabled) {
+                    return Err(validate::invalid("user_id", "no such active user").into());
+                }
+                let mut case = store::cases::get(tx, &id)?.ok_or(CaseError::NotFound("case"))?;
+                let expected = case.version;
+                case.assigned_to = Some(user_id);
+                case.version += 1;
+                case.updated_at = now();
+                let reason = user.map(|u| format!("assigned to {}", u.username));
+                let ev = Event {
+                    kind: "assigned",
+                    from: None,
+                    to: None,
+                    reason: reason.as_deref(),
+                };
+                store::cases::update(tx, &case, expected, &actor, ev)?;
+                audit::record(tx, &actor, "case.assign", "case", Some(&case.id), "ok")?;
+                Ok(case)
+            })
+            .await
+    }
+
+    /// Load, decide with the pure rules, persist with event + outbox + audit, all in one transaction.
+    async fn change<F>(
+        &self,
+        actor: &Actor,
+        id: String,
+        kind: &'static str,
+        reason: Option<String>,
+        decide: F,
+    ) -> Result<Case, CaseError>
+    where
+        F: FnOnce(crate::domain::Role, &Case) -> Result<crate::domain::Transition, TransitionError>
+            + Send
+            + 'static,
+    {
+        let reason = validate::opt_text("reason", reason.as_deref(), 1000)?;
+        let actor = actor.clone();
+        // Unauthenticated actors never reach here; a missing role is treated as least privilege.
+        let role = actor.role.unwrap_or(crate::domain::Role::HqAuditor);
+        self.store
+            .write(move |tx| {
+                let mut case = store::cases::get(tx, &id)?.ok_or(CaseError::NotFound("case"))?;
+                let t = decide(role, &case)?;
+                let expected = case.version;
+                case.status = t.to;
+                case.prior_status = t.prior;
+                // An escalated case is by definition waiting for a person.
+                case.needs_review =
+                    t.to == CaseStatus::Escalated || (case.needs_review && t.to.is_pause());
+                case.version += 1;
+                case.updated_at = now();
+                let ev = Event {
+                    kind,
+                    from: Some(t.from),
+                    to: Some(t.to),
+                    reason: reason.as_deref(),
+                };
+                store::cases::update(tx, &case, expected, &actor, ev)?;
+                audit::record(
+                    tx,
+                    &actor,
+                    &format!("case.{kind}"),
+                    "case",
+                    Some(&case.id),
+                    "ok",
+                )?;
+                Ok(case)
+            })
+            .await
+    }
+
+    /// An audit row for a read of personal data; written before the data is returned.
+    pub async fn audit_read(
+        &self,
+        actor: &Actor,
+        action: &'static str,
+        target: &'static str,
+        id: Option<String>,
+        ok: bool,
+    ) -> Result<(), CaseError> {
+        let actor = actor.clone();
+        self.store
+            .write(move |tx| {
+                audit::record(
+                    tx,
+                    &actor,
+                    action,
+                    target,
+                    id.as_deref(),
+                    if ok { "ok" } else { "not_found" },
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn attach_photo(&self, actor: &Actor, photo: Photo) -> Result<Photo, CaseError> {
+        let actor = actor.clone();
+        self.store
+            .write(move |tx| {
+                if store::cases::get(tx, &photo.case_id)?.is_none() {
+                    return Err(CaseError::NotFound("case"));
+                }
+                store::photos::insert(tx, &photo)?;
+                audit::record(tx, &actor, "photo.upload", "photo", Some(&photo.id), "ok")?;
+                Ok(photo)
+            })
+            .await
+    }
+
+    pub async fn case_exists(&self, id: String) -> Result<bool, CaseError> {
+        Ok(self
+            .store
+            .read(move |tx| store::cases::get(tx, &id).map(|c| c.is_some()))
+            .await?)
+    }
+
+    pub async fn photo(&self, actor: &Actor, id: String) -> Result<Photo, CaseError> {
+        let found = {
+            let id = id.clone();
+            self.store
+                .read(move |tx| store::photos::get(tx, &id)?.ok_or(CaseError::NotFound("photo")))
+                .await
+        };
+        self.audit_read(actor, "photo.read", "photo", Some(id), found.is_ok())
+            .await?;
+        found
+    }
+}

@@ -1,0 +1,428 @@
+//! Configuration: one TOML file, parsed strictly (unknown keys are errors), then validated into
+//! `Config`. Every error names the key and how to fix it. Secrets are never kept in this file's
+//! values when they can come from files (systemd credentials); nothing here is ever logged whole.
+//!
+//! Search order: `--config PATH` / `SERVICEBAY_CONFIG`, else `/etc/servicebay/servicebay.toml` if it
+//! exists, else the embedded defaults (data under `SERVICEBAY_DATA` or `/var/lib/servicebay`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub const DEFAULT_PATH: &str = "/etc/servicebay/servicebay.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+// ---- raw file shape -------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Raw {
+    store: RawStore,
+    server: RawServer,
+    tls: RawTls,
+    storage: RawStorage,
+    auth: RawAuth,
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    id: String,
+    name: String,
+}
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            id: "store-0001".into(),
+            name: "ServiceBay 门店".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    listen: String,
+    http_listen: Option<String>,
+    handshake_timeout_secs: u64,
+    header_read_timeout_secs: u64,
+    json_body_limit_bytes: u64,
+    photo_body_limit_bytes: u64,
+    photo_max_megapixels: f64,
+    metrics_loopback_only: bool,
+}
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "0.0.0.0:8443".into(),
+            http_listen: None,
+            handshake_timeout_secs: 10,
+            header_read_timeout_secs: 10,
+            json_body_limit_bytes: 64 * 1024,
+            photo_body_limit_bytes: 20 * 1024 * 1024,
+            photo_max_megapixels: 50.0,
+            metrics_loopback_only: false,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    extra_names: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStorage {
+    data_dir: Option<PathBuf>,
+    read_connections: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAuth {
+    session_ttl_hours: u64,
+    login_failures_before_delay: u32,
+    login_max_delay_secs: u64,
+    address_failures_before_delay: u32,
+}
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            session_ttl_hours: 12,
+            login_failures_before_delay: 5,
+            login_max_delay_secs: 300,
+            address_failures_before_delay: 20,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    format: String,
+    level: String,
+}
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            format: "human".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+// ---- validated config -----------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: String,
+    pub store_id: String,
+    pub store_name: String,
+    pub listen: SocketAddr,
+    pub http_listen: Option<SocketAddr>,
+    pub handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub json_body_limit: u64,
+    pub photo_body_limit: u64,
+    pub photo_max_pixels: u64,
+    pub metrics_loopback_only: bool,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub tls_extra_names: Vec<String>,
+    pub data_dir: PathBuf,
+    pub read_connections: usize,
+    pub session_ttl: Duration,
+    pub login_failures_before_delay: u32,
+    pub login_max_delay: Duration,
+    pub address_failures_before_delay: u32,
+    pub log_json: bool,
+    pub log_level: String,
+}
+
+impl Config {
+    /// Where to read from: the explicit path, else the default path if present, else built-in defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        match explicit {
+            Some(p) => Self::from_file(p),
+            None if Path::new(DEFAULT_PATH).exists() => Self::from_file(Path::new(DEFAULT_PATH)),
+            None => Self::from_toml("", "built-in defaults"),
+        }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: source.to_string(),
+            message: format!(
+                "{}: fix or remove that key (see servicebay.example.toml for every key)",
+                e.to_string().trim()
+            ),
+        })?;
+        validate(raw, source)
+    }
+
+    pub fn photos_dir(&self) -> PathBuf {
+        self.data_dir.join("photos")
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("SERVICEBAY_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/servicebay"))
+}
+
+fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
+    let id_ok = !raw.store.id.is_empty()
+        && raw.store.id.len() <= 64
+        && raw
+            .store
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !id_ok {
+        return Err(invalid(
+            "store.id",
+            "use 1-64 letters, digits, '-' or '_' (it becomes part of MQTT topics)",
+        ));
+    }
+    let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
+        invalid(
+            "server.listen",
+            format!(
+                "'{}' is not host:port; e.g. \"0.0.0.0:8443\"",
+                raw.server.listen
+            ),
+        )
+    })?;
+    let http_listen = match raw.server.http_listen.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => {
+            let a: SocketAddr = s.parse().map_err(|_| {
+                invalid(
+                    "server.http_listen",
+                    format!("'{s}' is not host:port; e.g. \"127.0.0.1:8080\""),
+                )
+            })?;
+            if !a.ip().is_loopback() {
+                return Err(invalid(
+                    "server.http_listen",
+                    format!("plain HTTP is only allowed on loopback, not {a}; use 127.0.0.1 or serve the LAN over TLS (server.listen)"),
+                ));
+            }
+            Some(a)
+        }
+    };
+    let secs = |key: &'static str, v: u64| {
+        if (1..=300).contains(&v) {
+            Ok(Duration::from_secs(v))
+        } else {
+            Err(invalid(key, "must be between 1 and 300 seconds"))
+        }
+    };
+    let handshake_timeout = secs(
+        "server.handshake_timeout_secs",
+        raw.server.handshake_timeout_secs,
+    )?;
+    let header_read_timeout = secs(
+        "server.header_read_timeout_secs",
+        raw.server.header_read_timeout_secs,
+    )?;
+    if !(1024..=16 * 1024 * 1024).contains(&raw.server.json_body_limit_bytes) {
+        return Err(invalid(
+            "server.json_body_limit_bytes",
+            "must be between 1024 and 16777216",
+        ));
+    }
+    if !(64 * 1024..=512 * 1024 * 1024).contains(&raw.server.photo_body_limit_bytes) {
+        return Err(invalid(
+            "server.photo_body_limit_bytes",
+            "must be between 65536 and 536870912",
+        ));
+    }
+    if !(0.1..=500.0).contains(&raw.server.photo_max_megapixels) {
+        return Err(invalid(
+            "server.photo_max_megapixels",
+            "must be between 0.1 and 500",
+        ));
+    }
+    let data_dir = raw.storage.data_dir.unwrap_or_else(default_data_dir);
+    if data_dir.as_os_str().is_empty() {
+        return Err(invalid(
+            "storage.data_dir",
+            "must be a directory path, e.g. \"/var/lib/servicebay\"",
+        ));
+    }
+    let read_connections = raw.storage.read_connections.unwrap_or(4);
+    if !(1..=64).contains(&read_connections) {
+        return Err(invalid(
+            "storage.read_connections",
+            "must be between 1 and 64",
+        ));
+    }
+    if raw.tls.cert.is_some() != raw.tls.key.is_some() {
+        return Err(invalid(
+            "tls.cert",
+            "set both tls.cert and tls.key, or neither (a self-signed pair is then generated)",
+        ));
+    }
+    let tls_cert = raw
+        .tls
+        .cert
+        .unwrap_or_else(|| data_dir.join("tls/cert.pem"));
+    let tls_key = raw.tls.key.unwrap_or_else(|| data_dir.join("tls/key.pem"));
+    if !(1..=24 * 30).contains(&raw.auth.session_ttl_hours) {
+        return Err(invalid(
+            "auth.session_ttl_hours",
+            "must be between 1 and 720",
+        ));
+    }
+    if raw.auth.login_failures_before_delay == 0 || raw.auth.address_failures_before_delay == 0 {
+        return Err(invalid(
+            "auth.login_failures_before_delay",
+            "failure thresholds must be at least 1",
+        ));
+    }
+    if !(1..=3600).contains(&raw.auth.login_max_delay_secs) {
+        return Err(invalid(
+            "auth.login_max_delay_secs",
+            "must be between 1 and 3600 (the owner is never locked out for good)",
+        ));
+    }
+    let log_json = match raw.log.format.as_str() {
+        "human" => false,
+        "json" => true,
+        other => {
+            return Err(invalid(
+                "log.format",
+                format!("'{other}' is not a format; use \"human\" or \"json\""),
+            ))
+        }
+    };
+    if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+        return Err(invalid(
+            "log.level",
+            "use a level (error, warn, info, debug, trace) or a tracing filter",
+        ));
+    }
+    Ok(Config {
+        source: source.to_string(),
+        store_id: raw.store.id,
+        store_name: raw.store.name,
+        listen,
+        http_listen,
+        handshake_timeout,
+        header_read_timeout,
+        json_body_limit: raw.server.json_body_limit_bytes,
+        photo_body_limit: raw.server.photo_body_limit_bytes,
+        photo_max_pixels: (raw.server.photo_max_megapixels * 1_000_000.0) as u64,
+        metrics_loopback_only: raw.server.metrics_loopback_only,
+        tls_cert,
+        tls_key,
+        tls_extra_names: raw.tls.extra_names,
+        data_dir,
+        read_connections,
+        session_ttl: Duration::from_secs(raw.auth.session_ttl_hours * 3600),
+        login_failures_before_delay: raw.auth.login_failures_before_delay,
+        login_max_delay: Duration::from_secs(raw.auth.login_max_delay_secs),
+        address_failures_before_delay: raw.auth.address_failures_before_delay,
+        log_json,
+        log_level: raw.log.level,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::from_toml("", "t").unwrap();
+        assert_eq!(c.listen.port(), 8443);
+        assert_eq!(c.json_body_limit, 65536);
+        assert_eq!(c.photo_body_limit, 20 * 1024 * 1024);
+        assert_eq!(c.photo_max_pixels, 50_000_000);
+        assert!(c.http_listen.is_none());
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../servicebay.example.toml");
+        Config::from_toml(text, "servicebay.example.toml").unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml("[server]\nlisten_port = 1\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen_port"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let e = Config::from_toml("[server]\nhttp_listen = \"0.0.0.0:8080\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.http_listen") && e.contains("loopback"),
+            "{e}"
+        );
+        assert!(
+            Config::from_toml("[server]\nhttp_listen = \"127.0.0.1:8080\"\n", "t")
+                .unwrap()
+                .http_listen
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (toml, key) in [
+            ("[server]\nlisten = \"nope\"", "server.listen"),
+            ("[store]\nid = \"a b\"", "store.id"),
+            ("[log]\nformat = \"xml\"", "log.format"),
+            ("[tls]\ncert = \"/x\"", "tls.cert"),
+            (
+                "[auth]\nlogin_max_delay_secs = 0",
+                "auth.login_max_delay_secs",
+            ),
+        ] {
+            let e = Config::from_toml(toml, "t").unwrap_err().to_string();
+            assert!(e.contains(key), "{toml} → {e}");
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! ServiceBay: the store edge appliance for car-dealership after-sales service.
+//!
+//! Data flows one way: intake → photos/vision → estimate → schedule → work order → QC → follow-up
+//! → sync. `domain` holds the pure types and rules; `store` is SQLite; `case` and `staff` are the
+//! services; `api` is the HTTP edge; `app` wires it all together. See README.md for the tour.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod case;
+pub mod config;
+pub mod domain;
+pub mod media;
+pub mod staff;
+pub mod store;
+pub mod telemetry;
+pub mod tls;

@@ -1,0 +1,240 @@
+//! The `servicebay` command: the daemon and the on-box administration commands.
+//! Errors are mapped to exit codes here, once (sysexits-style, so scripts and systemd can tell a bad
+//! config from a busy database from a bug).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use servicebay::app::{self, AppError};
+use servicebay::config::{Config, ConfigError};
+use servicebay::domain::{Actor, Role};
+use servicebay::staff::{StaffError, StaffService};
+use servicebay::store::{Store, StoreError};
+
+#[derive(Parser)]
+#[command(
+    name = "servicebay",
+    version,
+    about = "ServiceBay — after-sales service appliance for dealerships"
+)]
+struct Cli {
+    /// Config file (default: /etc/servicebay/servicebay.toml if present, else built-in defaults).
+    #[arg(long, global = true, env = "SERVICEBAY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: HTTPS API for the store's tablets.
+    Serve,
+    /// Apply pending database migrations (a backup copy is taken first) and exit.
+    Migrate,
+    /// Validate the config file and print the effective settings.
+    CheckConfig,
+    /// Manage staff accounts on this box.
+    #[command(subcommand)]
+    User(UserCmd),
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create an account; prints its one-time password.
+    Add {
+        username: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// List accounts.
+    List,
+    /// Disable an account and end its sessions.
+    Disable { username: String },
+    /// Re-enable a disabled account.
+    Enable { username: String },
+    /// Set a new one-time password and end the account's sessions.
+    ResetPassword { username: String },
+}
+
+// sysexits(3)
+const EX_DATAERR: u8 = 65;
+const EX_UNAVAILABLE: u8 = 69;
+const EX_SOFTWARE: u8 = 70;
+const EX_IOERR: u8 = 74;
+const EX_TEMPFAIL: u8 = 75;
+const EX_CONFIG: u8 = 78;
+
+fn store_code(e: &StoreError) -> u8 {
+    match e {
+        StoreError::Busy | StoreError::Closed => EX_TEMPFAIL,
+        StoreError::DiskFull | StoreError::Io { .. } => EX_IOERR,
+        StoreError::NotFound(_) | StoreError::Conflict(_) => EX_DATAERR,
+        StoreError::Migration(_) => EX_CONFIG,
+        _ => EX_SOFTWARE,
+    }
+}
+
+fn exit_code(e: &AppError) -> u8 {
+    match e {
+        AppError::Config(_) | AppError::Tls(_) => EX_CONFIG,
+        AppError::Store(s) => store_code(s),
+        AppError::Staff(StaffError::Store(s)) => store_code(s),
+        AppError::Staff(StaffError::NotFound | StaffError::Invalid(_)) => EX_DATAERR,
+        AppError::Staff(_) => EX_SOFTWARE,
+        AppError::Io(e) if e.kind() == std::io::ErrorKind::AddrInUse => EX_UNAVAILABLE,
+        AppError::Io(_) => EX_IOERR,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("servicebay: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    servicebay::telemetry::init(cfg.log_json, &cfg.log_level);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("servicebay: cannot start the runtime: {e}");
+            return ExitCode::from(EX_SOFTWARE);
+        }
+    };
+    match rt.block_on(dispatch(cli.command, cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("servicebay: {e}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+async fn dispatch(cmd: Command, cfg: Config) -> Result<(), AppError> {
+    match cmd {
+        Command::Serve => app::run(cfg).await,
+        Command::CheckConfig => {
+            println!("config OK ({})", cfg.source);
+            println!("  store      {} ({})", cfg.store_id, cfg.store_name);
+            println!("  listen     https://{}", cfg.listen);
+            if let Some(h) = cfg.http_listen {
+                println!("  http       http://{h} (loopback only)");
+            }
+            println!("  data_dir   {}", cfg.data_dir.display());
+            println!(
+                "  tls        {} / {}",
+                cfg.tls_cert.display(),
+                cfg.tls_key.display()
+            );
+            println!(
+                "  limits     json {} B, photo {} B, {} px",
+                cfg.json_body_limit, cfg.photo_body_limit, cfg.photo_max_pixels
+            );
+            Ok(())
+        }
+        Command::Migrate => {
+            let (store, report) = Store::open(&cfg.data_dir, 1)?;
+            store.close();
+            match report.backup {
+                Some(b) => println!(
+                    "migrated schema v{} → v{} (backup: {})",
+                    report.from,
+                    report.to,
+                    b.display()
+                ),
+                None if report.from == report.to => println!("schema is current (v{})", report.to),
+                None => println!("created schema v{}", report.to),
+            }
+            Ok(())
+        }
+        Command::User(u) => {
+            let (store, _) = Store::open(&cfg.data_dir, 1)?;
+            let staff = StaffService::new(
+                store.clone(),
+                servicebay::auth::Throttle::new(
+                    cfg.login_failures_before_delay,
+                    cfg.address_failures_before_delay,
+                    cfg.login_max_delay,
+                ),
+                cfg.session_ttl,
+            );
+            let r = user_cmd(u, &staff).await;
+            store.close();
+            r
+        }
+    }
+}
+
+async fn user_cmd(cmd: UserCmd, staff: &StaffService) -> Result<(), AppError> {
+    let actor = Actor::system("cli");
+    match cmd {
+        UserCmd::Add {
+            username,
+            role,
+            display_name,
+        } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                let all: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
+                ConfigError::Invalid {
+                    key: "--role",
+                    message: format!("'{role}' is not a role; use one of {}", all.join(", ")),
+                }
+            })?;
+            let (user, pw) = staff
+                .add_user(&actor, &username, display_name.as_deref(), role)
+                .await?;
+            println!(
+                "created user {} (id {}, role {})",
+                user.username, user.id, user.role
+            );
+            println!("one-time password: {pw}");
+        }
+        UserCmd::List => {
+            println!(
+                "{:<5} {:<20} {:<17} {:<8} display name",
+                "id", "username", "role", "state"
+            );
+            for u in staff.list_users().await? {
+                let state = if u.disabled {
+                    "disabled"
+                } else if u.must_change_password {
+                    "new"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<5} {:<20} {:<17} {:<8} {}",
+                    u.id,
+                    u.username,
+                    u.role.as_str(),
+                    state,
+                    u.display_name
+                );
+            }
+        }
+        UserCmd::Disable { username } => {
+            let u = staff.find(&username).await?;
+            staff.set_disabled(&actor, u.id, true).await?;
+            println!("disabled {} and ended its sessions", u.username);
+        }
+        UserCmd::Enable { username } => {
+            let u = staff.find(&username).await?;
+            staff.set_disabled(&actor, u.id, false).await?;
+            println!("enabled {}", u.username);
+        }
+        UserCmd::ResetPassword { username } => {
+            let u = staff.find(&username).await?;
+            let pw = staff.reset_password(&actor, u.id).await?;
+            println!("new one-time password for {}: {pw}", u.username);
+        }
+    }
+    Ok(())
+}

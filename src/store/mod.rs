@@ -1,0 +1,511 @@
+//! SQLite storage: one writer thread, a few read connections, embedded numbered migrations.
+//!
+//! Invariants:
+//! - Every write runs on the single writer thread inside `BEGIN IMMEDIATE` (rusqlite's default
+//!   DEFERRED transactions fail at once with SQLITE_BUSY on read-then-write). Jobs queued together are
+//!   group-committed: one transaction, one savepoint per job, so a failing job rolls back alone.
+//! - A job's result is delivered only after COMMIT returned (WAL + synchronous=FULL): a caller that
+//!   got Ok — and so an HTTP 2xx — holds committed, durable data.
+//! - The write queue is bounded; when full, callers get `Busy` (HTTP 503) instead of unbounded growth.
+//! - Pending migrations run only after a backup copy of the database (SQLite backup API).
+//! - The WAL is bounded: automatic passive checkpoints plus `journal_size_limit`, and a TRUNCATE
+//!   checkpoint on clean shutdown.
+
+pub mod audit;
+pub mod cases;
+pub mod people;
+pub mod photos;
+pub mod users;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+/// Migrations embedded in the binary, applied in order; `PRAGMA user_version` records the last one.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+const WRITE_QUEUE: usize = 4096;
+const MAX_BATCH: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database is busy; try again shortly")]
+    Busy,
+    #[error(
+        "the disk is full: free space in the data directory, then retry (nothing was written)"
+    )]
+    DiskFull,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("file error at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("the store is shut down")]
+    Closed,
+    #[error("internal error in a database job")]
+    Panicked,
+}
+
+impl StoreError {
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, StoreError::Busy | StoreError::Closed)
+    }
+
+    /// Classify SQLite's error codes once, so the API can answer 503/507 instead of 500.
+    fn classify(e: rusqlite::Error) -> StoreError {
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            match f.code {
+                rusqlite::ErrorCode::DiskFull => return StoreError::DiskFull,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                    return StoreError::Busy
+                }
+                rusqlite::ErrorCode::ConstraintViolation => {
+                    return StoreError::Conflict(e.to_string())
+                }
+                _ => {}
+            }
+        }
+        StoreError::Sqlite(e)
+    }
+}
+
+pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The connection a job runs on. Repositories take `&Tx`; services pass it along without knowing SQL.
+pub struct Tx<'a>(&'a Connection);
+
+impl Tx<'_> {
+    pub(crate) fn conn(&self) -> &Connection {
+        self.0
+    }
+}
+
+type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Deliver + Send>;
+
+/// Handle to the database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::SyncSender<Job>>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    queued: Arc<AtomicUsize>,
+}
+
+/// What `Store::open` did to the schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationReport {
+    pub from: i64,
+    pub to: i64,
+    pub backup: Option<PathBuf>,
+}
+
+fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+    if !read_only {
+        // WAL + FULL: a committed transaction survives power loss; bounded WAL file.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA wal_autocheckpoint = 1000;
+             PRAGMA journal_size_limit = 67108864;",
+        )?;
+    }
+    Ok(conn)
+}
+
+/// Apply pending migrations, backing up the database first when it already holds a schema.
+pub fn migrate(conn: &mut Connection, db_path: &Path) -> Result<MigrationReport, StoreError> {
+    migrate_with(conn, db_path, MIGRATIONS)
+}
+
+fn migrate_with(
+    conn: &mut Connection,
+    db_path: &Path,
+    migrations: &[(i64, &str, &str)],
+) -> Result<MigrationReport, StoreError> {
+    let latest = migrations.last().map(|m| m.0).unwrap_or(0);
+    let from: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if from > latest {
+        return Err(StoreError::Migration(format!(
+            "database schema v{from} is newer than this binary supports (v{latest}); install the newer servicebay"
+        )));
+    }
+    let pending: Vec<_> = migrations.iter().filter(|(v, _, _)| *v > from).collect();
+    let mut backup = None;
+    if !pending.is_empty() && from > 0 {
+        let dir = db_path.parent().unwrap_or(Path::new(".")).join("backups");
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let dest = dir.join(format!("servicebay-v{from}-{stamp}.db"));
+        conn.backup(rusqlite::DatabaseName::Main, &dest, None)?;
+        backup = Some(dest);
+    }
+    for (version, name, sql) in pending {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Migration(format!("{version:04}_{name}: {e}")))?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+    }
+    let to: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok(MigrationReport { from, to, backup })
+}
+
+impl Store {
+    /// Open (creating if needed) `data_dir/servicebay.db`, migrate, start the writer thread.
+    pub fn open(
+        data_dir: &Path,
+        read_connections: usize,
+    ) -> Result<(Store, MigrationReport), StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
+        let path = data_dir.join("servicebay.db");
+        let mut conn = open_conn(&path, false)?;
+        let report = migrate(&mut conn, &path)?;
+        let readers = (0..read_connections.max(1))
+            .map(|_| open_conn(&path, true).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (tx, rx) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let q = queued.clone();
+        let handle = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx, q))
+            .map_err(io_err(&path))?;
+        let inner = Inner {
+            path,
+            writer: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(handle)),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            queued,
+        };
+        Ok((
+            Store {
+                inner: Arc::new(inner),
+            },
+            report,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Jobs waiting for the writer (a metric).
+    pub fn write_queue_depth(&self) -> usize {
+        self.inner.queued.load(Ordering::Relaxed)
+    }
+
+    /// Run `f` in the write transaction; Ok only once committed.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Tx) -> Result<T, E> + Send + 'static,
+    {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<T, E>>();
+        let job: Job = Box::new(move |conn: &Connection| -> Deliver {
+            // Savepoint per job: a failing job is undone without touching its batch neighbours.
+            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                let e = StoreError::classify(e);
+                return Box::new(move |_| {
+                    let _ = done_tx.send(Err(E::from(e)));
+                });
+            }
+            let out = catch_unwind(AssertUnwindSafe(|| f(&Tx(conn))))
+                .unwrap_or_else(|_| Err(E::from(StoreError::Panicked)));
+            let end = if out.is_ok() {
+                "RELEASE job"
+            } else {
+                "ROLLBACK TO job; RELEASE job"
+            };
+            let end_result = conn.execute_batch(end).map_err(StoreError::classify);
+            Box::new(move |commit: Result<(), StoreError>| {
+                let result = match (out, end_result, commit) {
+                    (Ok(v), Ok(()), Ok(())) => Ok(v),
+                    (Err(e), _, _) => Err(e),
+                    (Ok(_), Err(e), _) | (Ok(_), Ok(()), Err(e)) => Err(E::from(e)),
+                };
+                let _ = done_tx.send(result);
+            })
+        });
+        let sender = {
+            let guard = self
+                .inner
+                .writer
+                .lock()
+                .map_err(|_| E::from(StoreError::Closed))?;
+            guard.clone().ok_or_else(|| E::from(StoreError::Closed))?
+        };
+        self.inner.queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = sender.try_send(job) {
+            self.inner.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(E::from(match e {
+                mpsc::TrySendError::Full(_) => StoreError::Busy,
+                mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
+            }));
+        }
+        done_rx
+            .await
+            .unwrap_or_else(|_| Err(E::from(StoreError::Closed)))
+    }
+
+    /// Run `f` on a read connection, off the async runtime.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Tx) -> Result<T, E> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
+            let conn = inner.readers[i]
+                .lock()
+                .map_err(|_| E::from(StoreError::Panicked))?;
+            f(&Tx(&conn))
+        });
+        task.await
+            .unwrap_or_else(|_| Err(E::from(StoreError::Panicked)))
+    }
+
+    /// Stop the writer after the queued jobs, then checkpoint the WAL into the database file.
+    pub fn close(&self) {
+        if let Ok(mut w) = self.inner.writer.lock() {
+            w.take();
+        }
+        if let Some(h) = self
+            .inner
+            .writer_thread
+            .lock()
+            .ok()
+            .and_then(|mut h| h.take())
+        {
+            let _ = h.join();
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, queued: Arc<AtomicUsize>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        queued.fetch_sub(batch.len(), Ordering::Relaxed);
+        run_batch(&mut conn, batch);
+    }
+    // Clean shutdown: fold the WAL back into the main file.
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        tracing::warn!(error = %e, "final WAL checkpoint failed");
+    }
+}
+
+fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let e = StoreError::classify(e);
+        tracing::error!(error = %e, "cannot begin write transaction");
+        for job in batch {
+            // Jobs were never run; tell each caller the write did not happen.
+            let deliver = fail_job(job);
+            deliver(Err(StoreError::Busy));
+        }
+        return;
+    }
+    let delivers: Vec<Deliver> = batch.into_iter().map(|job| job(conn)).collect();
+    let commit = conn.execute_batch("COMMIT").map_err(StoreError::classify);
+    if let Err(e) = &commit {
+        tracing::error!(error = %e, "commit failed; the whole batch is rolled back");
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for d in delivers {
+        d(match &commit {
+            Ok(()) => Ok(()),
+            Err(StoreError::DiskFull) => Err(StoreError::DiskFull),
+            Err(StoreError::Busy) => Err(StoreError::Busy),
+            Err(e) => Err(StoreError::Conflict(format!("commit failed: {e}"))),
+        });
+    }
+}
+
+/// Drop a job without running it: its oneshot sender is dropped, so the caller sees `Closed`.
+fn fail_job(job: Job) -> Deliver {
+    drop(job);
+    Box::new(|_| {})
+}
+
+/// Helpers for optional columns and enum text in repositories.
+pub(crate) fn parse_status(s: Option<String>) -> Option<crate::domain::CaseStatus> {
+    s.as_deref().and_then(crate::domain::CaseStatus::parse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_database_migrates_to_latest_without_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, report) = Store::open(dir.path(), 2).unwrap();
+        assert_eq!(
+            report,
+            MigrationReport {
+                from: 0,
+                to: SCHEMA_VERSION,
+                backup: None
+            }
+        );
+        store.close();
+        // Reopening finds nothing pending.
+        let (_s, again) = Store::open(dir.path(), 1).unwrap();
+        assert_eq!(again.from, SCHEMA_VERSION);
+        assert_eq!(again.backup, None);
+    }
+
+    #[test]
+    fn migration_0001_creates_every_table_of_the_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path).unwrap();
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for t in [
+            "appointments",
+            "audit_log",
+            "case_events",
+            "cases",
+            "customers",
+            "estimate_items",
+            "estimates",
+            "findings",
+            "messages",
+            "outbox",
+            "photos",
+            "qc_records",
+            "sessions",
+            "stores",
+            "surveys",
+            "users",
+            "vehicles",
+            "work_order_parts",
+            "work_orders",
+        ] {
+            assert!(tables.iter().any(|x| x == t), "missing table {t}");
+        }
+        // The timeline is append-only.
+        conn.execute_batch(
+            "INSERT INTO stores VALUES ('s','S','t');
+             INSERT INTO customers (id,name,created_at,updated_at) VALUES ('c','C','t','t');
+             INSERT INTO cases (id,store_id,customer_id,status,summary,created_at,updated_at) VALUES ('k','s','c','reported','x','t','t');
+             INSERT INTO case_events (case_id,at,actor,kind) VALUES ('k','t','a','created');",
+        )
+        .unwrap();
+        assert!(conn
+            .execute("UPDATE case_events SET actor='b'", [])
+            .is_err());
+        assert!(conn.execute("DELETE FROM case_events", []).is_err());
+    }
+
+    #[test]
+    fn pending_migration_takes_a_backup_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("servicebay.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path).unwrap();
+        conn.execute("INSERT INTO stores VALUES ('s1','S','t')", [])
+            .unwrap();
+        // A newer binary with one more migration: the v1 file is backed up before v2 runs.
+        let next = [
+            MIGRATIONS[0],
+            (2, "extra", "ALTER TABLE stores ADD COLUMN city TEXT;"),
+        ];
+        let report = migrate_with(&mut conn, &path, &next).unwrap();
+        assert_eq!((report.from, report.to), (1, 2));
+        let backup = report.backup.expect("backup taken");
+        let old = Connection::open(&backup).unwrap();
+        let v: i64 = old
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        let n: i64 = old
+            .query_row("SELECT COUNT(*) FROM stores", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((v, n), (1, 1));
+        // A binary older than the database refuses to touch it.
+        let err = migrate(&mut conn, &path).unwrap_err();
+        assert!(err.to_string().contains("newer than this binary"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn failing_job_rolls_back_alone_and_commit_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), 2).unwrap();
+        let ok = store.write(|tx| -> Result<(), StoreError> {
+            tx.conn()
+                .execute("INSERT INTO stores VALUES ('a','A','t')", [])?;
+            Ok(())
+        });
+        let bad = store.write(|tx| -> Result<(), StoreError> {
+            tx.conn()
+                .execute("INSERT INTO stores VALUES ('b','B','t')", [])?;
+            Err(StoreError::Conflict("nope".into()))
+        });
+        let (ok, bad) = tokio::join!(ok, bad);
+        ok.unwrap();
+        assert!(bad.is_err());
+        let names: Vec<String> = store
+            .read(|tx| -> Result<Vec<String>, StoreError> {
+                let mut st = tx.conn().prepare("SELECT id FROM stores ORDER BY id")?;
+                let v = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                Ok(v)
+            })
+            .await
+            .unwrap();
+        assert_eq!(names, vec!["a".to_string()]);
+        store.close();
+    }
+}

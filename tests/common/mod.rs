@@ -1,0 +1,343 @@
+//! Test harness: the real stack over real TLS. `Server` runs the library in-process on 127.0.0.1:0
+//! with a temporary data directory; `Daemon` runs the `servicebay` binary as a child process so
+//! tests can restart it or kill -9 it. Clients trust exactly the appliance's generated certificate.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use servicebay::app::{App, INITIAL_PASSWORD_FILE};
+use servicebay::config::Config;
+
+pub fn config_text(data_dir: &Path, listen: &str, extra: &str) -> String {
+    format!(
+        "[storage]\ndata_dir = \"{}\"\n\n[server]\nlisten = \"{listen}\"\n{extra}\n",
+        data_dir.display()
+    )
+}
+
+/// A TLS client that trusts only this appliance's certificate.
+pub fn client_for(cert: &Path) -> Client {
+    let pem = std::fs::read(cert).expect("cert");
+    Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+        .tls_built_in_root_certs(false)
+        .https_only(true)
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client")
+}
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub base: String,
+    pub client: Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Self::start_with("").await
+    }
+
+    /// `server_extra` is appended to the [server] section.
+    pub async fn start_with(server_extra: &str) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = config_text(dir.path(), "127.0.0.1:0", server_extra);
+        let cfg = Config::from_toml(&text, "test").expect("config");
+        let cert = cfg.tls_cert.clone();
+        let (app, _) = App::build(cfg).await.expect("build");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.serve(listener, None, async move {
+            let _ = rx.await;
+        }));
+        Server {
+            base: format!("https://localhost:{port}"),
+            client: client_for(&cert),
+            dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    pub fn api(&self) -> Api {
+        Api {
+            base: self.base.clone(),
+            client: self.client.clone(),
+            data_dir: self.dir.path().to_path_buf(),
+        }
+    }
+}
+
+/// A running `servicebay serve` child process with its own data dir and port.
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub port: u16,
+    pub child: Option<Child>,
+    pub stdout_log: PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl Daemon {
+    pub fn new(dir: &Path) -> Daemon {
+        let port = free_port();
+        let config = dir.join("servicebay.toml");
+        std::fs::write(
+            &config,
+            config_text(&dir.join("data"), &format!("127.0.0.1:{port}"), ""),
+        )
+        .expect("write config");
+        Daemon {
+            dir: dir.to_path_buf(),
+            config,
+            port,
+            child: None,
+            stdout_log: dir.join("stdout.log"),
+        }
+    }
+
+    pub fn start(&mut self) {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stdout_log)
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_servicebay"))
+            .args(["--config", self.config.to_str().expect("utf8"), "serve"])
+            .env("RUST_LOG", "warn")
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn servicebay");
+        self.child = Some(child);
+    }
+
+    pub fn base(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn client(&self) -> Client {
+        client_for(&self.data_dir().join("tls/cert.pem"))
+    }
+
+    pub fn api(&self) -> Api {
+        Api {
+            base: self.base(),
+            client: self.client(),
+            data_dir: self.data_dir(),
+        }
+    }
+
+    /// Wait until /healthz answers (the certificate exists by then).
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.data_dir().join("tls/cert.pem").exists() {
+                if let Ok(r) = self
+                    .client()
+                    .get(format!("{}/healthz", self.base()))
+                    .send()
+                    .await
+                {
+                    if r.status() == StatusCode::OK {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not become ready; log:\n{}",
+                std::fs::read_to_string(&self.stdout_log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL on Unix
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: a clean stop.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(40);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A thin JSON client for the API.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub client: Client,
+    pub data_dir: PathBuf,
+}
+
+impl Api {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut rb = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "username": username, "password": password })),
+        )
+        .await
+    }
+
+    /// Log in with a one-time password and set a permanent one; returns a usable token.
+    pub async fn activate(&self, username: &str, one_time: &str) -> String {
+        let (s, v) = self.login(username, one_time).await;
+        assert_eq!(s, StatusCode::OK, "login {username}: {v}");
+        let t = v["token"].as_str().expect("token").to_string();
+        let new_pw = format!("{username}-Permanent-Pw1");
+        let (s, v) = self
+            .post(
+                "/api/v1/auth/password",
+                &t,
+                json!({ "old_password": one_time, "new_password": new_pw }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+        let (s, v) = self.login(username, &new_pw).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["token"].as_str().expect("token").to_string()
+    }
+
+    /// The first manager, activated from the one-time password the appliance wrote at first start.
+    pub async fn manager(&self) -> String {
+        let pw = std::fs::read_to_string(self.data_dir.join(INITIAL_PASSWORD_FILE))
+            .expect("initial password file");
+        self.activate("manager", pw.trim()).await
+    }
+
+    /// A new active user of `role`, created by the manager; returns (user id, token).
+    pub async fn user(&self, manager: &str, username: &str, role: &str) -> (i64, String) {
+        let (s, v) = self
+            .post(
+                "/api/v1/users",
+                manager,
+                json!({ "username": username, "role": role }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let id = v["user"]["id"].as_i64().expect("id");
+        let pw = v["one_time_password"].as_str().expect("pw").to_string();
+        (id, self.activate(username, &pw).await)
+    }
+}
+
+/// Count rows directly in the appliance's database (read-only; fine while it runs in WAL mode).
+pub fn count_rows(data_dir: &Path, table: &str) -> i64 {
+    let conn = rusqlite::Connection::open_with_flags(
+        data_dir.join("servicebay.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open db");
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .expect("count")
+}
+
+pub fn files_under(dir: &Path) -> usize {
+    fn walk(d: &Path, n: &mut usize) {
+        if let Ok(rd) = std::fs::read_dir(d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, n)
+                } else {
+                    *n += 1
+                }
+            }
+        }
+    }
+    let mut n = 0;
+    walk(dir, &mut n);
+    n
+}
