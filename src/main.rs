@@ -34,6 +34,8 @@ enum Command {
     Migrate,
     /// Validate the config file and print the effective settings.
     CheckConfig,
+    /// Print the SHA-256 fingerprint of the TLS certificate (for pinning on tablets).
+    TlsFingerprint,
     /// Manage staff accounts on this box.
     #[command(subcommand)]
     User(UserCmd),
@@ -138,6 +140,10 @@ async fn dispatch(cmd: Command, cfg: Config) -> Result<(), AppError> {
                 "  limits     json {} B, photo {} B, {} px",
                 cfg.json_body_limit, cfg.photo_body_limit, cfg.photo_max_pixels
             );
+            Ok(())
+        }
+        Command::TlsFingerprint => {
+            println!("{}", servicebay::tls::fingerprint(&cfg.tls_cert)?);
             Ok(())
         }
         Command::Migrate => {
