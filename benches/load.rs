@@ -27,10 +27,7 @@ enum Op {
 const OPS: [Op; 4] = [Op::Create, Op::Get, Op::List, Op::Transition];
 
 fn env_num(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -50,11 +47,7 @@ async fn ok_body(r: reqwest::Result<reqwest::Response>) -> bool {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(run());
 }
 
@@ -68,16 +61,13 @@ async fn run() {
     let api = d.api();
     let manager = api.manager().await;
     let (_, advisor) = api.user(&manager, "bench", "advisor").await;
-    let (_, c) = api
-        .post("/api/v1/customers", &advisor, json!({ "name": "压测客户" }))
-        .await;
+    let (_, c) = api.post("/api/v1/customers", &advisor, json!({ "name": "压测客户" })).await;
     let customer = c["id"].as_str().expect("customer").to_string();
 
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for w in 0..clients {
-        let (client, base, token, customer) =
-            (d.client(), d.base(), advisor.clone(), customer.clone());
+        let (client, base, token, customer) = (d.client(), d.base(), advisor.clone(), customer.clone());
         tasks.push(tokio::spawn(async move {
             let mut samples: Vec<(Op, u64, bool)> = Vec::new();
             let mut mine: Vec<(String, bool)> = Vec::new(); // (case id, currently escalated)
@@ -126,7 +116,12 @@ async fn run() {
                         let i = rng.gen_range(0..mine.len());
                         let (id, escalated) = mine[i].clone();
                         let path = if escalated { "hand-back" } else { "escalate" };
-                        let r = client.post(format!("{base}/api/v1/cases/{id}/{path}")).bearer_auth(&token).json(&json!({ "reason": "bench" })).send().await;
+                        let r = client
+                            .post(format!("{base}/api/v1/cases/{id}/{path}"))
+                            .bearer_auth(&token)
+                            .json(&json!({ "reason": "bench" }))
+                            .send()
+                            .await;
                         let ok = ok_body(r).await;
                         if ok {
                             mine[i].1 = !escalated;
@@ -145,15 +140,10 @@ async fn run() {
         all.extend(t.await.expect("client task"));
     }
     let elapsed = start.elapsed().as_secs_f64().max(secs as f64);
-    let ncpu = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!();
     println!("ServiceBay HTTPS load: {clients} clients, {secs} s, {ncpu} cores shared by daemon and load generator");
-    println!(
-        "{:<11} {:>8} {:>9} {:>9} {:>9} {:>7}",
-        "operation", "requests", "req/s", "p50 ms", "p99 ms", "errors"
-    );
+    println!("{:<11} {:>8} {:>9} {:>9} {:>9} {:>7}", "operation", "requests", "req/s", "p50 ms", "p99 ms", "errors");
     let mut rows: Vec<(String, Vec<u64>, usize)> = OPS
         .iter()
         .map(|op| {

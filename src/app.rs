@@ -38,8 +38,9 @@ pub struct Startup {
     pub migration: MigrationReport,
     pub tls_fingerprint: String,
     pub tls_generated: bool,
-    /// The first manager's one-time password, only on the start that created the account.
-    pub initial_manager: Option<(String, String)>,
+    /// The first manager's username, only on the start that created the account (its one-time
+    /// password is in INITIAL_PASSWORD_FILE, never printed by the daemon).
+    pub initial_manager: Option<String>,
 }
 
 pub struct App {
@@ -55,9 +56,7 @@ impl App {
     pub async fn build(cfg: Config) -> Result<(App, Startup), AppError> {
         let (store, migration) = Store::open(&cfg.data_dir, cfg.read_connections)?;
         let (id, name) = (cfg.store_id.clone(), cfg.store_name.clone());
-        store
-            .write(move |tx| store::cases::ensure_store(tx, &id, &name))
-            .await?;
+        store.write(move |tx| store::cases::ensure_store(tx, &id, &name)).await?;
         let files = PhotoFiles::new(cfg.photos_dir());
         files.clean_tmp();
 
@@ -65,28 +64,15 @@ impl App {
         let tls_fingerprint = tls::fingerprint(&cfg.tls_cert)?;
         let tls = tls::server_config(&cfg.tls_cert, &cfg.tls_key)?;
 
-        let throttle = Throttle::new(
-            cfg.login_failures_before_delay,
-            cfg.address_failures_before_delay,
-            cfg.login_max_delay,
-        );
-        let staff = StaffService::new(store.clone(), throttle, cfg.session_ttl);
+        let throttle = Throttle::new(cfg.login_failures_before_delay, cfg.address_failures_before_delay, cfg.login_max_delay);
+        let staff = StaffService::new(store.clone(), throttle, cfg.session_ttl)
+            .with_initial_password_file(cfg.data_dir.join(INITIAL_PASSWORD_FILE));
         let cases = CaseService::new(store.clone(), cfg.store_id.clone());
 
         let initial_manager = if staff.user_count().await? == 0 {
-            let (user, pw) = staff
-                .add_user(
-                    &Actor::system("setup"),
-                    "manager",
-                    Some("店长 Manager"),
-                    Role::Manager,
-                )
-                .await?;
-            write_secret(
-                &cfg.data_dir.join(INITIAL_PASSWORD_FILE),
-                &format!("{}\n", pw),
-            )?;
-            Some((user.username, pw))
+            let (user, pw) = staff.add_user(&Actor::system("setup"), "manager", Some("店长 Manager"), Role::Manager).await?;
+            write_secret(&cfg.data_dir.join(INITIAL_PASSWORD_FILE), &format!("{}\n", pw))?;
+            Some(user.username)
         } else {
             None
         };
@@ -104,20 +90,7 @@ impl App {
             },
             metrics: Arc::new(Default::default()),
         });
-        Ok((
-            App {
-                cfg,
-                store,
-                state,
-                tls,
-            },
-            Startup {
-                migration,
-                tls_fingerprint,
-                tls_generated,
-                initial_manager,
-            },
-        ))
+        Ok((App { cfg, store, state, tls }, Startup { migration, tls_fingerprint, tls_generated, initial_manager }))
     }
 
     fn options(&self, tls: bool) -> server::ServeOptions {
@@ -131,23 +104,13 @@ impl App {
     }
 
     /// Serve HTTPS on `listener` (and plain HTTP on `plain`, loopback only) until `shutdown`.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        plain: Option<TcpListener>,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) {
+    pub async fn serve(self, listener: TcpListener, plain: Option<TcpListener>, shutdown: impl Future<Output = ()> + Send + 'static) {
         let routes = api::routes(self.state.clone());
         let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
         let mut rx_tls = tx.subscribe();
-        let tls_task = tokio::spawn(server::serve(
-            listener,
-            routes.clone(),
-            self.options(true),
-            async move {
-                let _ = rx_tls.recv().await;
-            },
-        ));
+        let tls_task = tokio::spawn(server::serve(listener, routes.clone(), self.options(true), async move {
+            let _ = rx_tls.recv().await;
+        }));
         let plain_task = plain.map(|l| {
             let mut rx = tx.subscribe();
             tokio::spawn(server::serve(l, routes, self.options(false), async move {
@@ -209,18 +172,12 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
     };
     let local = listener.local_addr()?;
     // The banner goes to stdout, not the log: it is for the person installing the box.
-    println!(
-        "ServiceBay is serving https://{local}/ (store {})",
-        app.cfg.store_id
-    );
-    println!(
-        "TLS certificate SHA-256 fingerprint (pin this on the tablets): {}",
-        startup.tls_fingerprint
-    );
-    if let Some((user, pw)) = &startup.initial_manager {
-        println!("First manager account: {user}   one-time password: {pw}");
+    println!("ServiceBay is serving https://{local}/ (store {})", app.cfg.store_id);
+    println!("TLS certificate SHA-256 fingerprint (pin this on the tablets): {}", startup.tls_fingerprint);
+    if let Some(user) = &startup.initial_manager {
+        // Never the password itself: stdout may be a log file or the journal.
         println!(
-            "(also in {}; it must be changed at first login)",
+            "First manager account: {user}; its one-time password is in {} (owner-only; removed once changed)",
             app.cfg.data_dir.join(INITIAL_PASSWORD_FILE).display()
         );
     }

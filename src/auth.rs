@@ -31,18 +31,11 @@ pub enum AuthError {
 
 pub fn hash_password(password: &str) -> Result<String, AuthError> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|_| AuthError::Hash)
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|_| AuthError::Hash)
 }
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
 /// A hash of a random password, used to spend the same time on unknown usernames (no user probing).
@@ -69,9 +62,7 @@ pub fn generate_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut b = [0u8; 16];
     OsRng.fill_bytes(&mut b);
-    b.iter()
-        .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
-        .collect()
+    b.iter().map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char).collect()
 }
 
 /// Minimum rules for a chosen password; the message is shown to the user.
@@ -128,16 +119,8 @@ impl Throttle {
     /// Err(seconds to wait) if this attempt must be refused without checking the password.
     pub fn check(&self, account: &str, addr: &str) -> Result<(), u64> {
         let now = Instant::now();
-        let acc = self
-            .accounts
-            .lock()
-            .ok()
-            .and_then(|m| self.wait_for(m.get(account), self.account_threshold, now));
-        let adr = self
-            .addresses
-            .lock()
-            .ok()
-            .and_then(|m| self.wait_for(m.get(addr), self.address_threshold, now));
+        let acc = self.accounts.lock().ok().and_then(|m| self.wait_for(m.get(account), self.account_threshold, now));
+        let adr = self.addresses.lock().ok().and_then(|m| self.wait_for(m.get(addr), self.address_threshold, now));
         match acc.max(adr) {
             Some(d) => Err(d.as_secs().max(1)),
             None => Ok(()),
@@ -153,10 +136,7 @@ impl Throttle {
                 if m.len() > 10_000 {
                     m.retain(|_, f| now.duration_since(f.last) < decay);
                 }
-                let e = m.entry(key.to_string()).or_insert(Failures {
-                    count: 0,
-                    last: now,
-                });
+                let e = m.entry(key.to_string()).or_insert(Failures { count: 0, last: now });
                 if now.duration_since(e.last) > decay {
                     e.count = 0;
                 }

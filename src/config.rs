@@ -16,10 +16,7 @@ pub const DEFAULT_PATH: &str = "/etc/servicebay/servicebay.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("config key `{key}`: {message}")]
@@ -27,10 +24,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
+    ConfigError::Invalid { key, message: message.into() }
 }
 
 // ---- raw file shape -------------------------------------------------------------------------
@@ -54,10 +48,7 @@ struct RawStore {
 }
 impl Default for RawStore {
     fn default() -> Self {
-        RawStore {
-            id: "store-0001".into(),
-            name: "ServiceBay 门店".into(),
-        }
+        RawStore { id: "store-0001".into(), name: "ServiceBay 门店".into() }
     }
 }
 
@@ -113,12 +104,7 @@ struct RawAuth {
 }
 impl Default for RawAuth {
     fn default() -> Self {
-        RawAuth {
-            session_ttl_hours: 12,
-            login_failures_before_delay: 5,
-            login_max_delay_secs: 300,
-            address_failures_before_delay: 20,
-        }
+        RawAuth { session_ttl_hours: 12, login_failures_before_delay: 5, login_max_delay_secs: 300, address_failures_before_delay: 20 }
     }
 }
 
@@ -130,10 +116,7 @@ struct RawLog {
 }
 impl Default for RawLog {
     fn default() -> Self {
-        RawLog {
-            format: "human".into(),
-            level: "info".into(),
-        }
+        RawLog { format: "human".into(), level: "info".into() }
     }
 }
 
@@ -176,20 +159,14 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
     pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
         let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: source.to_string(),
-            message: format!(
-                "{}: fix or remove that key (see servicebay.example.toml for every key)",
-                e.to_string().trim()
-            ),
+            message: format!("{}: fix or remove that key (see servicebay.example.toml for every key)", e.to_string().trim()),
         })?;
         validate(raw, source)
     }
@@ -200,43 +177,26 @@ impl Config {
 }
 
 fn default_data_dir() -> PathBuf {
-    std::env::var_os("SERVICEBAY_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/lib/servicebay"))
+    std::env::var_os("SERVICEBAY_DATA").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/lib/servicebay"))
 }
 
 fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
     let id_ok = !raw.store.id.is_empty()
         && raw.store.id.len() <= 64
-        && raw
-            .store
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && raw.store.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !id_ok {
-        return Err(invalid(
-            "store.id",
-            "use 1-64 letters, digits, '-' or '_' (it becomes part of MQTT topics)",
-        ));
+        return Err(invalid("store.id", "use 1-64 letters, digits, '-' or '_' (it becomes part of MQTT topics)"));
     }
-    let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
-        invalid(
-            "server.listen",
-            format!(
-                "'{}' is not host:port; e.g. \"0.0.0.0:8443\"",
-                raw.server.listen
-            ),
-        )
-    })?;
+    let listen: SocketAddr = raw
+        .server
+        .listen
+        .parse()
+        .map_err(|_| invalid("server.listen", format!("'{}' is not host:port; e.g. \"0.0.0.0:8443\"", raw.server.listen)))?;
     let http_listen = match raw.server.http_listen.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => {
-            let a: SocketAddr = s.parse().map_err(|_| {
-                invalid(
-                    "server.http_listen",
-                    format!("'{s}' is not host:port; e.g. \"127.0.0.1:8080\""),
-                )
-            })?;
+            let a: SocketAddr =
+                s.parse().map_err(|_| invalid("server.http_listen", format!("'{s}' is not host:port; e.g. \"127.0.0.1:8080\"")))?;
             if !a.ip().is_loopback() {
                 return Err(invalid(
                     "server.http_listen",
@@ -253,90 +213,46 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
             Err(invalid(key, "must be between 1 and 300 seconds"))
         }
     };
-    let handshake_timeout = secs(
-        "server.handshake_timeout_secs",
-        raw.server.handshake_timeout_secs,
-    )?;
-    let header_read_timeout = secs(
-        "server.header_read_timeout_secs",
-        raw.server.header_read_timeout_secs,
-    )?;
+    let handshake_timeout = secs("server.handshake_timeout_secs", raw.server.handshake_timeout_secs)?;
+    let header_read_timeout = secs("server.header_read_timeout_secs", raw.server.header_read_timeout_secs)?;
     if !(1024..=16 * 1024 * 1024).contains(&raw.server.json_body_limit_bytes) {
-        return Err(invalid(
-            "server.json_body_limit_bytes",
-            "must be between 1024 and 16777216",
-        ));
+        return Err(invalid("server.json_body_limit_bytes", "must be between 1024 and 16777216"));
     }
     if !(64 * 1024..=512 * 1024 * 1024).contains(&raw.server.photo_body_limit_bytes) {
-        return Err(invalid(
-            "server.photo_body_limit_bytes",
-            "must be between 65536 and 536870912",
-        ));
+        return Err(invalid("server.photo_body_limit_bytes", "must be between 65536 and 536870912"));
     }
     if !(0.1..=500.0).contains(&raw.server.photo_max_megapixels) {
-        return Err(invalid(
-            "server.photo_max_megapixels",
-            "must be between 0.1 and 500",
-        ));
+        return Err(invalid("server.photo_max_megapixels", "must be between 0.1 and 500"));
     }
     let data_dir = raw.storage.data_dir.unwrap_or_else(default_data_dir);
     if data_dir.as_os_str().is_empty() {
-        return Err(invalid(
-            "storage.data_dir",
-            "must be a directory path, e.g. \"/var/lib/servicebay\"",
-        ));
+        return Err(invalid("storage.data_dir", "must be a directory path, e.g. \"/var/lib/servicebay\""));
     }
     let read_connections = raw.storage.read_connections.unwrap_or(4);
     if !(1..=64).contains(&read_connections) {
-        return Err(invalid(
-            "storage.read_connections",
-            "must be between 1 and 64",
-        ));
+        return Err(invalid("storage.read_connections", "must be between 1 and 64"));
     }
     if raw.tls.cert.is_some() != raw.tls.key.is_some() {
-        return Err(invalid(
-            "tls.cert",
-            "set both tls.cert and tls.key, or neither (a self-signed pair is then generated)",
-        ));
+        return Err(invalid("tls.cert", "set both tls.cert and tls.key, or neither (a self-signed pair is then generated)"));
     }
-    let tls_cert = raw
-        .tls
-        .cert
-        .unwrap_or_else(|| data_dir.join("tls/cert.pem"));
+    let tls_cert = raw.tls.cert.unwrap_or_else(|| data_dir.join("tls/cert.pem"));
     let tls_key = raw.tls.key.unwrap_or_else(|| data_dir.join("tls/key.pem"));
     if !(1..=24 * 30).contains(&raw.auth.session_ttl_hours) {
-        return Err(invalid(
-            "auth.session_ttl_hours",
-            "must be between 1 and 720",
-        ));
+        return Err(invalid("auth.session_ttl_hours", "must be between 1 and 720"));
     }
     if raw.auth.login_failures_before_delay == 0 || raw.auth.address_failures_before_delay == 0 {
-        return Err(invalid(
-            "auth.login_failures_before_delay",
-            "failure thresholds must be at least 1",
-        ));
+        return Err(invalid("auth.login_failures_before_delay", "failure thresholds must be at least 1"));
     }
     if !(1..=3600).contains(&raw.auth.login_max_delay_secs) {
-        return Err(invalid(
-            "auth.login_max_delay_secs",
-            "must be between 1 and 3600 (the owner is never locked out for good)",
-        ));
+        return Err(invalid("auth.login_max_delay_secs", "must be between 1 and 3600 (the owner is never locked out for good)"));
     }
     let log_json = match raw.log.format.as_str() {
         "human" => false,
         "json" => true,
-        other => {
-            return Err(invalid(
-                "log.format",
-                format!("'{other}' is not a format; use \"human\" or \"json\""),
-            ))
-        }
+        other => return Err(invalid("log.format", format!("'{other}' is not a format; use \"human\" or \"json\""))),
     };
     if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
-        return Err(invalid(
-            "log.level",
-            "use a level (error, warn, info, debug, trace) or a tracing filter",
-        ));
+        return Err(invalid("log.level", "use a level (error, warn, info, debug, trace) or a tracing filter"));
     }
     Ok(Config {
         source: source.to_string(),
@@ -386,27 +302,15 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let e = Config::from_toml("[server]\nlisten_port = 1\n", "t")
-            .unwrap_err()
-            .to_string();
+        let e = Config::from_toml("[server]\nlisten_port = 1\n", "t").unwrap_err().to_string();
         assert!(e.contains("listen_port"), "{e}");
     }
 
     #[test]
     fn plain_http_only_on_loopback() {
-        let e = Config::from_toml("[server]\nhttp_listen = \"0.0.0.0:8080\"\n", "t")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("server.http_listen") && e.contains("loopback"),
-            "{e}"
-        );
-        assert!(
-            Config::from_toml("[server]\nhttp_listen = \"127.0.0.1:8080\"\n", "t")
-                .unwrap()
-                .http_listen
-                .is_some()
-        );
+        let e = Config::from_toml("[server]\nhttp_listen = \"0.0.0.0:8080\"\n", "t").unwrap_err().to_string();
+        assert!(e.contains("server.http_listen") && e.contains("loopback"), "{e}");
+        assert!(Config::from_toml("[server]\nhttp_listen = \"127.0.0.1:8080\"\n", "t").unwrap().http_listen.is_some());
     }
 
     #[test]
@@ -416,10 +320,7 @@ mod tests {
             ("[store]\nid = \"a b\"", "store.id"),
             ("[log]\nformat = \"xml\"", "log.format"),
             ("[tls]\ncert = \"/x\"", "tls.cert"),
-            (
-                "[auth]\nlogin_max_delay_secs = 0",
-                "auth.login_max_delay_secs",
-            ),
+            ("[auth]\nlogin_max_delay_secs = 0", "auth.login_max_delay_secs"),
         ] {
             let e = Config::from_toml(toml, "t").unwrap_err().to_string();
             assert!(e.contains(key), "{toml} → {e}");

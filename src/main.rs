@@ -13,11 +13,7 @@ use servicebay::staff::{StaffError, StaffService};
 use servicebay::store::{Store, StoreError};
 
 #[derive(Parser)]
-#[command(
-    name = "servicebay",
-    version,
-    about = "ServiceBay — after-sales service appliance for dealerships"
-)]
+#[command(name = "servicebay", version, about = "ServiceBay — after-sales service appliance for dealerships")]
 struct Cli {
     /// Config file (default: /etc/servicebay/servicebay.toml if present, else built-in defaults).
     #[arg(long, global = true, env = "SERVICEBAY_CONFIG")]
@@ -101,10 +97,7 @@ fn main() -> ExitCode {
         }
     };
     servicebay::telemetry::init(cfg.log_json, &cfg.log_level);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("servicebay: cannot start the runtime: {e}");
@@ -131,15 +124,8 @@ async fn dispatch(cmd: Command, cfg: Config) -> Result<(), AppError> {
                 println!("  http       http://{h} (loopback only)");
             }
             println!("  data_dir   {}", cfg.data_dir.display());
-            println!(
-                "  tls        {} / {}",
-                cfg.tls_cert.display(),
-                cfg.tls_key.display()
-            );
-            println!(
-                "  limits     json {} B, photo {} B, {} px",
-                cfg.json_body_limit, cfg.photo_body_limit, cfg.photo_max_pixels
-            );
+            println!("  tls        {} / {}", cfg.tls_cert.display(), cfg.tls_key.display());
+            println!("  limits     json {} B, photo {} B, {} px", cfg.json_body_limit, cfg.photo_body_limit, cfg.photo_max_pixels);
             Ok(())
         }
         Command::TlsFingerprint => {
@@ -150,12 +136,7 @@ async fn dispatch(cmd: Command, cfg: Config) -> Result<(), AppError> {
             let (store, report) = Store::open(&cfg.data_dir, 1)?;
             store.close();
             match report.backup {
-                Some(b) => println!(
-                    "migrated schema v{} → v{} (backup: {})",
-                    report.from,
-                    report.to,
-                    b.display()
-                ),
+                Some(b) => println!("migrated schema v{} → v{} (backup: {})", report.from, report.to, b.display()),
                 None if report.from == report.to => println!("schema is current (v{})", report.to),
                 None => println!("created schema v{}", report.to),
             }
@@ -165,11 +146,7 @@ async fn dispatch(cmd: Command, cfg: Config) -> Result<(), AppError> {
             let (store, _) = Store::open(&cfg.data_dir, 1)?;
             let staff = StaffService::new(
                 store.clone(),
-                servicebay::auth::Throttle::new(
-                    cfg.login_failures_before_delay,
-                    cfg.address_failures_before_delay,
-                    cfg.login_max_delay,
-                ),
+                servicebay::auth::Throttle::new(cfg.login_failures_before_delay, cfg.address_failures_before_delay, cfg.login_max_delay),
                 cfg.session_ttl,
             );
             let r = user_cmd(u, &staff).await;
@@ -182,32 +159,17 @@ async fn dispatch(cmd: Command, cfg: Config) -> Result<(), AppError> {
 async fn user_cmd(cmd: UserCmd, staff: &StaffService) -> Result<(), AppError> {
     let actor = Actor::system("cli");
     match cmd {
-        UserCmd::Add {
-            username,
-            role,
-            display_name,
-        } => {
+        UserCmd::Add { username, role, display_name } => {
             let role = Role::parse(&role).ok_or_else(|| {
                 let all: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
-                ConfigError::Invalid {
-                    key: "--role",
-                    message: format!("'{role}' is not a role; use one of {}", all.join(", ")),
-                }
+                ConfigError::Invalid { key: "--role", message: format!("'{role}' is not a role; use one of {}", all.join(", ")) }
             })?;
-            let (user, pw) = staff
-                .add_user(&actor, &username, display_name.as_deref(), role)
-                .await?;
-            println!(
-                "created user {} (id {}, role {})",
-                user.username, user.id, user.role
-            );
+            let (user, pw) = staff.add_user(&actor, &username, display_name.as_deref(), role).await?;
+            println!("created user {} (id {}, role {})", user.username, user.id, user.role);
             println!("one-time password: {pw}");
         }
         UserCmd::List => {
-            println!(
-                "{:<5} {:<20} {:<17} {:<8} display name",
-                "id", "username", "role", "state"
-            );
+            println!("{:<5} {:<20} {:<17} {:<8} display name", "id", "username", "role", "state");
             for u in staff.list_users().await? {
                 let state = if u.disabled {
                     "disabled"
@@ -216,14 +178,7 @@ async fn user_cmd(cmd: UserCmd, staff: &StaffService) -> Result<(), AppError> {
                 } else {
                     "active"
                 };
-                println!(
-                    "{:<5} {:<20} {:<17} {:<8} {}",
-                    u.id,
-                    u.username,
-                    u.role.as_str(),
-                    state,
-                    u.display_name
-                );
+                println!("{:<5} {:<20} {:<17} {:<8} {}", u.id, u.username, u.role.as_str(), state, u.display_name);
             }
         }
         UserCmd::Disable { username } => {

@@ -19,19 +19,11 @@ pub enum MediaError {
     #[error("not a JPEG, PNG or WebP picture")]
     Unsupported,
     #[error("the picture is {width}x{height} ({mp:.1} megapixels); the limit is {limit_mp:.1} megapixels")]
-    TooManyPixels {
-        width: u32,
-        height: u32,
-        mp: f64,
-        limit_mp: f64,
-    },
+    TooManyPixels { width: u32, height: u32, mp: f64, limit_mp: f64 },
     #[error("the picture is corrupt or truncated: {0}")]
     Corrupt(String),
     #[error("photo storage error at {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 /// What the content says the file is.
@@ -60,29 +52,18 @@ pub fn inspect(bytes: &[u8], max_bytes: u64, max_pixels: u64) -> Result<Inspecte
         return Err(MediaError::Empty);
     }
     if bytes.len() as u64 > max_bytes {
-        return Err(MediaError::TooLarge {
-            bytes: bytes.len() as u64,
-            limit: max_bytes,
-        });
+        return Err(MediaError::TooLarge { bytes: bytes.len() as u64, limit: max_bytes });
     }
     let (format, media_type) = sniff(bytes).ok_or(MediaError::Unsupported)?;
     if format == ImageFormat::Jpeg && !jpeg_complete(bytes) {
         // The JPEG decoder pads a truncated scan with grey instead of failing; we refuse it.
-        return Err(MediaError::Corrupt(
-            "JPEG data ends before the end-of-image marker".into(),
-        ));
+        return Err(MediaError::Corrupt("JPEG data ends before the end-of-image marker".into()));
     }
-    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
-        .into_dimensions()
-        .map_err(|e| MediaError::Corrupt(e.to_string()))?;
+    let (width, height) =
+        ImageReader::with_format(Cursor::new(bytes), format).into_dimensions().map_err(|e| MediaError::Corrupt(e.to_string()))?;
     let pixels = width as u64 * height as u64;
     if pixels > max_pixels || width == 0 || height == 0 {
-        return Err(MediaError::TooManyPixels {
-            width,
-            height,
-            mp: pixels as f64 / 1e6,
-            limit_mp: max_pixels as f64 / 1e6,
-        });
+        return Err(MediaError::TooManyPixels { width, height, mp: pixels as f64 / 1e6, limit_mp: max_pixels as f64 / 1e6 });
     }
     // Decode under limits: the header said w×h; never let the decoder allocate beyond that.
     let mut limits = Limits::default();
@@ -91,14 +72,8 @@ pub fn inspect(bytes: &[u8], max_bytes: u64, max_pixels: u64) -> Result<Inspecte
     limits.max_alloc = Some(pixels * 4 + 16 * 1024 * 1024);
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(limits);
-    reader
-        .decode()
-        .map_err(|e| MediaError::Corrupt(e.to_string()))?;
-    Ok(Inspected {
-        media_type,
-        width,
-        height,
-    })
+    reader.decode().map_err(|e| MediaError::Corrupt(e.to_string()))?;
+    Ok(Inspected { media_type, width, height })
 }
 
 /// Whether a JPEG has an end-of-image marker after the start of its main image's first scan.
@@ -150,10 +125,7 @@ impl PhotoFiles {
     }
 
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MediaError + '_ {
-        move |source| MediaError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        move |source| MediaError::Io { path: path.to_path_buf(), source }
     }
 
     /// Store bytes durably; returns (sha256, whether this call created the file).
@@ -178,10 +150,7 @@ impl PhotoFiles {
         if let Err(e) = write() {
             // Disk full or similar: leave nothing behind.
             let _ = std::fs::remove_file(&tmp);
-            return Err(MediaError::Io {
-                path: dest,
-                source: e,
-            });
+            return Err(MediaError::Io { path: dest, source: e });
         }
         Ok((sha, true))
     }
@@ -219,26 +188,13 @@ mod tests {
     #[test]
     fn accepts_a_real_png() {
         let i = inspect(&png(40, 30), 1 << 20, 50_000_000).unwrap();
-        assert_eq!(
-            i,
-            Inspected {
-                media_type: "image/png",
-                width: 40,
-                height: 30
-            }
-        );
+        assert_eq!(i, Inspected { media_type: "image/png", width: 40, height: 30 });
     }
 
     #[test]
     fn refuses_by_content_not_name() {
-        assert!(matches!(
-            inspect(b"GIF89a....", 1 << 20, 1000),
-            Err(MediaError::Unsupported)
-        ));
-        assert!(matches!(
-            inspect(b"", 1 << 20, 1000),
-            Err(MediaError::Empty)
-        ));
+        assert!(matches!(inspect(b"GIF89a....", 1 << 20, 1000), Err(MediaError::Unsupported)));
+        assert!(matches!(inspect(b"", 1 << 20, 1000), Err(MediaError::Empty)));
     }
 
     #[test]
@@ -252,11 +208,7 @@ mod tests {
         let crc = crc32(&bytes[12..29]);
         bytes[29..33].copy_from_slice(&crc.to_be_bytes());
         match inspect(&bytes, 1 << 20, 50_000_000) {
-            Err(MediaError::TooManyPixels {
-                width: 20_000,
-                height: 20_000,
-                ..
-            }) => {}
+            Err(MediaError::TooManyPixels { width: 20_000, height: 20_000, .. }) => {}
             other => panic!("{other:?}"),
         }
     }
@@ -266,11 +218,7 @@ mod tests {
         for b in data {
             c ^= *b as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
             }
         }
         !c
@@ -280,28 +228,18 @@ mod tests {
     fn refuses_truncated_files() {
         let bytes = png(64, 64);
         let cut = &bytes[..bytes.len() / 2];
-        assert!(matches!(
-            inspect(cut, 1 << 20, 50_000_000),
-            Err(MediaError::Corrupt(_))
-        ));
+        assert!(matches!(inspect(cut, 1 << 20, 50_000_000), Err(MediaError::Corrupt(_))));
     }
 
     #[test]
     fn refuses_truncated_jpeg_that_the_decoder_would_pad() {
-        let img =
-            image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 3, y as u8 * 5, 7]));
+        let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 3, y as u8 * 5, 7]));
         let mut out = Cursor::new(Vec::new());
         img.write_to(&mut out, ImageFormat::Jpeg).unwrap();
         let full = out.into_inner();
         assert!(inspect(&full, 1 << 20, 50_000_000).is_ok());
         for cut in [full.len() - 2, full.len() / 2, 200] {
-            assert!(
-                matches!(
-                    inspect(&full[..cut], 1 << 20, 50_000_000),
-                    Err(MediaError::Corrupt(_))
-                ),
-                "cut at {cut}"
-            );
+            assert!(matches!(inspect(&full[..cut], 1 << 20, 50_000_000), Err(MediaError::Corrupt(_))), "cut at {cut}");
         }
     }
 
@@ -314,9 +252,6 @@ mod tests {
         assert_eq!(sha, sha256_hex(b"abc"));
         assert_eq!(files.put(b"abc").unwrap(), (sha.clone(), false));
         assert_eq!(files.read(&sha).unwrap(), b"abc");
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
-            0
-        );
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
 }

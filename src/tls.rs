@@ -11,10 +11,7 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("TLS file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("TLS file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("cannot generate a certificate: {0}")]
@@ -22,10 +19,7 @@ pub enum TlsError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
-    move |source| TlsError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| TlsError::Io { path: path.to_path_buf(), source }
 }
 
 /// Make sure a certificate and key exist; returns true when a new pair was generated.
@@ -33,11 +27,7 @@ pub fn ensure_cert(cert: &Path, key: &Path, extra_names: &[String]) -> Result<bo
     if cert.exists() && key.exists() {
         return Ok(false);
     }
-    let mut names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
         let h = h.trim();
         if !h.is_empty() {
@@ -46,17 +36,12 @@ pub fn ensure_cert(cert: &Path, key: &Path, extra_names: &[String]) -> Result<bo
     }
     names.extend(extra_names.iter().cloned());
     names.dedup();
-    let mut params =
-        rcgen::CertificateParams::new(names).map_err(|e| TlsError::Generate(e.to_string()))?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "ServiceBay store appliance");
+    let mut params = rcgen::CertificateParams::new(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, "ServiceBay store appliance");
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2046, 1, 1);
     let key_pair = rcgen::KeyPair::generate().map_err(|e| TlsError::Generate(e.to_string()))?;
-    let c = params
-        .self_signed(&key_pair)
-        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let c = params.self_signed(&key_pair).map_err(|e| TlsError::Generate(e.to_string()))?;
     for p in [cert, key] {
         if let Some(dir) = p.parent() {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -81,14 +66,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
 
 fn load_certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TlsError> {
     let f = std::fs::File::open(path).map_err(io(path))?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(f))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io(path))?;
+    let certs = rustls_pemfile::certs(&mut BufReader::new(f)).collect::<Result<Vec<_>, _>>().map_err(io(path))?;
     if certs.is_empty() {
-        return Err(TlsError::Invalid {
-            path: path.into(),
-            message: "no PEM certificate found".into(),
-        });
+        return Err(TlsError::Invalid { path: path.into(), message: "no PEM certificate found".into() });
     }
     Ok(certs)
 }
@@ -97,10 +77,7 @@ fn load_certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'stat
 pub fn fingerprint(cert: &Path) -> Result<String, TlsError> {
     let certs = load_certs(cert)?;
     let d = Sha256::digest(certs[0].as_ref());
-    Ok(d.iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":"))
+    Ok(d.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":"))
 }
 
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
@@ -108,23 +85,14 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     let f = std::fs::File::open(key).map_err(io(key))?;
     let key_der = rustls_pemfile::private_key(&mut BufReader::new(f))
         .map_err(io(key))?
-        .ok_or_else(|| TlsError::Invalid {
-            path: key.into(),
-            message: "no PEM private key found".into(),
-        })?;
+        .ok_or_else(|| TlsError::Invalid { path: key.into(), message: "no PEM private key found".into() })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Invalid {
-            path: cert.into(),
-            message: e.to_string(),
-        })?
+        .map_err(|e| TlsError::Invalid { path: cert.into(), message: e.to_string() })?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
-        .map_err(|e| TlsError::Invalid {
-            path: cert.into(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| TlsError::Invalid { path: cert.into(), message: e.to_string() })?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -146,10 +114,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&k).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o600);
         }
     }
 }

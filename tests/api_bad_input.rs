@@ -15,12 +15,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn raw_post(
-    api: &common::Api,
-    path: &str,
-    token: &str,
-    body: Vec<u8>,
-) -> (StatusCode, Value) {
+async fn raw_post(api: &common::Api, path: &str, token: &str, body: Vec<u8>) -> (StatusCode, Value) {
     let r = api
         .client
         .post(format!("{}{}", api.base, path))
@@ -43,72 +38,17 @@ async fn bad_json_is_refused_with_the_field_named_and_nothing_written() {
     let customers_before = count_rows(srv.data_dir(), "customers");
 
     let cases: Vec<(Vec<u8>, StatusCode, &str, Option<&str>)> = vec![
-        (
-            b"{\"name\": \"x\"".to_vec(),
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            None,
-        ),
-        (
-            b"not json at all".to_vec(),
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            None,
-        ),
-        (
-            b"".to_vec(),
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            None,
-        ),
-        (
-            br#"{"name": 5}"#.to_vec(),
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            Some("name"),
-        ),
-        (
-            br#"{"name": "x", "nickname": "y"}"#.to_vec(),
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            Some("nickname"),
-        ),
-        (
-            br#"{"phone": "123456"}"#.to_vec(),
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            Some("name"),
-        ),
-        (
-            br#"{"name": "  "}"#.to_vec(),
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            Some("name"),
-        ),
-        (
-            br#"{"name": "x", "phone": "call me"}"#.to_vec(),
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            Some("phone"),
-        ),
-        (
-            br#"{"name": "x", "preferred_language": "fr"}"#.to_vec(),
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            Some("preferred_language"),
-        ),
-        (
-            br#"[1,2,3]"#.to_vec(),
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            None,
-        ),
-        (
-            format!("{{\"name\": \"{}\"}}", "长".repeat(30_000)).into_bytes(),
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            None,
-        ),
+        (b"{\"name\": \"x\"".to_vec(), StatusCode::BAD_REQUEST, "malformed_json", None),
+        (b"not json at all".to_vec(), StatusCode::BAD_REQUEST, "malformed_json", None),
+        (b"".to_vec(), StatusCode::BAD_REQUEST, "malformed_json", None),
+        (br#"{"name": 5}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field", Some("name")),
+        (br#"{"name": "x", "nickname": "y"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field", Some("nickname")),
+        (br#"{"phone": "123456"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field", Some("name")),
+        (br#"{"name": "  "}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field", Some("name")),
+        (br#"{"name": "x", "phone": "call me"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field", Some("phone")),
+        (br#"{"name": "x", "preferred_language": "fr"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field", Some("preferred_language")),
+        (br#"[1,2,3]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field", None),
+        (format!("{{\"name\": \"{}\"}}", "长".repeat(30_000)).into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", None),
     ];
     for (body, status, code, field) in cases {
         let preview = String::from_utf8_lossy(&body[..body.len().min(40)]).to_string();
@@ -120,141 +60,53 @@ async fn bad_json_is_refused_with_the_field_named_and_nothing_written() {
             assert_eq!(v["error"]["field"], f, "{preview}: {v}");
         }
     }
-    assert_eq!(
-        count_rows(srv.data_dir(), "customers"),
-        customers_before,
-        "nothing written"
-    );
+    assert_eq!(count_rows(srv.data_dir(), "customers"), customers_before, "nothing written");
 
     // Wrong references and enum values.
-    let (s, v) = api
-        .post(
-            "/api/v1/cases",
-            &advisor,
-            json!({ "customer_id": "nope", "summary": "x" }),
-        )
-        .await;
-    assert_eq!(
-        (s, v["error"]["field"].clone()),
-        (StatusCode::BAD_REQUEST, json!("customer_id"))
-    );
-    let (s, v) = api
-        .post(
-            "/api/v1/vehicles",
-            &advisor,
-            json!({ "customer_id": "nope", "vin": "123" }),
-        )
-        .await;
-    assert_eq!(
-        (s, v["error"]["field"].clone()),
-        (StatusCode::BAD_REQUEST, json!("vin"))
-    );
-    let (_, c) = api
-        .post("/api/v1/customers", &advisor, json!({ "name": "周" }))
-        .await;
-    let (_, k) = api
-        .post(
-            "/api/v1/cases",
-            &advisor,
-            json!({ "customer_id": c["id"], "summary": "异响" }),
-        )
-        .await;
+    let (s, v) = api.post("/api/v1/cases", &advisor, json!({ "customer_id": "nope", "summary": "x" })).await;
+    assert_eq!((s, v["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("customer_id")));
+    let (s, v) = api.post("/api/v1/vehicles", &advisor, json!({ "customer_id": "nope", "vin": "123" })).await;
+    assert_eq!((s, v["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("vin")));
+    let (_, c) = api.post("/api/v1/customers", &advisor, json!({ "name": "周" })).await;
+    let (_, k) = api.post("/api/v1/cases", &advisor, json!({ "customer_id": c["id"], "summary": "异响" })).await;
     let kid = k["id"].as_str().unwrap();
-    let (s, v) = api
-        .post(
-            &format!("/api/v1/cases/{kid}/transition"),
-            &advisor,
-            json!({ "to": "flying" }),
-        )
-        .await;
-    assert_eq!(
-        (s, v["error"]["field"].clone()),
-        (StatusCode::BAD_REQUEST, json!("to")),
-        "{v}"
-    );
-    let (s, v) = api
-        .post(
-            &format!("/api/v1/cases/{kid}/transition"),
-            &advisor,
-            json!({ "to": 3 }),
-        )
-        .await;
-    assert_eq!(
-        (s, v["error"]["field"].clone()),
-        (StatusCode::BAD_REQUEST, json!("to")),
-        "{v}"
-    );
-    let (s, v) = api
-        .post(
-            &format!("/api/v1/cases/{kid}/assign"),
-            &advisor,
-            json!({ "user_id": 424242 }),
-        )
-        .await;
-    assert_eq!(
-        (s, v["error"]["field"].clone()),
-        (StatusCode::BAD_REQUEST, json!("user_id")),
-        "{v}"
-    );
-    let (s, _) = api
-        .post(
-            "/api/v1/cases/does-not-exist/transition",
-            &advisor,
-            json!({ "to": "intake" }),
-        )
-        .await;
+    let (s, v) = api.post(&format!("/api/v1/cases/{kid}/transition"), &advisor, json!({ "to": "flying" })).await;
+    assert_eq!((s, v["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("to")), "{v}");
+    let (s, v) = api.post(&format!("/api/v1/cases/{kid}/transition"), &advisor, json!({ "to": 3 })).await;
+    assert_eq!((s, v["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("to")), "{v}");
+    let (s, v) = api.post(&format!("/api/v1/cases/{kid}/assign"), &advisor, json!({ "user_id": 424242 })).await;
+    assert_eq!((s, v["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("user_id")), "{v}");
+    let (s, _) = api.post("/api/v1/cases/does-not-exist/transition", &advisor, json!({ "to": "intake" })).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    assert_eq!(
-        count_rows(srv.data_dir(), "case_events"),
-        1,
-        "only the creation event"
-    );
+    assert_eq!(count_rows(srv.data_dir(), "case_events"), 1, "only the creation event");
 
     // Bad queries name the parameter.
-    for (q, field) in [
-        ("limit=abc", "limit"),
-        ("status=nope", "status"),
-        ("needs_review=perhaps", "needs_review"),
-        ("colour=red", "colour"),
-    ] {
+    for (q, field) in
+        [("limit=abc", "limit"), ("status=nope", "status"), ("needs_review=perhaps", "needs_review"), ("colour=red", "colour")]
+    {
         let (s, v) = api.get(&format!("/api/v1/cases?{q}"), &advisor).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {v}");
         assert_eq!(v["error"]["field"], field, "{q}: {v}");
     }
-    let (s, v) = api
-        .call(Method::DELETE, "/api/v1/cases", Some(&advisor), None)
-        .await;
-    assert!(
-        s == StatusCode::METHOD_NOT_ALLOWED || s == StatusCode::NOT_FOUND,
-        "{s} {v}"
-    );
+    let (s, v) = api.call(Method::DELETE, "/api/v1/cases", Some(&advisor), None).await;
+    assert!(s == StatusCode::METHOD_NOT_ALLOWED || s == StatusCode::NOT_FOUND, "{s} {v}");
     let (s, v) = api.get("/api/v1/nothing-here", &advisor).await;
-    assert_eq!(
-        (s, v["error"]["code"].clone()),
-        (StatusCode::NOT_FOUND, json!("not_found"))
-    );
+    assert_eq!((s, v["error"]["code"].clone()), (StatusCode::NOT_FOUND, json!("not_found")));
 
     // Still serving.
-    assert_eq!(
-        api.call(Method::GET, "/healthz", None, None).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(api.call(Method::GET, "/healthz", None, None).await.0, StatusCode::OK);
     srv.stop().await;
 }
 
 fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([(x % 255) as u8, (y % 255) as u8, 90])
-    });
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 255) as u8, (y % 255) as u8, 90]));
     let mut out = Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
 }
 
 fn jpeg(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([(x % 255) as u8, 40, (y % 255) as u8])
-    });
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 255) as u8, 40, (y % 255) as u8]));
     let mut out = Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
     out.into_inner()
@@ -265,11 +117,7 @@ fn crc32(data: &[u8]) -> u32 {
     for b in data {
         c ^= *b as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
         }
     }
     !c
@@ -285,27 +133,12 @@ fn png_claiming_60mp() -> Vec<u8> {
     b
 }
 
-async fn upload(
-    api: &common::Api,
-    token: &str,
-    case_id: &str,
-    parts: Vec<(&str, Vec<u8>)>,
-) -> (StatusCode, Value) {
+async fn upload(api: &common::Api, token: &str, case_id: &str, parts: Vec<(&str, Vec<u8>)>) -> (StatusCode, Value) {
     let mut form = reqwest::multipart::Form::new();
     for (name, bytes) in parts {
-        form = form.part(
-            name.to_string(),
-            reqwest::multipart::Part::bytes(bytes).file_name("photo.jpg"),
-        );
+        form = form.part(name.to_string(), reqwest::multipart::Part::bytes(bytes).file_name("photo.jpg"));
     }
-    let r = api
-        .client
-        .post(format!("{}/api/v1/cases/{case_id}/photos", api.base))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let r = api.client.post(format!("{}/api/v1/cases/{case_id}/photos", api.base)).bearer_auth(token).multipart(form).send().await.unwrap();
     let s = r.status();
     (s, r.json().await.unwrap_or(Value::Null))
 }
@@ -316,16 +149,8 @@ async fn bad_photos_leave_no_row_and_no_file() {
     let api = srv.api();
     let manager = api.manager().await;
     let (_, advisor) = api.user(&manager, "adv", "advisor").await;
-    let (_, c) = api
-        .post("/api/v1/customers", &advisor, json!({ "name": "吴" }))
-        .await;
-    let (_, k) = api
-        .post(
-            "/api/v1/cases",
-            &advisor,
-            json!({ "customer_id": c["id"], "summary": "右前门刮痕" }),
-        )
-        .await;
+    let (_, c) = api.post("/api/v1/customers", &advisor, json!({ "name": "吴" })).await;
+    let (_, k) = api.post("/api/v1/cases", &advisor, json!({ "customer_id": c["id"], "summary": "右前门刮痕" })).await;
     let kid = k["id"].as_str().unwrap().to_string();
     let photos_dir = srv.data_dir().join("photos");
 
@@ -333,62 +158,14 @@ async fn bad_photos_leave_no_row_and_no_file() {
     let mut truncated = good.clone();
     truncated.truncate(good.len() / 3);
     let cases: Vec<(&str, Vec<(&str, Vec<u8>)>, StatusCode, &str, &str)> = vec![
-        (
-            "text file",
-            vec![("file", b"hello, not a photo".to_vec())],
-            StatusCode::BAD_REQUEST,
-            "invalid_photo",
-            "file",
-        ),
-        (
-            "gif",
-            vec![("file", b"GIF89a\x01\x00\x01\x00\x00\x00\x00".to_vec())],
-            StatusCode::BAD_REQUEST,
-            "invalid_photo",
-            "file",
-        ),
-        (
-            "truncated jpeg",
-            vec![("file", truncated)],
-            StatusCode::BAD_REQUEST,
-            "invalid_photo",
-            "file",
-        ),
-        (
-            "empty",
-            vec![("file", vec![])],
-            StatusCode::BAD_REQUEST,
-            "invalid_photo",
-            "file",
-        ),
-        (
-            "60 MP header",
-            vec![("file", png_claiming_60mp())],
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "photo_too_large",
-            "file",
-        ),
-        (
-            "no file part",
-            vec![("shot", b"front".to_vec())],
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "file",
-        ),
-        (
-            "bad shot",
-            vec![("file", good.clone()), ("shot", b"sideways".to_vec())],
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "shot",
-        ),
-        (
-            "unknown part",
-            vec![("file", good.clone()), ("caption", b"x".to_vec())],
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "caption",
-        ),
+        ("text file", vec![("file", b"hello, not a photo".to_vec())], StatusCode::BAD_REQUEST, "invalid_photo", "file"),
+        ("gif", vec![("file", b"GIF89a\x01\x00\x01\x00\x00\x00\x00".to_vec())], StatusCode::BAD_REQUEST, "invalid_photo", "file"),
+        ("truncated jpeg", vec![("file", truncated)], StatusCode::BAD_REQUEST, "invalid_photo", "file"),
+        ("empty", vec![("file", vec![])], StatusCode::BAD_REQUEST, "invalid_photo", "file"),
+        ("60 MP header", vec![("file", png_claiming_60mp())], StatusCode::PAYLOAD_TOO_LARGE, "photo_too_large", "file"),
+        ("no file part", vec![("shot", b"front".to_vec())], StatusCode::BAD_REQUEST, "invalid_field", "file"),
+        ("bad shot", vec![("file", good.clone()), ("shot", b"sideways".to_vec())], StatusCode::BAD_REQUEST, "invalid_field", "shot"),
+        ("unknown part", vec![("file", good.clone()), ("caption", b"x".to_vec())], StatusCode::BAD_REQUEST, "invalid_field", "caption"),
     ];
     for (what, parts, status, code, field) in cases {
         let (s, v) = upload(&api, &advisor, &kid, parts).await;
@@ -408,34 +185,11 @@ async fn bad_photos_leave_no_row_and_no_file() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // A good photo is stored once, content-addressed, and comes back byte for byte.
-    let (s, p) = upload(
-        &api,
-        &advisor,
-        &kid,
-        vec![("file", good.clone()), ("shot", b"close_up".to_vec())],
-    )
-    .await;
+    let (s, p) = upload(&api, &advisor, &kid, vec![("file", good.clone()), ("shot", b"close_up".to_vec())]).await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
-    assert_eq!(
-        (
-            p["width"].clone(),
-            p["height"].clone(),
-            p["media_type"].clone()
-        ),
-        (json!(320), json!(240), json!("image/jpeg"))
-    );
+    assert_eq!((p["width"].clone(), p["height"].clone(), p["media_type"].clone()), (json!(320), json!(240), json!("image/jpeg")));
     assert_eq!(p["shot"], "close_up");
-    let r = api
-        .client
-        .get(format!(
-            "{}/api/v1/photos/{}",
-            api.base,
-            p["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&advisor)
-        .send()
-        .await
-        .unwrap();
+    let r = api.client.get(format!("{}/api/v1/photos/{}", api.base, p["id"].as_str().unwrap())).bearer_auth(&advisor).send().await.unwrap();
     assert_eq!(r.headers()["content-type"], "image/jpeg");
     assert_eq!(r.bytes().await.unwrap().to_vec(), good);
     let (s, _) = upload(&api, &advisor, &kid, vec![("file", png(64, 48))]).await;
@@ -444,18 +198,12 @@ async fn bad_photos_leave_no_row_and_no_file() {
     assert_eq!(files_under(&photos_dir), 2);
     let (_, case) = api.get(&format!("/api/v1/cases/{kid}"), &advisor).await;
     assert_eq!(case["photos"].as_array().unwrap().len(), 2);
-    assert_eq!(
-        api.call(Method::GET, "/healthz", None, None).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(api.call(Method::GET, "/healthz", None, None).await.0, StatusCode::OK);
     srv.stop().await;
 }
 
 /// Read until the server closes the connection; returns how long that took.
-async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
-    s: &mut S,
-    limit: Duration,
-) -> Option<Duration> {
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(s: &mut S, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
     let mut buf = [0u8; 1024];
     loop {
@@ -469,20 +217,14 @@ async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_slow_clients_are_cut_off_and_service_continues() {
-    let srv =
-        Server::start_with("handshake_timeout_secs = 1\nheader_read_timeout_secs = 1\n").await;
+    let srv = Server::start_with("handshake_timeout_secs = 1\nheader_read_timeout_secs = 1\n").await;
     let api = srv.api();
     let addr = api.base.replace("https://localhost:", "127.0.0.1:");
 
     // A client that connects and never starts TLS.
     let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let t = closed_within(&mut silent, Duration::from_secs(5))
-        .await
-        .expect("handshake timeout closes the socket");
-    assert!(
-        t >= Duration::from_millis(900) && t < Duration::from_secs(3),
-        "{t:?}"
-    );
+    let t = closed_within(&mut silent, Duration::from_secs(5)).await.expect("handshake timeout closes the socket");
+    assert!(t >= Duration::from_millis(900) && t < Duration::from_secs(3), "{t:?}");
 
     // A client that completes TLS but dribbles its headers.
     let pem = std::fs::read(srv.data_dir().join("tls/cert.pem")).unwrap();
@@ -498,37 +240,19 @@ async fn silent_and_slow_clients_are_cut_off_and_service_continues() {
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let mut tls = connector
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
-        .await
-        .unwrap();
-    let t = closed_within(&mut tls, Duration::from_secs(5))
-        .await
-        .expect("header-read timeout closes the connection");
+    let mut tls = connector.connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    let t = closed_within(&mut tls, Duration::from_secs(5)).await.expect("header-read timeout closes the connection");
     assert!(t < Duration::from_secs(3), "{t:?}");
 
     // Garbage instead of a TLS ClientHello.
     let mut junk = tokio::net::TcpStream::connect(&addr).await.unwrap();
     junk.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-    assert!(closed_within(&mut junk, Duration::from_secs(5))
-        .await
-        .is_some());
+    assert!(closed_within(&mut junk, Duration::from_secs(5)).await.is_some());
 
-    assert_eq!(
-        api.call(Method::GET, "/healthz", None, None).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(api.call(Method::GET, "/healthz", None, None).await.0, StatusCode::OK);
     let (_, m) = api.call(Method::GET, "/metrics", None, None).await;
     let text = m.as_str().unwrap_or_default().to_string();
-    assert!(
-        text.contains("servicebay_tls_handshake_failures_total 2"),
-        "{text}"
-    );
+    assert!(text.contains("servicebay_tls_handshake_failures_total 2"), "{text}");
     srv.stop().await;
 }

@@ -14,8 +14,7 @@ use servicebay::domain::Role;
 
 fn concrete(path: &str) -> String {
     // Ids are looked up only after authorisation, so any well-formed id will do.
-    path.replace("/users/{id}", "/users/999999")
-        .replace("{id}", "01a00000-0000-7000-8000-000000000000")
+    path.replace("/users/{id}", "/users/999999").replace("{id}", "01a00000-0000-7000-8000-000000000000")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,9 +27,7 @@ async fn route_role_matrix() {
         let t = if role == Role::Manager {
             manager.clone()
         } else {
-            api.user(&manager, &format!("u_{}", role.as_str()), role.as_str())
-                .await
-                .1
+            api.user(&manager, &format!("u_{}", role.as_str()), role.as_str()).await.1
         };
         tokens.insert(role, t);
     }
@@ -42,34 +39,12 @@ async fn route_role_matrix() {
         // Without a session: 401 for everything that is not public (metrics: loopback is allowed).
         if !matches!(spec.access, Access::Public | Access::LoopbackOr(_)) {
             let (s, v) = api.call(method.clone(), &path, None, body.clone()).await;
-            assert_eq!(
-                s,
-                StatusCode::UNAUTHORIZED,
-                "{} {} without session: {v}",
-                spec.method,
-                spec.path
-            );
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{} {} without session: {v}", spec.method, spec.path);
             assert_eq!(v["error"]["code"], "unauthorized");
-            let (s, _) = api
-                .call(
-                    method.clone(),
-                    &path,
-                    Some("not-a-real-token"),
-                    body.clone(),
-                )
-                .await;
-            assert_eq!(
-                s,
-                StatusCode::UNAUTHORIZED,
-                "{} {} with a bogus token",
-                spec.method,
-                spec.path
-            );
+            let (s, _) = api.call(method.clone(), &path, Some("not-a-real-token"), body.clone()).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{} {} with a bogus token", spec.method, spec.path);
         }
-        if matches!(
-            spec.id,
-            RouteId::Logout | RouteId::ChangePassword | RouteId::Login
-        ) {
+        if matches!(spec.id, RouteId::Logout | RouteId::ChangePassword | RouteId::Login) {
             continue; // would end or change the sessions used below; covered by their own tests
         }
         if let Access::LoopbackOr(_) = spec.access {
@@ -79,9 +54,7 @@ async fn route_role_matrix() {
             continue;
         }
         for role in Role::ALL {
-            let (s, v) = api
-                .call(method.clone(), &path, Some(&tokens[&role]), body.clone())
-                .await;
+            let (s, v) = api.call(method.clone(), &path, Some(&tokens[&role]), body.clone()).await;
             checked += 1;
             if allows(spec.id, role) {
                 assert!(
@@ -90,29 +63,15 @@ async fn route_role_matrix() {
                     spec.method,
                     spec.path
                 );
-                assert_ne!(
-                    v["error"]["message"], "no such route",
-                    "{} {} is not routed",
-                    spec.method, spec.path
-                );
+                assert_ne!(v["error"]["message"], "no such route", "{} {} is not routed", spec.method, spec.path);
             } else {
-                assert_eq!(
-                    s,
-                    StatusCode::FORBIDDEN,
-                    "{} {} as {role} should be forbidden: {v}",
-                    spec.method,
-                    spec.path
-                );
+                assert_eq!(s, StatusCode::FORBIDDEN, "{} {} as {role} should be forbidden: {v}", spec.method, spec.path);
                 assert_eq!(v["error"]["code"], "forbidden");
             }
         }
     }
     // Every route except login/logout/password/metrics, times every role.
-    assert_eq!(
-        checked,
-        (ROUTES.len() - 4) * Role::ALL.len(),
-        "walked {checked} pairs"
-    );
+    assert_eq!(checked, (ROUTES.len() - 4) * Role::ALL.len(), "walked {checked} pairs");
     srv.stop().await;
 }
 
@@ -120,30 +79,14 @@ async fn route_role_matrix() {
 async fn every_route_is_in_the_openapi_document() {
     let srv = Server::start().await;
     let api = srv.api();
-    let (s, doc) = api
-        .call(Method::GET, "/api/v1/openapi.json", None, None)
-        .await;
+    let (s, doc) = api.call(Method::GET, "/api/v1/openapi.json", None, None).await;
     assert_eq!(s, StatusCode::OK);
     for spec in ROUTES {
         let op = &doc["paths"][spec.path][spec.method.to_lowercase()];
-        assert!(
-            op.is_object(),
-            "{} {} missing from openapi.json",
-            spec.method,
-            spec.path
-        );
+        assert!(op.is_object(), "{} {} missing from openapi.json", spec.method, spec.path);
     }
-    let documented: usize = doc["paths"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|p| p.as_object().unwrap().len())
-        .sum();
-    assert_eq!(
-        documented,
-        ROUTES.len(),
-        "openapi.json documents routes the API does not have"
-    );
+    let documented: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(documented, ROUTES.len(), "openapi.json documents routes the API does not have");
     srv.stop().await;
 }
 
@@ -152,18 +95,9 @@ async fn one_time_password_must_be_changed_first_and_sessions_end() {
     let srv = Server::start().await;
     let api = srv.api();
     let manager = api.manager().await;
-    let (s, v) = api
-        .post(
-            "/api/v1/users",
-            &manager,
-            json!({ "username": "zhao", "role": "advisor" }),
-        )
-        .await;
+    let (s, v) = api.post("/api/v1/users", &manager, json!({ "username": "zhao", "role": "advisor" })).await;
     assert_eq!(s, StatusCode::CREATED);
-    let (id, pw) = (
-        v["user"]["id"].as_i64().unwrap(),
-        v["one_time_password"].as_str().unwrap().to_string(),
-    );
+    let (id, pw) = (v["user"]["id"].as_i64().unwrap(), v["one_time_password"].as_str().unwrap().to_string());
     let (s, l) = api.login("zhao", &pw).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(l["user"]["must_change_password"], true);
@@ -174,65 +108,34 @@ async fn one_time_password_must_be_changed_first_and_sessions_end() {
     let (s, me) = api.get("/api/v1/auth/me", t).await;
     assert_eq!((s, me["username"].clone()), (StatusCode::OK, json!("zhao")));
     // Too-short password is refused and names the field.
-    let (s, e) = api
-        .post(
-            "/api/v1/auth/password",
-            t,
-            json!({ "old_password": pw, "new_password": "short" }),
-        )
-        .await;
+    let (s, e) = api.post("/api/v1/auth/password", t, json!({ "old_password": pw, "new_password": "short" })).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(e["error"]["field"], "new_password");
     let token = api.activate("zhao", &pw).await;
     let (s, _) = api.get("/api/v1/cases", &token).await;
     assert_eq!(s, StatusCode::OK);
     // Logout ends the session.
-    let (s, _) = api
-        .call(Method::POST, "/api/v1/auth/logout", Some(&token), None)
-        .await;
+    let (s, _) = api.call(Method::POST, "/api/v1/auth/logout", Some(&token), None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = api.get("/api/v1/cases", &token).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // Disabling ends sessions and blocks login; the manager cannot disable themself.
-    let token = api.login("zhao", "zhao-Permanent-Pw1").await.1["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (s, _) = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/users/{id}/disable"),
-            Some(&manager),
-            None,
-        )
-        .await;
+    let token = api.login("zhao", "zhao-Permanent-Pw1").await.1["token"].as_str().unwrap().to_string();
+    let (s, _) = api.call(Method::POST, &format!("/api/v1/users/{id}/disable"), Some(&manager), None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    assert_eq!(
-        api.get("/api/v1/cases", &token).await.0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        api.login("zhao", "zhao-Permanent-Pw1").await.0,
-        StatusCode::FORBIDDEN
-    );
-    let me_id = api.get("/api/v1/auth/me", &manager).await.1["id"]
-        .as_i64()
-        .unwrap();
-    let (s, _) = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/users/{me_id}/disable"),
-            Some(&manager),
-            None,
-        )
-        .await;
+    assert_eq!(api.get("/api/v1/cases", &token).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.login("zhao", "zhao-Permanent-Pw1").await.0, StatusCode::FORBIDDEN);
+    let me_id = api.get("/api/v1/auth/me", &manager).await.1["id"].as_i64().unwrap();
+    let (s, _) = api.call(Method::POST, &format!("/api/v1/users/{me_id}/disable"), Some(&manager), None).await;
     assert_eq!(s, StatusCode::CONFLICT);
     srv.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_throttling_slows_guessing_but_never_locks_out_for_good() {
-    let srv = Server::start_with("\n[auth]\nlogin_failures_before_delay = 3\nlogin_max_delay_secs = 2\naddress_failures_before_delay = 50\n").await;
+    let srv =
+        Server::start_with("\n[auth]\nlogin_failures_before_delay = 3\nlogin_max_delay_secs = 2\naddress_failures_before_delay = 50\n")
+            .await;
     let api = srv.api();
     let manager = api.manager().await;
     let _ = manager;
@@ -247,10 +150,7 @@ async fn login_throttling_slows_guessing_but_never_locks_out_for_good() {
     assert_eq!(v["error"]["code"], "throttled");
     // An unknown user name answers like a wrong password (no account probing).
     let (s, v) = api.login("nobody", "x").await;
-    assert_eq!(
-        (s, v["error"]["code"].clone()),
-        (StatusCode::UNAUTHORIZED, json!("bad_credentials"))
-    );
+    assert_eq!((s, v["error"]["code"].clone()), (StatusCode::UNAUTHORIZED, json!("bad_credentials")));
     // After the (capped) delay the owner gets in.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let (s, v) = api.login("manager", "manager-Permanent-Pw1").await;
@@ -260,7 +160,9 @@ async fn login_throttling_slows_guessing_but_never_locks_out_for_good() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_per_address_across_accounts() {
-    let srv = Server::start_with("\n[auth]\nlogin_failures_before_delay = 100\naddress_failures_before_delay = 4\nlogin_max_delay_secs = 60\n").await;
+    let srv =
+        Server::start_with("\n[auth]\nlogin_failures_before_delay = 100\naddress_failures_before_delay = 4\nlogin_max_delay_secs = 60\n")
+            .await;
     let api = srv.api();
     for i in 0..4 {
         let (s, _) = api.login(&format!("spray{i}"), "guess").await;
@@ -278,20 +180,12 @@ async fn audit_log_records_writes_and_personal_data_reads() {
     let manager = api.manager().await;
     let (_, advisor) = api.user(&manager, "sun", "advisor").await;
     let (_, auditor) = api.user(&manager, "hq", "hq_auditor").await;
-    let (s, c) = api
-        .post(
-            "/api/v1/customers",
-            &advisor,
-            json!({ "name": "李女士", "phone": "13900001111" }),
-        )
-        .await;
+    let (s, c) = api.post("/api/v1/customers", &advisor, json!({ "name": "李女士", "phone": "13900001111" })).await;
     assert_eq!(s, StatusCode::CREATED);
     let cid = c["id"].as_str().unwrap();
     let (s, _) = api.get(&format!("/api/v1/customers/{cid}"), &advisor).await;
     assert_eq!(s, StatusCode::OK);
-    let (s, rows) = api
-        .get(&format!("/api/v1/audit?target_id={cid}"), &auditor)
-        .await;
+    let (s, rows) = api.get(&format!("/api/v1/audit?target_id={cid}"), &auditor).await;
     assert_eq!(s, StatusCode::OK);
     let rows: Vec<&Value> = rows["items"].as_array().unwrap().iter().collect();
     let actions: Vec<&str> = rows.iter().map(|r| r["action"].as_str().unwrap()).collect();
@@ -309,10 +203,7 @@ async fn audit_log_records_writes_and_personal_data_reads() {
     // A list read is audited too; auditors cannot read customers at all.
     let (s, _) = api.get("/api/v1/customers?q=李", &advisor).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(
-        api.get("/api/v1/customers", &auditor).await.0,
-        StatusCode::FORBIDDEN
-    );
+    assert_eq!(api.get("/api/v1/customers", &auditor).await.0, StatusCode::FORBIDDEN);
     let (_, all) = api.get("/api/v1/audit?limit=5", &manager).await;
     assert_eq!(all["items"][0]["action"], "customer.list");
     srv.stop().await;

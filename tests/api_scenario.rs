@@ -13,12 +13,7 @@ fn statuses(timeline: &Value) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| {
-            (
-                e["kind"].as_str().unwrap().to_string(),
-                e["to_status"].as_str().unwrap_or("").to_string(),
-            )
-        })
+        .map(|e| (e["kind"].as_str().unwrap().to_string(), e["to_status"].as_str().unwrap_or("").to_string()))
         .collect()
 }
 
@@ -29,6 +24,7 @@ async fn seed_scenario_one_survives_a_restart() {
     d.start();
     d.wait_ready().await;
     let api = d.api();
+    let initial = std::fs::read_to_string(d.data_dir().join("initial-manager-password")).unwrap();
     let manager = api.manager().await;
     let (_, advisor) = api.user(&manager, "wang.advisor", "advisor").await;
     let (tech_id, tech) = api.user(&manager, "li.tech", "technician").await;
@@ -57,132 +53,56 @@ async fn seed_scenario_one_survives_a_restart() {
     assert_eq!(case["status"], "reported");
     let id = case["id"].as_str().unwrap().to_string();
     // A second, unrelated case for the filters.
-    let (s, other) = api
-        .post(
-            "/api/v1/cases",
-            &advisor,
-            json!({ "customer_id": cid, "summary": "保养 routine service" }),
-        )
-        .await;
+    let (s, other) = api.post("/api/v1/cases", &advisor, json!({ "customer_id": cid, "summary": "保养 routine service" })).await;
     assert_eq!(s, StatusCode::CREATED);
 
     // A technician may not skip ahead: the 409 names where the case is and where it may go.
-    let (s, e) = api
-        .post(
-            &format!("/api/v1/cases/{id}/transition"),
-            &advisor,
-            json!({ "to": "scheduled" }),
-        )
-        .await;
+    let (s, e) = api.post(&format!("/api/v1/cases/{id}/transition"), &advisor, json!({ "to": "scheduled" })).await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
     assert_eq!(e["error"]["code"], "illegal_transition");
     assert_eq!(e["error"]["current"], "reported");
-    assert_eq!(
-        e["error"]["allowed"],
-        json!(["intake", "on_hold", "escalated", "cancelled"])
-    );
+    assert_eq!(e["error"]["allowed"], json!(["intake", "on_hold", "escalated", "cancelled"]));
 
-    for (to, why) in [
-        ("intake", "guided intake"),
-        ("assessed", "photos: right front door, deep scratch 32 cm"),
-        ("estimated", "¥1,300, about 1 day"),
-    ] {
-        let (s, c) = api
-            .post(
-                &format!("/api/v1/cases/{id}/transition"),
-                &advisor,
-                json!({ "to": to, "reason": why }),
-            )
-            .await;
+    for (to, why) in
+        [("intake", "guided intake"), ("assessed", "photos: right front door, deep scratch 32 cm"), ("estimated", "¥1,300, about 1 day")]
+    {
+        let (s, c) = api.post(&format!("/api/v1/cases/{id}/transition"), &advisor, json!({ "to": to, "reason": why })).await;
         assert_eq!(s, StatusCode::OK, "{to}: {c}");
         assert_eq!(c["status"], to);
     }
 
     // Hand to a person in one call, then hand back to where it was.
-    let (s, c) = api
-        .post(
-            &format!("/api/v1/cases/{id}/escalate"),
-            &tech,
-            json!({ "reason": "customer asks for a person" }),
-        )
-        .await;
+    let (s, c) = api.post(&format!("/api/v1/cases/{id}/escalate"), &tech, json!({ "reason": "customer asks for a person" })).await;
     assert_eq!(s, StatusCode::OK, "{c}");
     assert_eq!(c["status"], "escalated");
     assert_eq!(c["prior_status"], "estimated");
     assert_eq!(c["needs_review"], true);
-    let (s, e) = api
-        .post(&format!("/api/v1/cases/{id}/hand-back"), &tech, json!({}))
-        .await;
-    assert_eq!(
-        s,
-        StatusCode::FORBIDDEN,
-        "technicians cannot hand back: {e}"
-    );
-    let (s, c) = api
-        .post(
-            &format!("/api/v1/cases/{id}/hand-back"),
-            &advisor,
-            json!({ "reason": "explained the estimate" }),
-        )
-        .await;
+    let (s, e) = api.post(&format!("/api/v1/cases/{id}/hand-back"), &tech, json!({})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "technicians cannot hand back: {e}");
+    let (s, c) = api.post(&format!("/api/v1/cases/{id}/hand-back"), &advisor, json!({ "reason": "explained the estimate" })).await;
     assert_eq!(s, StatusCode::OK, "{c}");
     assert_eq!(c["status"], "estimated");
     assert_eq!(c["prior_status"], Value::Null);
 
-    let (s, c) = api
-        .post(
-            &format!("/api/v1/cases/{id}/transition"),
-            &advisor,
-            json!({ "to": "scheduled", "reason": "tomorrow 9:00" }),
-        )
-        .await;
+    let (s, c) =
+        api.post(&format!("/api/v1/cases/{id}/transition"), &advisor, json!({ "to": "scheduled", "reason": "tomorrow 9:00" })).await;
     assert_eq!(s, StatusCode::OK, "{c}");
-    let (s, c) = api
-        .post(
-            &format!("/api/v1/cases/{id}/assign"),
-            &advisor,
-            json!({ "user_id": tech_id }),
-        )
-        .await;
+    let (s, c) = api.post(&format!("/api/v1/cases/{id}/assign"), &advisor, json!({ "user_id": tech_id })).await;
     assert_eq!(s, StatusCode::OK, "{c}");
 
     // List and filter.
     let (s, l) = api.get("/api/v1/cases?status=scheduled", &advisor).await;
     assert_eq!(s, StatusCode::OK);
-    let ids: Vec<&str> = l["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = l["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec![id.as_str()]);
-    let (_, l) = api
-        .get(&format!("/api/v1/cases?assigned_to={tech_id}"), &tech)
-        .await;
+    let (_, l) = api.get(&format!("/api/v1/cases?assigned_to={tech_id}"), &tech).await;
     assert_eq!(l["items"].as_array().unwrap().len(), 1);
-    let (_, l) = api
-        .get(
-            &format!("/api/v1/cases?customer_id={cid}&limit=1"),
-            &advisor,
-        )
-        .await;
+    let (_, l) = api.get(&format!("/api/v1/cases?customer_id={cid}&limit=1"), &advisor).await;
     assert_eq!(l["items"].as_array().unwrap().len(), 1);
     assert_eq!(l["items"][0]["id"], other["id"], "newest first");
-    let next = l["next_before"]
-        .as_str()
-        .expect("a second page")
-        .to_string();
-    let (_, l2) = api
-        .get(
-            &format!("/api/v1/cases?customer_id={cid}&limit=1&before={next}"),
-            &advisor,
-        )
-        .await;
-    assert_eq!(
-        l2["items"][0]["id"],
-        json!(id),
-        "keyset pagination reaches the older case"
-    );
+    let next = l["next_before"].as_str().expect("a second page").to_string();
+    let (_, l2) = api.get(&format!("/api/v1/cases?customer_id={cid}&limit=1&before={next}"), &advisor).await;
+    assert_eq!(l2["items"][0]["id"], json!(id), "keyset pagination reaches the older case");
 
     let (_, before) = api.get(&format!("/api/v1/cases/{id}"), &advisor).await;
 
@@ -213,10 +133,14 @@ async fn seed_scenario_one_survives_a_restart() {
     );
     assert_eq!(after["timeline"][4]["actor"], "li.tech");
     assert_eq!(after["timeline"][4]["reason"], "customer asks for a person");
-    assert!(after["allowed_next"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("in_repair")));
+    assert!(after["allowed_next"].as_array().unwrap().contains(&json!("in_repair")));
+
+    // The banner never carried the one-time password (stdout may be a log).
+    let log = std::fs::read_to_string(&d.stdout_log).unwrap();
+    assert!(log.contains("TLS certificate SHA-256 fingerprint"), "{log}");
+    assert!(log.contains("one-time password is in"), "{log}");
+    assert!(!log.contains(initial.trim()), "one-time password leaked into stdout/log");
+    assert!(!log.contains("manager-Permanent-Pw1"));
 
     // Every change also went to the outbox for HQ, in order.
     assert_eq!(common::count_rows(&d.data_dir(), "outbox"), 2 + 7);

@@ -7,20 +7,11 @@ mod common;
 use std::process::{Command, Output};
 
 fn sb(config: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_servicebay"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("run servicebay")
+    Command::new(env!("CARGO_BIN_EXE_servicebay")).arg("--config").arg(config).args(args).output().expect("run servicebay")
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 #[test]
@@ -29,14 +20,8 @@ fn check_config_names_key_and_fix() {
     let cfg = dir.path().join("c.toml");
     for (body, key) in [
         ("[server]\nlisten_port = 8443\n", "listen_port"),
-        (
-            "[server]\nhttp_listen = \"0.0.0.0:8080\"\n",
-            "server.http_listen",
-        ),
-        (
-            "[storage]\nread_connections = 0\n",
-            "storage.read_connections",
-        ),
+        ("[server]\nhttp_listen = \"0.0.0.0:8080\"\n", "server.http_listen"),
+        ("[storage]\nread_connections = 0\n", "storage.read_connections"),
         ("[log]\nformat = \"yaml\"\n", "log.format"),
         ("[server\nlisten = 1", "c.toml"),
     ] {
@@ -58,56 +43,26 @@ fn check_config_names_key_and_fix() {
 fn migrate_and_user_administration() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        common::config_text(&dir.path().join("data"), "127.0.0.1:0", ""),
-    )
-    .unwrap();
+    std::fs::write(&cfg, common::config_text(&dir.path().join("data"), "127.0.0.1:0", "")).unwrap();
     let o = sb(&cfg, &["migrate"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("created schema v1"), "{}", text(&o));
     let o = sb(&cfg, &["migrate"]);
     assert!(text(&o).contains("schema is current (v1)"), "{}", text(&o));
 
-    let o = sb(
-        &cfg,
-        &[
-            "user",
-            "add",
-            "chen",
-            "--role",
-            "qc_inspector",
-            "--display-name",
-            "陈工",
-        ],
-    );
+    let o = sb(&cfg, &["user", "add", "chen", "--role", "qc_inspector", "--display-name", "陈工"]);
     assert!(o.status.success(), "{}", text(&o));
-    let pw = text(&o)
-        .lines()
-        .find_map(|l| l.strip_prefix("one-time password: "))
-        .expect("password line")
-        .trim()
-        .to_string();
+    let pw = text(&o).lines().find_map(|l| l.strip_prefix("one-time password: ")).expect("password line").trim().to_string();
     assert_eq!(pw.len(), 16);
     let o = sb(&cfg, &["user", "add", "chen", "--role", "advisor"]);
     assert_eq!(o.status.code(), Some(65), "duplicate: {}", text(&o));
     assert!(text(&o).contains("already exists"));
     let o = sb(&cfg, &["user", "add", "x", "--role", "boss"]);
     assert_eq!(o.status.code(), Some(78));
-    assert!(
-        text(&o).contains("advisor, technician, qc_inspector"),
-        "{}",
-        text(&o)
-    );
+    assert!(text(&o).contains("advisor, technician, qc_inspector"), "{}", text(&o));
 
     let list = text(&sb(&cfg, &["user", "list"]));
-    assert!(
-        list.contains("chen")
-            && list.contains("qc_inspector")
-            && list.contains("new")
-            && list.contains("陈工"),
-        "{list}"
-    );
+    assert!(list.contains("chen") && list.contains("qc_inspector") && list.contains("new") && list.contains("陈工"), "{list}");
     assert!(sb(&cfg, &["user", "disable", "chen"]).status.success());
     assert!(text(&sb(&cfg, &["user", "list"])).contains("disabled"));
     assert!(sb(&cfg, &["user", "enable", "chen"]).status.success());
@@ -126,15 +81,7 @@ fn migrate_and_user_administration() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(
-        actions,
-        [
-            "user.create cli",
-            "user.disable cli",
-            "user.enable cli",
-            "user.reset_password cli"
-        ]
-    );
+    assert_eq!(actions, ["user.create cli", "user.disable cli", "user.enable cli", "user.reset_password cli"]);
 }
 
 #[test]
@@ -143,16 +90,8 @@ fn serve_refuses_a_taken_port() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        common::config_text(&dir.path().join("data"), &format!("127.0.0.1:{port}"), ""),
-    )
-    .unwrap();
+    std::fs::write(&cfg, common::config_text(&dir.path().join("data"), &format!("127.0.0.1:{port}"), "")).unwrap();
     let o = sb(&cfg, &["serve"]);
     assert_eq!(o.status.code(), Some(69), "{}", text(&o));
-    assert!(
-        text(&o).contains(&format!("cannot listen on 127.0.0.1:{port}")),
-        "{}",
-        text(&o)
-    );
+    assert!(text(&o).contains(&format!("cannot listen on 127.0.0.1:{port}")), "{}", text(&o));
 }

@@ -16,19 +16,12 @@ use serde_json::json;
 const TRIALS: usize = 20;
 const REQUESTS: usize = 200;
 
-fn db_state(
-    data_dir: &std::path::Path,
-) -> (String, HashSet<String>, HashSet<String>, HashSet<String>) {
+fn db_state(data_dir: &std::path::Path) -> (String, HashSet<String>, HashSet<String>, HashSet<String>) {
     let conn = rusqlite::Connection::open(data_dir.join("servicebay.db")).unwrap();
-    let integrity: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     let ids = |sql: &str| -> HashSet<String> {
         let mut st = conn.prepare(sql).unwrap();
-        st.query_map([], |r| r.get::<_, String>(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        st.query_map([], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
     };
     (
         integrity,
@@ -46,9 +39,7 @@ async fn acknowledged_cases_survive_kill_9() {
     d.wait_ready().await;
     let api = d.api();
     let manager = api.manager().await;
-    let (s, c) = api
-        .post("/api/v1/customers", &manager, json!({ "name": "崩溃测试" }))
-        .await;
+    let (s, c) = api.post("/api/v1/customers", &manager, json!({ "name": "崩溃测试" })).await;
     assert_eq!(s, StatusCode::CREATED);
     let customer = c["id"].as_str().unwrap().to_string();
 
@@ -66,13 +57,7 @@ async fn acknowledged_cases_survive_kill_9() {
         let kill_after = 10 + (trial * 37) % 150;
         let mut tasks = Vec::new();
         for i in 0..REQUESTS {
-            let (client, base, token, customer, ok) = (
-                client.clone(),
-                base.clone(),
-                manager.clone(),
-                customer.clone(),
-                ok.clone(),
-            );
+            let (client, base, token, customer, ok) = (client.clone(), base.clone(), manager.clone(), customer.clone(), ok.clone());
             tasks.push(tokio::spawn(async move {
                 let r = client
                     .post(format!("{base}/api/v1/cases"))
@@ -103,18 +88,9 @@ async fn acknowledged_cases_survive_kill_9() {
         let (integrity, cases, created, outbox) = db_state(&d.data_dir());
         assert_eq!(integrity, "ok", "trial {trial}");
         for id in &acked {
-            assert!(
-                cases.contains(id),
-                "trial {trial}: acknowledged case {id} lost"
-            );
-            assert!(
-                created.contains(id),
-                "trial {trial}: case {id} has no creation event"
-            );
-            assert!(
-                outbox.contains(id),
-                "trial {trial}: case {id} has no outbox row"
-            );
+            assert!(cases.contains(id), "trial {trial}: acknowledged case {id} lost");
+            assert!(created.contains(id), "trial {trial}: case {id} has no creation event");
+            assert!(outbox.contains(id), "trial {trial}: case {id} has no outbox row");
         }
         // Same transaction: no case without its event and outbox row, and none of those without it.
         assert_eq!(cases.len(), created.len(), "trial {trial}");
@@ -129,10 +105,7 @@ async fn acknowledged_cases_survive_kill_9() {
         );
     }
     assert!(acknowledged_total > 0);
-    assert!(
-        lost_in_flight_total > 0,
-        "the kill must land mid-way in some trials"
-    );
+    assert!(lost_in_flight_total > 0, "the kill must land mid-way in some trials");
     // And the appliance comes back once more, serving everything.
     d.start();
     d.wait_ready().await;

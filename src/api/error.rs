@@ -28,34 +28,15 @@ impl warp::reject::Reject for ApiError {}
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            field: None,
-            extra: None,
-            retry_after: None,
-        }
+        ApiError { status, code, message: message.into(), field: None, extra: None, retry_after: None }
     }
 
-    pub fn field(
-        status: StatusCode,
-        code: &'static str,
-        field: &str,
-        message: impl Into<String>,
-    ) -> ApiError {
-        ApiError {
-            field: Some(field.to_string()),
-            ..ApiError::new(status, code, message)
-        }
+    pub fn field(status: StatusCode, code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
+        ApiError { field: Some(field.to_string()), ..ApiError::new(status, code, message) }
     }
 
     pub fn unauthorized() -> ApiError {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "log in first (Authorization: Bearer <token>)",
-        )
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "log in first (Authorization: Bearer <token>)")
     }
 
     pub fn forbidden(message: impl Into<String>) -> ApiError {
@@ -63,11 +44,7 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
     pub fn into_response(self) -> Response {
@@ -80,15 +57,10 @@ impl ApiError {
                 body[k] = v.clone();
             }
         }
-        let mut resp =
-            warp::reply::with_status(warp::reply::json(&json!({ "error": body })), self.status)
-                .into_response();
+        let mut resp = warp::reply::with_status(warp::reply::json(&json!({ "error": body })), self.status).into_response();
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was not read: the connection cannot be reused.
-            resp.headers_mut().insert(
-                http::header::CONNECTION,
-                http::HeaderValue::from_static("close"),
-            );
+            resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
         }
         if let Some(s) = self.retry_after {
             if let Ok(v) = http::HeaderValue::from_str(&s.to_string()) {
@@ -104,24 +76,14 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Busy | StoreError::Closed => ApiError {
                 retry_after: Some(1),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "busy",
-                    "the appliance is busy; retry in a moment",
-                )
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the appliance is busy; retry in a moment")
             },
-            StoreError::DiskFull => {
-                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string())
-            }
+            StoreError::DiskFull => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string()),
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             e => {
                 tracing::error!(error = %e, "storage error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; the request was not applied",
-                )
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the request was not applied")
             }
         }
     }
@@ -130,12 +92,7 @@ impl From<StoreError> for ApiError {
 impl From<CaseError> for ApiError {
     fn from(e: CaseError) -> ApiError {
         match e {
-            CaseError::Invalid(i) => ApiError::field(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                &i.field,
-                i.to_string(),
-            ),
+            CaseError::Invalid(i) => ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", &i.field, i.to_string()),
             CaseError::NotFound(what) => ApiError::not_found(what),
             CaseError::Transition(t) => t.into(),
             CaseError::Store(s) => s.into(),
@@ -147,16 +104,13 @@ impl From<TransitionError> for ApiError {
     fn from(e: TransitionError) -> ApiError {
         let message = e.to_string();
         match e {
-            TransitionError::Illegal {
-                current, allowed, ..
-            } => ApiError {
+            TransitionError::Illegal { current, allowed, .. } => ApiError {
                 extra: Some(json!({ "current": current, "allowed": allowed })),
                 ..ApiError::new(StatusCode::CONFLICT, "illegal_transition", message)
             },
-            TransitionError::NotPaused { current } => ApiError {
-                extra: Some(json!({ "current": current })),
-                ..ApiError::new(StatusCode::CONFLICT, "not_paused", message)
-            },
+            TransitionError::NotPaused { current } => {
+                ApiError { extra: Some(json!({ "current": current })), ..ApiError::new(StatusCode::CONFLICT, "not_paused", message) }
+            }
             TransitionError::Forbidden { .. } => ApiError::forbidden(message),
         }
     }
@@ -165,34 +119,17 @@ impl From<TransitionError> for ApiError {
 impl From<StaffError> for ApiError {
     fn from(e: StaffError) -> ApiError {
         match e {
-            StaffError::Auth(AuthError::BadCredentials) => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "bad_credentials",
-                "wrong username or password",
-            ),
+            StaffError::Auth(AuthError::BadCredentials) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", "wrong username or password")
+            }
             StaffError::Auth(AuthError::Throttled(s)) => ApiError {
                 retry_after: Some(s),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "throttled",
-                    format!("too many failed logins; try again in {s} s"),
-                )
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", format!("too many failed logins; try again in {s} s"))
             },
             StaffError::Auth(AuthError::NoSession) => ApiError::unauthorized(),
-            StaffError::Auth(AuthError::Disabled) => {
-                ApiError::forbidden("this account is disabled; ask a manager")
-            }
-            StaffError::Auth(AuthError::Hash) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            ),
-            StaffError::Invalid(i) => ApiError::field(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                &i.field,
-                i.to_string(),
-            ),
+            StaffError::Auth(AuthError::Disabled) => ApiError::forbidden("this account is disabled; ask a manager"),
+            StaffError::Auth(AuthError::Hash) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"),
+            StaffError::Invalid(i) => ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", &i.field, i.to_string()),
             StaffError::NotFound => ApiError::not_found("user"),
             StaffError::Store(s) => s.into(),
         }
@@ -209,18 +146,12 @@ impl From<MediaError> for ApiError {
             MediaError::Empty | MediaError::Unsupported | MediaError::Corrupt(_) => {
                 ApiError::field(StatusCode::BAD_REQUEST, "invalid_photo", "file", m)
             }
-            MediaError::Io { source, .. } if source.raw_os_error() == Some(28) => ApiError::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "disk_full",
-                "the disk is full; nothing was stored",
-            ),
+            MediaError::Io { source, .. } if source.raw_os_error() == Some(28) => {
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", "the disk is full; nothing was stored")
+            }
             MediaError::Io { .. } => {
                 tracing::error!(error = %m, "photo storage error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "could not store the photo; nothing was stored",
-                )
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not store the photo; nothing was stored")
             }
         }
     }
@@ -248,44 +179,18 @@ pub async fn recover(r: warp::Rejection) -> Result<Response, std::convert::Infal
     } else if r.is_not_found() {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
     } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "the request body is larger than the configured limit",
-        )
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is larger than the configured limit")
     } else if r.find::<warp::reject::LengthRequired>().is_some() {
-        ApiError::new(
-            StatusCode::LENGTH_REQUIRED,
-            "length_required",
-            "send a Content-Length header",
-        )
+        ApiError::new(StatusCode::LENGTH_REQUIRED, "length_required", "send a Content-Length header")
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed on this route",
-        )
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
     } else if r.find::<warp::reject::UnsupportedMediaType>().is_some() {
-        ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send multipart/form-data for photos",
-        )
-    } else if r.find::<warp::reject::InvalidHeader>().is_some()
-        || r.find::<warp::reject::MissingHeader>().is_some()
-    {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_header",
-            "a required header is missing or invalid",
-        )
+        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send multipart/form-data for photos")
+    } else if r.find::<warp::reject::InvalidHeader>().is_some() || r.find::<warp::reject::MissingHeader>().is_some() {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_header", "a required header is missing or invalid")
     } else {
         tracing::warn!(rejection = ?r, "unhandled rejection");
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "the request could not be understood",
-        )
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "the request could not be understood")
     };
     Ok(e.into_response())
 }

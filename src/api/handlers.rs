@@ -89,12 +89,7 @@ pub struct AuditQuery {
 
 fn page_limit(l: Option<u32>) -> Result<u32, ApiError> {
     match l.unwrap_or(50) {
-        0 => Err(ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "limit",
-            "limit must be at least 1",
-        )),
+        0 => Err(ApiError::field(StatusCode::BAD_REQUEST, "invalid_query", "limit", "limit must be at least 1")),
         n => Ok(n.min(MAX_PAGE)),
     }
 }
@@ -104,48 +99,27 @@ fn created<T: serde::Serialize>(v: &T) -> Response {
 }
 
 fn addr_of(a: Option<ClientAddr>) -> String {
-    a.map(|a| a.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    a.map(|a| a.0.ip().to_string()).unwrap_or_else(|| "unknown".into())
 }
 
 pub async fn healthz(s: Arc<ApiState>) -> Response {
     // No auth, no data: just whether the database answers.
-    let ok = s
-        .store
-        .read(|tx| crate::store::cases::outbox_depth(tx).map(|_| ()))
-        .await
-        .is_ok();
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    with_status(
-        js(&json!({ "status": if ok { "ok" } else { "degraded" } })),
-        status,
-    )
-    .into_response()
+    let ok = s.store.read(|tx| crate::store::cases::outbox_depth(tx).map(|_| ())).await.is_ok();
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    with_status(js(&json!({ "status": if ok { "ok" } else { "degraded" } })), status).into_response()
 }
 
 pub fn openapi() -> Response {
     let mut r = Response::new(include_str!("../../assets/openapi.json").into());
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     r
 }
 
-pub async fn metrics(
-    s: Arc<ApiState>,
-    addr: Option<ClientAddr>,
-    authz: Option<String>,
-) -> Response {
+pub async fn metrics(s: Arc<ApiState>, addr: Option<ClientAddr>, authz: Option<String>) -> Response {
     let loopback = addr.is_some_and(|a| a.0.ip().is_loopback());
     if !loopback {
         if s.limits.metrics_loopback_only {
-            return ApiError::forbidden("metrics are served to loopback clients only")
-                .into_response();
+            return ApiError::forbidden("metrics are served to loopback clients only").into_response();
         }
         let Some(token) = super::bearer(authz) else {
             return ApiError::unauthorized().into_response();
@@ -157,31 +131,16 @@ pub async fn metrics(
         }
     }
     let mut r = Response::new(s.metrics.render(&s.store).await.into());
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }
 
 pub async fn login(s: Arc<ApiState>, addr: Option<ClientAddr>, req: LoginReq) -> Response {
-    respond(
-        s.staff
-            .login(&req.username, &req.password, &addr_of(addr))
-            .await
-            .map(|l| js(&l))
-            .map_err(ApiError::from),
-    )
+    respond(s.staff.login(&req.username, &req.password, &addr_of(addr)).await.map(|l| js(&l)).map_err(ApiError::from))
 }
 
 pub async fn logout(s: Arc<ApiState>, c: Ctx) -> Response {
-    respond(
-        s.staff
-            .logout(&c.actor, &c.token)
-            .await
-            .map(|_| StatusCode::NO_CONTENT)
-            .map_err(ApiError::from),
-    )
+    respond(s.staff.logout(&c.actor, &c.token).await.map(|_| StatusCode::NO_CONTENT).map_err(ApiError::from))
 }
 
 pub fn me(c: Ctx) -> Response {
@@ -189,33 +148,19 @@ pub fn me(c: Ctx) -> Response {
 }
 
 pub async fn change_password(s: Arc<ApiState>, c: Ctx, req: ChangePasswordReq) -> Response {
-    let r = s
-        .staff
-        .change_password(&c.actor, c.user.id, &req.old_password, &req.new_password)
-        .await;
+    let r = s.staff.change_password(&c.actor, c.user.id, &req.old_password, &req.new_password).await;
     respond(r.map(|_| StatusCode::NO_CONTENT).map_err(ApiError::from))
 }
 
 pub async fn create_customer(s: Arc<ApiState>, c: Ctx, req: NewCustomer) -> Response {
-    respond(
-        s.cases
-            .create_customer(&c.actor, req)
-            .await
-            .map(|v| created(&v))
-            .map_err(ApiError::from),
-    )
+    respond(s.cases.create_customer(&c.actor, req).await.map(|v| created(&v)).map_err(ApiError::from))
 }
 
 pub async fn list_customers(s: Arc<ApiState>, c: Ctx, q: CustomerListQuery) -> Response {
     let r = async {
         let limit = page_limit(q.limit)?;
-        let list = s
-            .cases
-            .list_customers(&c.actor, q.q, q.before, limit)
-            .await?;
-        let next = (list.len() as u32 == limit)
-            .then(|| list.last().map(|x| x.id.clone()))
-            .flatten();
+        let list = s.cases.list_customers(&c.actor, q.q, q.before, limit).await?;
+        let next = (list.len() as u32 == limit).then(|| list.last().map(|x| x.id.clone())).flatten();
         Ok::<_, ApiError>(js(&json!({ "items": list, "next_before": next })))
     };
     respond(r.await)
@@ -223,40 +168,19 @@ pub async fn list_customers(s: Arc<ApiState>, c: Ctx, q: CustomerListQuery) -> R
 
 pub async fn get_customer(id: String, s: Arc<ApiState>, c: Ctx) -> Response {
     let r = s.cases.get_customer(&c.actor, id).await;
-    respond(
-        r.map(|(cust, vehicles)| js(&json!({ "customer": cust, "vehicles": vehicles })))
-            .map_err(ApiError::from),
-    )
+    respond(r.map(|(cust, vehicles)| js(&json!({ "customer": cust, "vehicles": vehicles }))).map_err(ApiError::from))
 }
 
 pub async fn create_vehicle(s: Arc<ApiState>, c: Ctx, req: NewVehicle) -> Response {
-    respond(
-        s.cases
-            .create_vehicle(&c.actor, req)
-            .await
-            .map(|v| created(&v))
-            .map_err(ApiError::from),
-    )
+    respond(s.cases.create_vehicle(&c.actor, req).await.map(|v| created(&v)).map_err(ApiError::from))
 }
 
 pub async fn get_vehicle(id: String, s: Arc<ApiState>, _c: Ctx) -> Response {
-    respond(
-        s.cases
-            .get_vehicle(id)
-            .await
-            .map(|v| js(&v))
-            .map_err(ApiError::from),
-    )
+    respond(s.cases.get_vehicle(id).await.map(|v| js(&v)).map_err(ApiError::from))
 }
 
 pub async fn create_case(s: Arc<ApiState>, c: Ctx, req: NewCase) -> Response {
-    respond(
-        s.cases
-            .create_case(&c.actor, req)
-            .await
-            .map(|v| created(&v))
-            .map_err(ApiError::from),
-    )
+    respond(s.cases.create_case(&c.actor, req).await.map(|v| created(&v)).map_err(ApiError::from))
 }
 
 pub async fn list_cases(s: Arc<ApiState>, _c: Ctx, q: CaseListQuery) -> Response {
@@ -271,81 +195,39 @@ pub async fn list_cases(s: Arc<ApiState>, _c: Ctx, q: CaseListQuery) -> Response
             limit,
         };
         let list = s.cases.list_cases(f).await?;
-        let next = (list.len() as u32 == limit)
-            .then(|| list.last().map(|x| x.id.clone()))
-            .flatten();
+        let next = (list.len() as u32 == limit).then(|| list.last().map(|x| x.id.clone())).flatten();
         Ok::<_, ApiError>(js(&json!({ "items": list, "next_before": next })))
     };
     respond(r.await)
 }
 
 pub async fn get_case(id: String, s: Arc<ApiState>, _c: Ctx) -> Response {
-    respond(
-        s.cases
-            .get_case(id)
-            .await
-            .map(|v| js(&v))
-            .map_err(ApiError::from),
-    )
+    respond(s.cases.get_case(id).await.map(|v| js(&v)).map_err(ApiError::from))
 }
 
 pub async fn transition(id: String, s: Arc<ApiState>, c: Ctx, req: TransitionReq) -> Response {
-    respond(
-        s.cases
-            .transition(&c.actor, id, req.to, req.reason)
-            .await
-            .map(|v| js(&v))
-            .map_err(ApiError::from),
-    )
+    respond(s.cases.transition(&c.actor, id, req.to, req.reason).await.map(|v| js(&v)).map_err(ApiError::from))
 }
 
 pub async fn escalate(id: String, s: Arc<ApiState>, c: Ctx, req: ReasonReq) -> Response {
     let reason = req.reason.unwrap_or_else(|| "handed to a person".into());
-    respond(
-        s.cases
-            .escalate(&c.actor, id, reason)
-            .await
-            .map(|v| js(&v))
-            .map_err(ApiError::from),
-    )
+    respond(s.cases.escalate(&c.actor, id, reason).await.map(|v| js(&v)).map_err(ApiError::from))
 }
 
 pub async fn hand_back(id: String, s: Arc<ApiState>, c: Ctx, req: ReasonReq) -> Response {
-    respond(
-        s.cases
-            .hand_back(&c.actor, id, req.reason)
-            .await
-            .map(|v| js(&v))
-            .map_err(ApiError::from),
-    )
+    respond(s.cases.hand_back(&c.actor, id, req.reason).await.map(|v| js(&v)).map_err(ApiError::from))
 }
 
 pub async fn assign(id: String, s: Arc<ApiState>, c: Ctx, req: AssignReq) -> Response {
-    respond(
-        s.cases
-            .assign(&c.actor, id, req.user_id)
-            .await
-            .map(|v| js(&v))
-            .map_err(ApiError::from),
-    )
+    respond(s.cases.assign(&c.actor, id, req.user_id).await.map(|v| js(&v)).map_err(ApiError::from))
 }
 
 /// Multipart: one `file` part (the photo) and an optional `shot` (front, side, close_up, other).
-pub async fn upload_photo(
-    case_id: String,
-    s: Arc<ApiState>,
-    c: Ctx,
-    form: warp::multipart::FormData,
-) -> Response {
+pub async fn upload_photo(case_id: String, s: Arc<ApiState>, c: Ctx, form: warp::multipart::FormData) -> Response {
     respond(upload(case_id, &s, &c, form).await)
 }
 
-async fn upload(
-    case_id: String,
-    s: &ApiState,
-    c: &Ctx,
-    form: warp::multipart::FormData,
-) -> Result<Response, ApiError> {
+async fn upload(case_id: String, s: &ApiState, c: &Ctx, form: warp::multipart::FormData) -> Result<Response, ApiError> {
     // 404 before reading a large body from a tablet for nothing.
     if !s.cases.case_exists(case_id.clone()).await? {
         return Err(ApiError::not_found("case"));
@@ -355,19 +237,11 @@ async fn upload(
     let mut shot: Option<String> = None;
     let mut parts = form;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "malformed_multipart", m);
-    while let Some(part) = parts
-        .try_next()
-        .await
-        .map_err(|e| bad(format!("malformed multipart body: {e}")))?
-    {
+    while let Some(part) = parts.try_next().await.map_err(|e| bad(format!("malformed multipart body: {e}")))? {
         let name = part.name().to_string();
         let mut data = Vec::new();
         let mut stream = part.stream();
-        while let Some(chunk) = stream
-            .try_next()
-            .await
-            .map_err(|e| bad(format!("malformed multipart body: {e}")))?
-        {
+        while let Some(chunk) = stream.try_next().await.map_err(|e| bad(format!("malformed multipart body: {e}")))? {
             data.extend_from_slice(chunk.chunk());
             let cap = if name == "file" { limit } else { 64 };
             if data.len() as u64 > cap {
@@ -379,12 +253,7 @@ async fn upload(
                         format!("the photo is larger than {limit} bytes"),
                     )
                 } else {
-                    ApiError::field(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_field",
-                        &name,
-                        format!("{name}: too long"),
-                    )
+                    ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", &name, format!("{name}: too long"))
                 });
             }
         }
@@ -401,22 +270,10 @@ async fn upload(
             }
         }
     }
-    let file = file.ok_or_else(|| {
-        ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "file",
-            "file: missing photo part",
-        )
-    })?;
+    let file = file.ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "file", "file: missing photo part"))?;
     if let Some(sh) = &shot {
         if !matches!(sh.as_str(), "front" | "side" | "close_up" | "other") {
-            return Err(ApiError::field(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                "shot",
-                "shot: use front, side, close_up or other",
-            ));
+            return Err(ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "shot", "shot: use front, side, close_up or other"));
         }
     }
     let max_pixels = s.limits.photo_max_pixels;
@@ -428,13 +285,7 @@ async fn upload(
         Ok::<_, crate::media::MediaError>((info, sha, created_file, file.len() as u64))
     })
     .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "photo processing failed",
-        )
-    })??;
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "photo processing failed"))??;
     let photo = Photo {
         id: new_id(),
         case_id,
@@ -475,79 +326,36 @@ pub async fn get_photo(id: String, s: Arc<ApiState>, c: Ctx) -> Response {
         let sha = p.sha256.clone();
         let bytes = tokio::task::spawn_blocking(move || files.read(&sha))
             .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "photo read failed",
-                )
-            })??;
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "photo read failed"))??;
         let mut r = Response::new(bytes.into());
         if let Ok(v) = http::HeaderValue::from_str(&p.media_type) {
             r.headers_mut().insert(http::header::CONTENT_TYPE, v);
         }
-        r.headers_mut().insert(
-            http::header::CACHE_CONTROL,
-            http::HeaderValue::from_static("private, max-age=3600"),
-        );
+        r.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("private, max-age=3600"));
         Ok::<_, ApiError>(r)
     };
     respond(r.await)
 }
 
 pub async fn list_users(s: Arc<ApiState>, _c: Ctx) -> Response {
-    respond(
-        s.staff
-            .list_users()
-            .await
-            .map(|v| js(&json!({ "items": v })))
-            .map_err(ApiError::from),
-    )
+    respond(s.staff.list_users().await.map(|v| js(&json!({ "items": v }))).map_err(ApiError::from))
 }
 
 pub async fn create_user(s: Arc<ApiState>, c: Ctx, req: CreateUserReq) -> Response {
-    let r = s
-        .staff
-        .add_user(
-            &c.actor,
-            &req.username,
-            req.display_name.as_deref(),
-            req.role,
-        )
-        .await;
+    let r = s.staff.add_user(&c.actor, &req.username, req.display_name.as_deref(), req.role).await;
     // The one-time password is returned once, to the manager who created the account.
-    respond(
-        r.map(|(u, pw)| created(&json!({ "user": u, "one_time_password": pw })))
-            .map_err(ApiError::from),
-    )
+    respond(r.map(|(u, pw)| created(&json!({ "user": u, "one_time_password": pw }))).map_err(ApiError::from))
 }
 
 pub async fn set_disabled(id: i64, s: Arc<ApiState>, c: Ctx, disabled: bool) -> Response {
     if disabled && id == c.user.id {
-        return ApiError::new(
-            StatusCode::CONFLICT,
-            "self_disable",
-            "you cannot disable your own account",
-        )
-        .into_response();
+        return ApiError::new(StatusCode::CONFLICT, "self_disable", "you cannot disable your own account").into_response();
     }
-    respond(
-        s.staff
-            .set_disabled(&c.actor, id, disabled)
-            .await
-            .map(|_| StatusCode::NO_CONTENT)
-            .map_err(ApiError::from),
-    )
+    respond(s.staff.set_disabled(&c.actor, id, disabled).await.map(|_| StatusCode::NO_CONTENT).map_err(ApiError::from))
 }
 
 pub async fn reset_password(id: i64, s: Arc<ApiState>, c: Ctx) -> Response {
-    respond(
-        s.staff
-            .reset_password(&c.actor, id)
-            .await
-            .map(|pw| js(&json!({ "one_time_password": pw })))
-            .map_err(ApiError::from),
-    )
+    respond(s.staff.reset_password(&c.actor, id).await.map(|pw| js(&json!({ "one_time_password": pw }))).map_err(ApiError::from))
 }
 
 pub async fn audit(s: Arc<ApiState>, _c: Ctx, q: AuditQuery) -> Response {

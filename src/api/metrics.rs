@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use crate::store::Store;
 
-const BUCKETS_MS: [f64; 10] = [
-    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0,
-];
+const BUCKETS_MS: [f64; 10] = [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -35,82 +33,37 @@ impl Metrics {
             }
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.sum_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
     pub async fn render(&self, store: &Store) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP servicebay_http_requests_total HTTP requests by method and status."
-        );
+        let _ = writeln!(out, "# HELP servicebay_http_requests_total HTTP requests by method and status.");
         let _ = writeln!(out, "# TYPE servicebay_http_requests_total counter");
         if let Ok(m) = self.requests.lock() {
             for ((method, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "servicebay_http_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}"
-                );
+                let _ = writeln!(out, "servicebay_http_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}");
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP servicebay_http_request_duration_seconds Request latency."
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE servicebay_http_request_duration_seconds histogram"
-        );
+        let _ = writeln!(out, "# HELP servicebay_http_request_duration_seconds Request latency.");
+        let _ = writeln!(out, "# TYPE servicebay_http_request_duration_seconds histogram");
         for (i, b) in BUCKETS_MS.iter().enumerate() {
             let n = self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "servicebay_http_request_duration_seconds_bucket{{le=\"{}\"}} {n}",
-                b / 1000.0
-            );
+            let _ = writeln!(out, "servicebay_http_request_duration_seconds_bucket{{le=\"{}\"}} {n}", b / 1000.0);
         }
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "servicebay_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "servicebay_http_request_duration_seconds_sum {}",
-            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(
-            out,
-            "servicebay_http_request_duration_seconds_count {count}"
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE servicebay_tls_handshake_failures_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "servicebay_tls_handshake_failures_total {}",
-            self.tls_handshake_failures.load(Ordering::Relaxed)
-        );
+        let _ = writeln!(out, "servicebay_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "servicebay_http_request_duration_seconds_sum {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "servicebay_http_request_duration_seconds_count {count}");
+        let _ = writeln!(out, "# TYPE servicebay_tls_handshake_failures_total counter");
+        let _ = writeln!(out, "servicebay_tls_handshake_failures_total {}", self.tls_handshake_failures.load(Ordering::Relaxed));
         let _ = writeln!(out, "# TYPE servicebay_connections_refused_total counter");
-        let _ = writeln!(
-            out,
-            "servicebay_connections_refused_total {}",
-            self.connections_refused.load(Ordering::Relaxed)
-        );
+        let _ = writeln!(out, "servicebay_connections_refused_total {}", self.connections_refused.load(Ordering::Relaxed));
         let _ = writeln!(out, "# TYPE servicebay_store_write_queue gauge");
-        let _ = writeln!(
-            out,
-            "servicebay_store_write_queue {}",
-            store.write_queue_depth()
-        );
+        let _ = writeln!(out, "servicebay_store_write_queue {}", store.write_queue_depth());
         let stats = store
             .read(|tx| -> Result<_, crate::store::StoreError> {
-                Ok((
-                    crate::store::cases::count_by_status(tx)?,
-                    crate::store::cases::outbox_depth(tx)?,
-                ))
+                Ok((crate::store::cases::count_by_status(tx)?, crate::store::cases::outbox_depth(tx)?))
             })
             .await;
         if let Ok((by_status, outbox)) = stats {

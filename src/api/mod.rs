@@ -60,35 +60,21 @@ fn reject(e: ApiError) -> Rejection {
 
 fn bearer(header: Option<String>) -> Option<String> {
     let h = header?;
-    let t = h
-        .strip_prefix("Bearer ")
-        .or_else(|| h.strip_prefix("bearer "))?
-        .trim();
+    let t = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))?.trim();
     (!t.is_empty() && t.len() <= 256).then(|| t.to_string())
 }
 
 /// Authenticate and authorise for one route, before any body is read or any record looked up.
-fn auth(
-    state: Arc<ApiState>,
-    id: RouteId,
-) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization")
-        .and(warp::ext::optional::<ClientAddr>())
-        .and_then(move |h: Option<String>, addr: Option<ClientAddr>| {
+fn auth(state: Arc<ApiState>, id: RouteId) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization").and(warp::ext::optional::<ClientAddr>()).and_then(
+        move |h: Option<String>, addr: Option<ClientAddr>| {
             let state = state.clone();
             async move {
                 let token = bearer(h).ok_or_else(|| reject(ApiError::unauthorized()))?;
-                let user = state
-                    .staff
-                    .session(&token)
-                    .await
-                    .map_err(|e| reject(e.into()))?;
+                let user = state.staff.session(&token).await.map_err(|e| reject(e.into()))?;
                 let access = policy::access(id);
                 if !policy::allows(id, user.role) {
-                    return Err(reject(ApiError::forbidden(format!(
-                        "role {} may not use this route",
-                        user.role
-                    ))));
+                    return Err(reject(ApiError::forbidden(format!("role {} may not use this route", user.role))));
                 }
                 if user.must_change_password && access != Access::AnyUser {
                     return Err(reject(ApiError::new(
@@ -105,7 +91,8 @@ fn auth(
                 };
                 Ok::<_, Rejection>(Ctx { user, actor, token })
             }
-        })
+        },
+    )
 }
 
 /// Parse JSON naming the offending field; unknown fields are refused by the DTOs.
@@ -116,25 +103,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = e.into_inner();
         let at_root = path == "." || path.is_empty();
         if inner.is_eof() || (inner.is_syntax() && at_root) {
-            return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("malformed JSON: {inner}"),
-            );
+            return ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {inner}"));
         }
         let msg = inner.to_string();
         // serde names unknown/missing fields only in the message: `unknown field `x``.
-        let field = if at_root {
-            msg.split('`').nth(1).unwrap_or("body").to_string()
-        } else {
-            path
-        };
-        ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            &field,
-            format!("{field}: {msg}"),
-        )
+        let field = if at_root { msg.split('`').nth(1).unwrap_or("body").to_string() } else { path };
+        ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", &field, format!("{field}: {msg}"))
     })
 }
 
@@ -152,25 +126,18 @@ where
     B: bytes::Buf,
 {
     use futures_util::TryStreamExt;
-    let too_large = || {
-        reject(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the request body is larger than {limit} bytes"),
-        ))
-    };
+    let too_large =
+        || reject(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the request body is larger than {limit} bytes")));
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
     let mut body = std::pin::pin!(body);
     let mut out = bytes::BytesMut::new();
-    while let Some(chunk) = body.try_next().await.map_err(|e| {
-        reject(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_body",
-            format!("could not read the body: {e}"),
-        ))
-    })? {
+    while let Some(chunk) = body
+        .try_next()
+        .await
+        .map_err(|e| reject(ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("could not read the body: {e}"))))?
+    {
         if (out.len() + chunk.remaining()) as u64 > limit {
             return Err(too_large());
         }
@@ -179,47 +146,28 @@ where
     Ok(out.freeze())
 }
 
-fn json_body<T: DeserializeOwned + Send + 'static>(
-    limit: u64,
-) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+fn json_body<T: DeserializeOwned + Send + 'static>(limit: u64) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
     limited_body(limit).and_then(|b: Bytes| async move { parse_json::<T>(&b).map_err(reject) })
 }
 
-fn query<T: DeserializeOwned + Send + 'static>(
-) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
-    warp::query::raw()
-        .or(warp::any().map(String::new))
-        .unify()
-        .and_then(|q: String| async move {
-            let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                let field = e.path().to_string();
-                let msg = e.into_inner().to_string();
-                let field = if field == "." {
-                    msg.split('`').nth(1).unwrap_or("query").to_string()
-                } else {
-                    field
-                };
-                reject(ApiError::field(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_query",
-                    &field,
-                    format!("{field}: {msg}"),
-                ))
-            })
+fn query<T: DeserializeOwned + Send + 'static>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify().and_then(|q: String| async move {
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let msg = e.into_inner().to_string();
+            let field = if field == "." { msg.split('`').nth(1).unwrap_or("query").to_string() } else { field };
+            reject(ApiError::field(StatusCode::BAD_REQUEST, "invalid_query", &field, format!("{field}: {msg}")))
         })
+    })
 }
 
-fn with<T: Clone + Send>(
-    v: T,
-) -> impl Filter<Extract = (T,), Error = std::convert::Infallible> + Clone {
+fn with<T: Clone + Send>(v: T) -> impl Filter<Extract = (T,), Error = std::convert::Infallible> + Clone {
     warp::any().map(move || v.clone())
 }
 
 /// All routes. Each line: method + path, auth for its RouteId, body/query, handler.
-pub fn routes(
-    s: Arc<ApiState>,
-) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
+pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
     use handlers as h;
     use warp::path::end;
     use RouteId::*;
@@ -227,15 +175,8 @@ pub fn routes(
     let st = || with(s.clone());
     let a = |id| auth(s.clone(), id);
 
-    let health = warp::path!("healthz")
-        .and(warp::get())
-        .and(st())
-        .then(h::healthz)
-        .boxed();
-    let openapi = warp::path!("api" / "v1" / "openapi.json")
-        .and(warp::get())
-        .map(h::openapi)
-        .boxed();
+    let health = warp::path!("healthz").and(warp::get()).and(st()).then(h::healthz).boxed();
+    let openapi = warp::path!("api" / "v1" / "openapi.json").and(warp::get()).map(h::openapi).boxed();
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(st())
@@ -253,19 +194,8 @@ pub fn routes(
         .and(json_body(json))
         .then(h::login)
         .boxed();
-    let logout = v1
-        .and(warp::path!("auth" / "logout"))
-        .and(warp::post())
-        .and(st())
-        .and(a(Logout))
-        .then(h::logout)
-        .boxed();
-    let me = v1
-        .and(warp::path!("auth" / "me"))
-        .and(warp::get())
-        .and(a(Me))
-        .map(h::me)
-        .boxed();
+    let logout = v1.and(warp::path!("auth" / "logout")).and(warp::post()).and(st()).and(a(Logout)).then(h::logout).boxed();
+    let me = v1.and(warp::path!("auth" / "me")).and(warp::get()).and(a(Me)).map(h::me).boxed();
     let password = v1
         .and(warp::path!("auth" / "password"))
         .and(warp::post())
@@ -283,21 +213,10 @@ pub fn routes(
         .and(json_body(json))
         .then(h::create_customer)
         .boxed();
-    let customers_list = v1
-        .and(warp::path!("customers"))
-        .and(warp::get())
-        .and(st())
-        .and(a(CustomersList))
-        .and(query())
-        .then(h::list_customers)
-        .boxed();
-    let customers_get = v1
-        .and(warp::path!("customers" / String))
-        .and(warp::get())
-        .and(st())
-        .and(a(CustomersGet))
-        .then(h::get_customer)
-        .boxed();
+    let customers_list =
+        v1.and(warp::path!("customers")).and(warp::get()).and(st()).and(a(CustomersList)).and(query()).then(h::list_customers).boxed();
+    let customers_get =
+        v1.and(warp::path!("customers" / String)).and(warp::get()).and(st()).and(a(CustomersGet)).then(h::get_customer).boxed();
     let vehicles_create = v1
         .and(warp::path!("vehicles"))
         .and(warp::post())
@@ -306,37 +225,12 @@ pub fn routes(
         .and(json_body(json))
         .then(h::create_vehicle)
         .boxed();
-    let vehicles_get = v1
-        .and(warp::path!("vehicles" / String))
-        .and(warp::get())
-        .and(st())
-        .and(a(VehiclesGet))
-        .then(h::get_vehicle)
-        .boxed();
+    let vehicles_get = v1.and(warp::path!("vehicles" / String)).and(warp::get()).and(st()).and(a(VehiclesGet)).then(h::get_vehicle).boxed();
 
-    let cases_create = v1
-        .and(warp::path!("cases"))
-        .and(warp::post())
-        .and(st())
-        .and(a(CasesCreate))
-        .and(json_body(json))
-        .then(h::create_case)
-        .boxed();
-    let cases_list = v1
-        .and(warp::path!("cases"))
-        .and(warp::get())
-        .and(st())
-        .and(a(CasesList))
-        .and(query())
-        .then(h::list_cases)
-        .boxed();
-    let cases_get = v1
-        .and(warp::path!("cases" / String))
-        .and(warp::get())
-        .and(st())
-        .and(a(CasesGet))
-        .then(h::get_case)
-        .boxed();
+    let cases_create =
+        v1.and(warp::path!("cases")).and(warp::post()).and(st()).and(a(CasesCreate)).and(json_body(json)).then(h::create_case).boxed();
+    let cases_list = v1.and(warp::path!("cases")).and(warp::get()).and(st()).and(a(CasesList)).and(query()).then(h::list_cases).boxed();
+    let cases_get = v1.and(warp::path!("cases" / String)).and(warp::get()).and(st()).and(a(CasesGet)).then(h::get_case).boxed();
     let cases_transition = v1
         .and(warp::path!("cases" / String / "transition"))
         .and(warp::post())
@@ -379,30 +273,11 @@ pub fn routes(
         .and(warp::multipart::form().max_length(s.limits.photo_body + 64 * 1024))
         .then(h::upload_photo)
         .boxed();
-    let photos_get = v1
-        .and(warp::path!("photos" / String))
-        .and(warp::get())
-        .and(st())
-        .and(a(PhotosGet))
-        .then(h::get_photo)
-        .boxed();
+    let photos_get = v1.and(warp::path!("photos" / String)).and(warp::get()).and(st()).and(a(PhotosGet)).then(h::get_photo).boxed();
 
-    let users_list = v1
-        .and(warp::path!("users"))
-        .and(warp::get())
-        .and(end())
-        .and(st())
-        .and(a(UsersList))
-        .then(h::list_users)
-        .boxed();
-    let users_create = v1
-        .and(warp::path!("users"))
-        .and(warp::post())
-        .and(st())
-        .and(a(UsersCreate))
-        .and(json_body(json))
-        .then(h::create_user)
-        .boxed();
+    let users_list = v1.and(warp::path!("users")).and(warp::get()).and(end()).and(st()).and(a(UsersList)).then(h::list_users).boxed();
+    let users_create =
+        v1.and(warp::path!("users")).and(warp::post()).and(st()).and(a(UsersCreate)).and(json_body(json)).then(h::create_user).boxed();
     let users_disable = v1
         .and(warp::path!("users" / i64 / "disable"))
         .and(warp::post())
@@ -424,14 +299,7 @@ pub fn routes(
         .and(a(UsersResetPassword))
         .then(h::reset_password)
         .boxed();
-    let audit = v1
-        .and(warp::path!("audit"))
-        .and(warp::get())
-        .and(st())
-        .and(a(AuditList))
-        .and(query())
-        .then(h::audit)
-        .boxed();
+    let audit = v1.and(warp::path!("audit")).and(warp::get()).and(st()).and(a(AuditList)).and(query()).then(h::audit).boxed();
 
     health
         .or(openapi)

@@ -55,14 +55,7 @@ pub struct RouteSpec {
 }
 
 const STAFF: &[Role] = &[Advisor, Technician, QcInspector, CustomerService, Manager];
-const EVERYONE: &[Role] = &[
-    Advisor,
-    Technician,
-    QcInspector,
-    CustomerService,
-    Manager,
-    HqAuditor,
-];
+const EVERYONE: &[Role] = &[Advisor, Technician, QcInspector, CustomerService, Manager, HqAuditor];
 const FRONT_DESK: &[Role] = &[Advisor, CustomerService, Manager];
 const ADVISORS: &[Role] = &[Advisor, Manager];
 const PHOTO_TAKERS: &[Role] = &[Advisor, Technician, QcInspector, Manager];
@@ -70,12 +63,7 @@ const MANAGERS: &[Role] = &[Manager];
 const AUDITORS: &[Role] = &[Manager, HqAuditor];
 
 const fn r(id: RouteId, method: &'static str, path: &'static str, access: Access) -> RouteSpec {
-    RouteSpec {
-        id,
-        method,
-        path,
-        access,
-    }
+    RouteSpec { id, method, path, access }
 }
 
 use Access::*;
@@ -90,77 +78,27 @@ pub const ROUTES: &[RouteSpec] = &[
     r(Me, "GET", "/api/v1/auth/me", AnyUser),
     r(ChangePassword, "POST", "/api/v1/auth/password", AnyUser),
     // Customer records are personal data: front desk only; technicians work from the case.
-    r(
-        CustomersCreate,
-        "POST",
-        "/api/v1/customers",
-        Roles(FRONT_DESK),
-    ),
+    r(CustomersCreate, "POST", "/api/v1/customers", Roles(FRONT_DESK)),
     r(CustomersList, "GET", "/api/v1/customers", Roles(FRONT_DESK)),
-    r(
-        CustomersGet,
-        "GET",
-        "/api/v1/customers/{id}",
-        Roles(FRONT_DESK),
-    ),
+    r(CustomersGet, "GET", "/api/v1/customers/{id}", Roles(FRONT_DESK)),
     r(VehiclesCreate, "POST", "/api/v1/vehicles", Roles(ADVISORS)),
     r(VehiclesGet, "GET", "/api/v1/vehicles/{id}", Roles(STAFF)),
     r(CasesCreate, "POST", "/api/v1/cases", Roles(FRONT_DESK)),
     r(CasesList, "GET", "/api/v1/cases", Roles(EVERYONE)),
     r(CasesGet, "GET", "/api/v1/cases/{id}", Roles(EVERYONE)),
     // Which role may cause which move is decided by the case rules (domain::case::may_move).
-    r(
-        CasesTransition,
-        "POST",
-        "/api/v1/cases/{id}/transition",
-        Roles(STAFF),
-    ),
-    r(
-        CasesEscalate,
-        "POST",
-        "/api/v1/cases/{id}/escalate",
-        Roles(STAFF),
-    ),
-    r(
-        CasesHandBack,
-        "POST",
-        "/api/v1/cases/{id}/hand-back",
-        Roles(ADVISORS),
-    ),
-    r(
-        CasesAssign,
-        "POST",
-        "/api/v1/cases/{id}/assign",
-        Roles(ADVISORS),
-    ),
-    r(
-        PhotosUpload,
-        "POST",
-        "/api/v1/cases/{id}/photos",
-        Roles(PHOTO_TAKERS),
-    ),
+    r(CasesTransition, "POST", "/api/v1/cases/{id}/transition", Roles(STAFF)),
+    r(CasesEscalate, "POST", "/api/v1/cases/{id}/escalate", Roles(STAFF)),
+    r(CasesHandBack, "POST", "/api/v1/cases/{id}/hand-back", Roles(ADVISORS)),
+    r(CasesAssign, "POST", "/api/v1/cases/{id}/assign", Roles(ADVISORS)),
+    r(PhotosUpload, "POST", "/api/v1/cases/{id}/photos", Roles(PHOTO_TAKERS)),
     // Unblurred originals stay with staff who work the car; HQ auditors get blurred exports later.
     r(PhotosGet, "GET", "/api/v1/photos/{id}", Roles(STAFF)),
     r(UsersList, "GET", "/api/v1/users", Roles(MANAGERS)),
     r(UsersCreate, "POST", "/api/v1/users", Roles(MANAGERS)),
-    r(
-        UsersDisable,
-        "POST",
-        "/api/v1/users/{id}/disable",
-        Roles(MANAGERS),
-    ),
-    r(
-        UsersEnable,
-        "POST",
-        "/api/v1/users/{id}/enable",
-        Roles(MANAGERS),
-    ),
-    r(
-        UsersResetPassword,
-        "POST",
-        "/api/v1/users/{id}/reset-password",
-        Roles(MANAGERS),
-    ),
+    r(UsersDisable, "POST", "/api/v1/users/{id}/disable", Roles(MANAGERS)),
+    r(UsersEnable, "POST", "/api/v1/users/{id}/enable", Roles(MANAGERS)),
+    r(UsersResetPassword, "POST", "/api/v1/users/{id}/reset-password", Roles(MANAGERS)),
     r(AuditList, "GET", "/api/v1/audit", Roles(AUDITORS)),
 ];
 
@@ -197,16 +135,8 @@ mod tests {
 
     #[test]
     fn hq_auditor_is_read_only() {
-        for s in ROUTES
-            .iter()
-            .filter(|s| s.method != "GET" && !matches!(s.access, Public | AnyUser))
-        {
-            assert!(
-                !allows(s.id, HqAuditor),
-                "{} {} lets hq_auditor write",
-                s.method,
-                s.path
-            );
+        for s in ROUTES.iter().filter(|s| s.method != "GET" && !matches!(s.access, Public | AnyUser)) {
+            assert!(!allows(s.id, HqAuditor), "{} {} lets hq_auditor write", s.method, s.path);
         }
     }
 }

@@ -37,12 +37,8 @@ fn request_id() -> String {
 }
 
 /// Serve `filter` on `listener` until `shutdown` resolves; then wait (bounded) for open requests.
-pub async fn serve<F, R>(
-    listener: TcpListener,
-    filter: F,
-    opts: ServeOptions,
-    shutdown: impl Future<Output = ()>,
-) where
+pub async fn serve<F, R>(listener: TcpListener, filter: F, opts: ServeOptions, shutdown: impl Future<Output = ()>)
+where
     F: warp::Filter<Extract = (R,), Error = Infallible> + Clone + Send + Sync + 'static,
     R: warp::Reply,
     F::Future: Send,
@@ -65,9 +61,7 @@ pub async fn serve<F, R>(
             },
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            opts.metrics
-                .connections_refused
-                .fetch_add(1, Ordering::Relaxed);
+            opts.metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
             drop(tcp);
             continue;
         };
@@ -76,68 +70,50 @@ pub async fn serve<F, R>(
         let req_metrics = opts.metrics.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let hyper_svc =
-                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                    let mut svc = svc.clone();
-                    let metrics = req_metrics.clone();
-                    let id = request_id();
-                    req.extensions_mut().insert(ClientAddr(peer));
-                    let (method, path) = (req.method().clone(), req.uri().path().to_string());
-                    let span =
-                        tracing::info_span!("request", id = %id, method = %method, path = %path);
-                    async move {
-                        let start = Instant::now();
-                        let mut resp = match svc.call(req).await {
-                            Ok(r) => r,
-                            Err(never) => match never {},
-                        };
-                        let status = resp.status().as_u16();
-                        let elapsed = start.elapsed();
-                        metrics.observe(method.as_str(), status, elapsed);
-                        tracing::info!(status, ms = elapsed.as_secs_f64() * 1000.0, "served");
-                        let h = resp.headers_mut();
-                        if let Ok(v) = http::HeaderValue::from_str(&id) {
-                            h.insert("x-request-id", v);
-                        }
-                        h.insert(
-                            "x-content-type-options",
-                            http::HeaderValue::from_static("nosniff"),
-                        );
-                        h.entry(http::header::CACHE_CONTROL)
-                            .or_insert(http::HeaderValue::from_static("no-store"));
-                        Ok::<_, Infallible>(resp)
+            let hyper_svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                let mut svc = svc.clone();
+                let metrics = req_metrics.clone();
+                let id = request_id();
+                req.extensions_mut().insert(ClientAddr(peer));
+                let (method, path) = (req.method().clone(), req.uri().path().to_string());
+                let span = tracing::info_span!("request", id = %id, method = %method, path = %path);
+                async move {
+                    let start = Instant::now();
+                    let mut resp = match svc.call(req).await {
+                        Ok(r) => r,
+                        Err(never) => match never {},
+                    };
+                    let status = resp.status().as_u16();
+                    let elapsed = start.elapsed();
+                    metrics.observe(method.as_str(), status, elapsed);
+                    tracing::info!(status, ms = elapsed.as_secs_f64() * 1000.0, "served");
+                    let h = resp.headers_mut();
+                    if let Ok(v) = http::HeaderValue::from_str(&id) {
+                        h.insert("x-request-id", v);
                     }
-                    .instrument(span)
-                });
+                    h.insert("x-content-type-options", http::HeaderValue::from_static("nosniff"));
+                    h.entry(http::header::CACHE_CONTROL).or_insert(http::HeaderValue::from_static("no-store"));
+                    Ok::<_, Infallible>(resp)
+                }
+                .instrument(span)
+            });
             let mut builder = Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(opts2.header_read_timeout);
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(opts2.header_read_timeout);
             match &opts2.tls {
                 Some(acceptor) => {
-                    let tls =
-                        match tokio::time::timeout(opts2.handshake_timeout, acceptor.accept(tcp))
-                            .await
-                        {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                opts2
-                                    .metrics
-                                    .tls_handshake_failures
-                                    .fetch_add(1, Ordering::Relaxed);
-                                tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                opts2
-                                    .metrics
-                                    .tls_handshake_failures
-                                    .fetch_add(1, Ordering::Relaxed);
-                                tracing::debug!(peer = %peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
+                    let tls = match tokio::time::timeout(opts2.handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            opts2.metrics.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            opts2.metrics.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(peer = %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), hyper_svc);
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
@@ -150,17 +126,12 @@ pub async fn serve<F, R>(
     }
     drop(listener);
     // In-flight requests get a bounded time to finish; idle keep-alive connections close now.
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections did not finish within 30 s of shutdown");
     }
 }
 
 /// Bind helper that names the address in its error.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+    TcpListener::bind(addr).await.map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }

@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::case::{self as rules, Case};
 use crate::domain::validate::{self, Invalid};
-use crate::domain::{
-    new_id, now, Actor, CaseStatus, Customer, Photo, TimelineEntry, TransitionError, Vehicle,
-};
+use crate::domain::{new_id, now, Actor, CaseStatus, Customer, Photo, TimelineEntry, TransitionError, Vehicle};
 use crate::store::cases::{CaseFilter, Event};
 use crate::store::{self, audit, people, StoreError};
 
@@ -79,11 +77,7 @@ impl CaseService {
         CaseService { store, store_id }
     }
 
-    pub async fn create_customer(
-        &self,
-        actor: &Actor,
-        input: NewCustomer,
-    ) -> Result<Customer, CaseError> {
+    pub async fn create_customer(&self, actor: &Actor, input: NewCustomer) -> Result<Customer, CaseError> {
         let t = now();
         let c = Customer {
             id: new_id(),
@@ -107,11 +101,7 @@ impl CaseService {
             .await
     }
 
-    pub async fn get_customer(
-        &self,
-        actor: &Actor,
-        id: String,
-    ) -> Result<(Customer, Vec<Vehicle>), CaseError> {
+    pub async fn get_customer(&self, actor: &Actor, id: String) -> Result<(Customer, Vec<Vehicle>), CaseError> {
         let found = {
             let id = id.clone();
             self.store
@@ -122,8 +112,7 @@ impl CaseService {
                 })
                 .await
         };
-        self.audit_read(actor, "customer.read", "customer", Some(id), found.is_ok())
-            .await?;
+        self.audit_read(actor, "customer.read", "customer", Some(id), found.is_ok()).await?;
         found
     }
 
@@ -134,20 +123,12 @@ impl CaseService {
         before: Option<String>,
         limit: u32,
     ) -> Result<Vec<Customer>, CaseError> {
-        let list = self
-            .store
-            .read(move |tx| people::list_customers(tx, q.as_deref(), before.as_deref(), limit))
-            .await?;
-        self.audit_read(actor, "customer.list", "customer", None, true)
-            .await?;
+        let list = self.store.read(move |tx| people::list_customers(tx, q.as_deref(), before.as_deref(), limit)).await?;
+        self.audit_read(actor, "customer.list", "customer", None, true).await?;
         Ok(list)
     }
 
-    pub async fn create_vehicle(
-        &self,
-        actor: &Actor,
-        input: NewVehicle,
-    ) -> Result<Vehicle, CaseError> {
+    pub async fn create_vehicle(&self, actor: &Actor, input: NewVehicle) -> Result<Vehicle, CaseError> {
         let t = now();
         let v = Vehicle {
             id: new_id(),
@@ -175,9 +156,7 @@ impl CaseService {
     }
 
     pub async fn get_vehicle(&self, id: String) -> Result<Vehicle, CaseError> {
-        self.store
-            .read(move |tx| people::vehicle(tx, &id)?.ok_or(CaseError::NotFound("vehicle")))
-            .await
+        self.store.read(move |tx| people::vehicle(tx, &id)?.ok_or(CaseError::NotFound("vehicle"))).await
     }
 
     pub async fn create_case(&self, actor: &Actor, input: NewCase) -> Result<Case, CaseError> {
@@ -205,24 +184,11 @@ impl CaseService {
                 if let Some(vid) = &case.vehicle_id {
                     match people::vehicle(tx, vid)? {
                         Some(v) if v.customer_id == case.customer_id => {}
-                        Some(_) => {
-                            return Err(validate::invalid(
-                                "vehicle_id",
-                                "vehicle belongs to another customer",
-                            )
-                            .into())
-                        }
-                        None => {
-                            return Err(validate::invalid("vehicle_id", "no such vehicle").into())
-                        }
+                        Some(_) => return Err(validate::invalid("vehicle_id", "vehicle belongs to another customer").into()),
+                        None => return Err(validate::invalid("vehicle_id", "no such vehicle").into()),
                     }
                 }
-                let ev = Event {
-                    kind: "created",
-                    from: None,
-                    to: Some(CaseStatus::Reported),
-                    reason: None,
-                };
+                let ev = Event { kind: "created", from: None, to: Some(CaseStatus::Reported), reason: None };
                 store::cases::insert(tx, &case, &actor, ev)?;
                 audit::record(tx, &actor, "case.create", "case", Some(&case.id), "ok")?;
                 Ok(case)
@@ -250,33 +216,16 @@ impl CaseService {
     }
 
     pub async fn list_cases(&self, filter: CaseFilter) -> Result<Vec<Case>, CaseError> {
-        Ok(self
-            .store
-            .read(move |tx| store::cases::list(tx, &filter))
-            .await?)
+        Ok(self.store.read(move |tx| store::cases::list(tx, &filter)).await?)
     }
 
     /// Move a case; illegal moves come back as `TransitionError::Illegal` with the allowed ones.
-    pub async fn transition(
-        &self,
-        actor: &Actor,
-        id: String,
-        to: CaseStatus,
-        reason: Option<String>,
-    ) -> Result<Case, CaseError> {
-        self.change(actor, id, "transition", reason, move |role, c| {
-            rules::transition(role, c.status, c.prior_status, to)
-        })
-        .await
+    pub async fn transition(&self, actor: &Actor, id: String, to: CaseStatus, reason: Option<String>) -> Result<Case, CaseError> {
+        self.change(actor, id, "transition", reason, move |role, c| rules::transition(role, c.status, c.prior_status, to)).await
     }
 
     /// Hand the case to a person, from any open state, in one call.
-    pub async fn escalate(
-        &self,
-        actor: &Actor,
-        id: String,
-        reason: String,
-    ) -> Result<Case, CaseError> {
+    pub async fn escalate(&self, actor: &Actor, id: String, reason: String) -> Result<Case, CaseError> {
         let reason = validate::text("reason", &reason, 1000)?;
         self.change(actor, id, "escalated", Some(reason), |role, c| {
             rules::transition(role, c.status, c.prior_status, CaseStatus::Escalated)
@@ -285,16 +234,8 @@ impl CaseService {
     }
 
     /// A person hands a paused (escalated / on hold) case back to where it was.
-    pub async fn hand_back(
-        &self,
-        actor: &Actor,
-        id: String,
-        reason: Option<String>,
-    ) -> Result<Case, CaseError> {
-        self.change(actor, id, "handed_back", reason, |role, c| {
-            rules::hand_back(role, c.status, c.prior_status)
-        })
-        .await
+    pub async fn hand_back(&self, actor: &Actor, id: String, reason: Option<String>) -> Result<Case, CaseError> {
+        self.change(actor, id, "handed_back", reason, |role, c| rules::hand_back(role, c.status, c.prior_status)).await
     }
 
     pub async fn assign(&self, actor: &Actor, id: String, user_id: i64) -> Result<Case, CaseError> {
@@ -311,12 +252,7 @@ impl CaseService {
                 case.version += 1;
                 case.updated_at = now();
                 let reason = user.map(|u| format!("assigned to {}", u.username));
-                let ev = Event {
-                    kind: "assigned",
-                    from: None,
-                    to: None,
-                    reason: reason.as_deref(),
-                };
+                let ev = Event { kind: "assigned", from: None, to: None, reason: reason.as_deref() };
                 store::cases::update(tx, &case, expected, &actor, ev)?;
                 audit::record(tx, &actor, "case.assign", "case", Some(&case.id), "ok")?;
                 Ok(case)
@@ -325,18 +261,9 @@ impl CaseService {
     }
 
     /// Load, decide with the pure rules, persist with event + outbox + audit, all in one transaction.
-    async fn change<F>(
-        &self,
-        actor: &Actor,
-        id: String,
-        kind: &'static str,
-        reason: Option<String>,
-        decide: F,
-    ) -> Result<Case, CaseError>
+    async fn change<F>(&self, actor: &Actor, id: String, kind: &'static str, reason: Option<String>, decide: F) -> Result<Case, CaseError>
     where
-        F: FnOnce(crate::domain::Role, &Case) -> Result<crate::domain::Transition, TransitionError>
-            + Send
-            + 'static,
+        F: FnOnce(crate::domain::Role, &Case) -> Result<crate::domain::Transition, TransitionError> + Send + 'static,
     {
         let reason = validate::opt_text("reason", reason.as_deref(), 1000)?;
         let actor = actor.clone();
@@ -350,25 +277,12 @@ impl CaseService {
                 case.status = t.to;
                 case.prior_status = t.prior;
                 // An escalated case is by definition waiting for a person.
-                case.needs_review =
-                    t.to == CaseStatus::Escalated || (case.needs_review && t.to.is_pause());
+                case.needs_review = t.to == CaseStatus::Escalated || (case.needs_review && t.to.is_pause());
                 case.version += 1;
                 case.updated_at = now();
-                let ev = Event {
-                    kind,
-                    from: Some(t.from),
-                    to: Some(t.to),
-                    reason: reason.as_deref(),
-                };
+                let ev = Event { kind, from: Some(t.from), to: Some(t.to), reason: reason.as_deref() };
                 store::cases::update(tx, &case, expected, &actor, ev)?;
-                audit::record(
-                    tx,
-                    &actor,
-                    &format!("case.{kind}"),
-                    "case",
-                    Some(&case.id),
-                    "ok",
-                )?;
+                audit::record(tx, &actor, &format!("case.{kind}"), "case", Some(&case.id), "ok")?;
                 Ok(case)
             })
             .await
@@ -386,14 +300,7 @@ impl CaseService {
         let actor = actor.clone();
         self.store
             .write(move |tx| {
-                audit::record(
-                    tx,
-                    &actor,
-                    action,
-                    target,
-                    id.as_deref(),
-                    if ok { "ok" } else { "not_found" },
-                )?;
+                audit::record(tx, &actor, action, target, id.as_deref(), if ok { "ok" } else { "not_found" })?;
                 Ok(())
             })
             .await
@@ -414,21 +321,15 @@ impl CaseService {
     }
 
     pub async fn case_exists(&self, id: String) -> Result<bool, CaseError> {
-        Ok(self
-            .store
-            .read(move |tx| store::cases::get(tx, &id).map(|c| c.is_some()))
-            .await?)
+        Ok(self.store.read(move |tx| store::cases::get(tx, &id).map(|c| c.is_some())).await?)
     }
 
     pub async fn photo(&self, actor: &Actor, id: String) -> Result<Photo, CaseError> {
         let found = {
             let id = id.clone();
-            self.store
-                .read(move |tx| store::photos::get(tx, &id)?.ok_or(CaseError::NotFound("photo")))
-                .await
+            self.store.read(move |tx| store::photos::get(tx, &id)?.ok_or(CaseError::NotFound("photo"))).await
         };
-        self.audit_read(actor, "photo.read", "photo", Some(id), found.is_ok())
-            .await?;
+        self.audit_read(actor, "photo.read", "photo", Some(id), found.is_ok()).await?;
         found
     }
 }

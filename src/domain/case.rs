@@ -34,10 +34,8 @@ pub enum CaseStatus {
 use CaseStatus::*;
 
 impl CaseStatus {
-    pub const ALL: [CaseStatus; 13] = [
-        Reported, Intake, Assessed, Estimated, Scheduled, InRepair, Qc, Delivered, FollowUp,
-        Closed, OnHold, Escalated, Cancelled,
-    ];
+    pub const ALL: [CaseStatus; 13] =
+        [Reported, Intake, Assessed, Estimated, Scheduled, InRepair, Qc, Delivered, FollowUp, Closed, OnHold, Escalated, Cancelled];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -88,10 +86,7 @@ impl CaseStatus {
 
     /// Cancellation is allowed until work has started on the car.
     fn cancellable(self) -> bool {
-        matches!(
-            self,
-            Reported | Intake | Assessed | Estimated | Scheduled | OnHold | Escalated
-        )
+        matches!(self, Reported | Intake | Assessed | Estimated | Scheduled | OnHold | Escalated)
     }
 }
 
@@ -149,17 +144,9 @@ pub fn may_move(role: Role, from: CaseStatus, to: CaseStatus) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
     #[error("case is {current}; it cannot move to {requested}")]
-    Illegal {
-        current: CaseStatus,
-        requested: CaseStatus,
-        allowed: Vec<CaseStatus>,
-    },
+    Illegal { current: CaseStatus, requested: CaseStatus, allowed: Vec<CaseStatus> },
     #[error("role {role} may not move a case from {from} to {to}")]
-    Forbidden {
-        role: Role,
-        from: CaseStatus,
-        to: CaseStatus,
-    },
+    Forbidden { role: Role, from: CaseStatus, to: CaseStatus },
     #[error("case is not paused; there is nothing to hand back")]
     NotPaused { current: CaseStatus },
 }
@@ -173,33 +160,16 @@ pub struct Transition {
 }
 
 /// Check a move and compute the case's new (status, prior). Pure.
-pub fn transition(
-    role: Role,
-    current: CaseStatus,
-    prior: Option<CaseStatus>,
-    to: CaseStatus,
-) -> Result<Transition, TransitionError> {
+pub fn transition(role: Role, current: CaseStatus, prior: Option<CaseStatus>, to: CaseStatus) -> Result<Transition, TransitionError> {
     let allowed = allowed_next(current, prior);
     if !allowed.contains(&to) {
-        return Err(TransitionError::Illegal {
-            current,
-            requested: to,
-            allowed,
-        });
+        return Err(TransitionError::Illegal { current, requested: to, allowed });
     }
     // Resuming a paused case (hand back) is a person's decision, whatever the working status was.
     let resume = current.is_pause() && Some(to) == prior;
-    let permitted = if resume {
-        matches!(role, Role::Advisor | Role::Manager)
-    } else {
-        may_move(role, current, to)
-    };
+    let permitted = if resume { matches!(role, Role::Advisor | Role::Manager) } else { may_move(role, current, to) };
     if !permitted {
-        return Err(TransitionError::Forbidden {
-            role,
-            from: current,
-            to,
-        });
+        return Err(TransitionError::Forbidden { role, from: current, to });
     }
     let new_prior = if to.is_pause() {
         // Keep the original working status when pausing from a pause.
@@ -211,19 +181,11 @@ pub fn transition(
     } else {
         None
     };
-    Ok(Transition {
-        from: current,
-        to,
-        prior: new_prior,
-    })
+    Ok(Transition { from: current, to, prior: new_prior })
 }
 
 /// Hand a paused case back to where it was.
-pub fn hand_back(
-    role: Role,
-    current: CaseStatus,
-    prior: Option<CaseStatus>,
-) -> Result<Transition, TransitionError> {
+pub fn hand_back(role: Role, current: CaseStatus, prior: Option<CaseStatus>) -> Result<Transition, TransitionError> {
     match (current.is_pause(), prior) {
         (true, Some(p)) => transition(role, current, prior, p),
         _ => Err(TransitionError::NotPaused { current }),
@@ -278,9 +240,7 @@ mod tests {
     fn illegal_move_names_current_and_allowed() {
         let err = transition(Advisor, Reported, None, Delivered).unwrap_err();
         match err {
-            TransitionError::Illegal {
-                current, allowed, ..
-            } => {
+            TransitionError::Illegal { current, allowed, .. } => {
                 assert_eq!(current, Reported);
                 assert_eq!(allowed, vec![Intake, OnHold, Escalated, Cancelled]);
             }
@@ -290,10 +250,7 @@ mod tests {
 
     #[test]
     fn escalate_from_every_open_state_and_hand_back() {
-        for s in CaseStatus::ALL
-            .into_iter()
-            .filter(|s| !s.is_terminal() && *s != Escalated)
-        {
+        for s in CaseStatus::ALL.into_iter().filter(|s| !s.is_terminal() && *s != Escalated) {
             let prior = if s == OnHold { Some(Estimated) } else { None };
             let t = transition(Technician, s, prior, Escalated).unwrap();
             let expect = if s == OnHold { Estimated } else { s };
@@ -307,24 +264,12 @@ mod tests {
 
     #[test]
     fn roles_are_least_privilege() {
-        assert!(matches!(
-            transition(Technician, Reported, None, Intake),
-            Err(TransitionError::Forbidden { .. })
-        ));
-        assert!(matches!(
-            transition(HqAuditor, Reported, None, Escalated),
-            Err(TransitionError::Forbidden { .. })
-        ));
+        assert!(matches!(transition(Technician, Reported, None, Intake), Err(TransitionError::Forbidden { .. })));
+        assert!(matches!(transition(HqAuditor, Reported, None, Escalated), Err(TransitionError::Forbidden { .. })));
         assert!(transition(QcInspector, Qc, None, InRepair).is_ok());
         assert!(transition(QcInspector, Scheduled, None, InRepair).is_err());
-        assert!(matches!(
-            hand_back(Technician, Escalated, Some(Qc)),
-            Err(TransitionError::Forbidden { .. })
-        ));
-        assert!(matches!(
-            hand_back(Advisor, Intake, None),
-            Err(TransitionError::NotPaused { .. })
-        ));
+        assert!(matches!(hand_back(Technician, Escalated, Some(Qc)), Err(TransitionError::Forbidden { .. })));
+        assert!(matches!(hand_back(Advisor, Intake, None), Err(TransitionError::NotPaused { .. })));
     }
 
     #[test]

@@ -20,14 +20,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [
-        Role::Advisor,
-        Role::Technician,
-        Role::QcInspector,
-        Role::CustomerService,
-        Role::Manager,
-        Role::HqAuditor,
-    ];
+    pub const ALL: [Role; 6] = [Role::Advisor, Role::Technician, Role::QcInspector, Role::CustomerService, Role::Manager, Role::HqAuditor];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -133,10 +126,7 @@ pub mod validate {
     }
 
     pub fn invalid(field: &str, message: impl Into<String>) -> Invalid {
-        Invalid {
-            field: field.to_string(),
-            message: message.into(),
-        }
+        Invalid { field: field.to_string(), message: message.into() }
     }
 
     /// Trimmed, non-empty, at most `max` characters.
@@ -151,11 +141,7 @@ pub mod validate {
         Ok(v.to_string())
     }
 
-    pub fn opt_text(
-        field: &str,
-        value: Option<&str>,
-        max: usize,
-    ) -> Result<Option<String>, Invalid> {
+    pub fn opt_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, Invalid> {
         match value.map(str::trim) {
             None | Some("") => Ok(None),
             Some(v) => text(field, v, max).map(Some),
@@ -164,20 +150,12 @@ pub mod validate {
 
     /// VIN: 17 characters, digits and capital letters without I, O, Q (ISO 3779).
     pub fn vin(value: Option<&str>) -> Result<Option<String>, Invalid> {
-        let Some(v) = value
-            .map(|v| v.trim().to_ascii_uppercase())
-            .filter(|v| !v.is_empty())
-        else {
+        let Some(v) = value.map(|v| v.trim().to_ascii_uppercase()).filter(|v| !v.is_empty()) else {
             return Ok(None);
         };
-        let ok = v.len() == 17
-            && v.chars()
-                .all(|c| c.is_ascii_alphanumeric() && !matches!(c, 'I' | 'O' | 'Q'));
+        let ok = v.len() == 17 && v.chars().all(|c| c.is_ascii_alphanumeric() && !matches!(c, 'I' | 'O' | 'Q'));
         if !ok {
-            return Err(invalid(
-                "vin",
-                "must be 17 letters and digits (no I, O or Q)",
-            ));
+            return Err(invalid("vin", "must be 17 letters and digits (no I, O or Q)"));
         }
         Ok(Some(v))
     }
@@ -188,33 +166,23 @@ pub mod validate {
             return Ok(None);
         };
         let digits: String = v.chars().filter(|c| c.is_ascii_digit()).collect();
-        let shape_ok = v
-            .chars()
-            .enumerate()
-            .all(|(i, c)| c.is_ascii_digit() || c == ' ' || c == '-' || (c == '+' && i == 0));
+        let shape_ok = v.chars().enumerate().all(|(i, c)| c.is_ascii_digit() || c == ' ' || c == '-' || (c == '+' && i == 0));
         if !shape_ok || !(5..=20).contains(&digits.len()) {
-            return Err(invalid(
-                "phone",
-                "must be a phone number: digits, optional leading +",
-            ));
+            return Err(invalid("phone", "must be a phone number: digits, optional leading +"));
         }
         Ok(Some(v.to_string()))
     }
 
     pub fn year(value: Option<i32>) -> Result<Option<i32>, Invalid> {
         match value {
-            Some(y) if !(1950..=2100).contains(&y) => {
-                Err(invalid("year", "must be between 1950 and 2100"))
-            }
+            Some(y) if !(1950..=2100).contains(&y) => Err(invalid("year", "must be between 1950 and 2100")),
             v => Ok(v),
         }
     }
 
     pub fn mileage(value: Option<i64>) -> Result<Option<i64>, Invalid> {
         match value {
-            Some(m) if !(0..=5_000_000).contains(&m) => {
-                Err(invalid("mileage_km", "must be between 0 and 5000000"))
-            }
+            Some(m) if !(0..=5_000_000).contains(&m) => Err(invalid("mileage_km", "must be between 0 and 5000000")),
             v => Ok(v),
         }
     }
@@ -231,10 +199,7 @@ pub mod validate {
         use super::*;
         #[test]
         fn vin_rules() {
-            assert_eq!(
-                vin(Some("lsvaa4182e2123456")).unwrap().as_deref(),
-                Some("LSVAA4182E2123456")
-            );
+            assert_eq!(vin(Some("lsvaa4182e2123456")).unwrap().as_deref(), Some("LSVAA4182E2123456"));
             assert!(vin(Some("LSVAA4182E212345")).is_err());
             assert!(vin(Some("LSVAA4182E212345O")).is_err());
             assert_eq!(vin(Some("  ")).unwrap(), None);
@@ -266,11 +231,6 @@ pub struct Actor {
 impl Actor {
     /// The appliance itself (start-up, CLI on the box).
     pub fn system(what: &str) -> Actor {
-        Actor {
-            user_id: None,
-            username: what.to_string(),
-            role: None,
-            client_addr: None,
-        }
+        Actor { user_id: None, username: what.to_string(), role: None, client_addr: None }
     }
 }

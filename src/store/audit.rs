@@ -21,14 +21,7 @@ pub struct AuditRow {
     pub outcome: String,
 }
 
-pub fn record(
-    tx: &Tx,
-    actor: &Actor,
-    action: &str,
-    target_type: &str,
-    target_id: Option<&str>,
-    outcome: &str,
-) -> Result<(), StoreError> {
+pub fn record(tx: &Tx, actor: &Actor, action: &str, target_type: &str, target_id: Option<&str>, outcome: &str) -> Result<(), StoreError> {
     tx.conn().execute(
         "INSERT INTO audit_log (at, user_id, username, role, action, target_type, target_id, client_addr, outcome)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -48,12 +41,7 @@ pub fn record(
 }
 
 /// Newest first; `before` is the id cursor of the previous page.
-pub fn list(
-    tx: &Tx,
-    target_id: Option<&str>,
-    before: Option<i64>,
-    limit: u32,
-) -> Result<Vec<AuditRow>, StoreError> {
+pub fn list(tx: &Tx, target_id: Option<&str>, before: Option<i64>, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
     let mut st = tx.conn().prepare(
         "SELECT id, at, user_id, username, role, action, target_type, target_id, client_addr, outcome FROM audit_log
          WHERE (?1 IS NULL OR target_id = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",

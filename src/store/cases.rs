@@ -55,14 +55,7 @@ pub fn ensure_store(tx: &Tx, id: &str, name: &str) -> Result<(), StoreError> {
 }
 
 pub fn get(tx: &Tx, id: &str) -> Result<Option<Case>, StoreError> {
-    Ok(tx
-        .conn()
-        .query_row(
-            &format!("SELECT {COLS} FROM cases WHERE id = ?1"),
-            [id],
-            row_case,
-        )
-        .optional()?)
+    Ok(tx.conn().query_row(&format!("SELECT {COLS} FROM cases WHERE id = ?1"), [id], row_case).optional()?)
 }
 
 pub fn list(tx: &Tx, f: &CaseFilter) -> Result<Vec<Case>, StoreError> {
@@ -73,25 +66,15 @@ pub fn list(tx: &Tx, f: &CaseFilter) -> Result<Vec<Case>, StoreError> {
          ORDER BY id DESC LIMIT ?6"
     ))?;
     let v = st
-        .query_map(
-            params![
-                f.status.map(|s| s.as_str()),
-                f.customer_id,
-                f.assigned_to,
-                f.needs_review,
-                f.before,
-                f.limit
-            ],
-            row_case,
-        )?
+        .query_map(params![f.status.map(|s| s.as_str()), f.customer_id, f.assigned_to, f.needs_review, f.before, f.limit], row_case)?
         .collect::<Result<_, _>>()?;
     Ok(v)
 }
 
 pub fn timeline(tx: &Tx, case_id: &str) -> Result<Vec<TimelineEntry>, StoreError> {
-    let mut st = tx.conn().prepare_cached(
-        "SELECT id, at, actor, kind, from_status, to_status, reason FROM case_events WHERE case_id = ?1 ORDER BY id",
-    )?;
+    let mut st = tx
+        .conn()
+        .prepare_cached("SELECT id, at, actor, kind, from_status, to_status, reason FROM case_events WHERE case_id = ?1 ORDER BY id")?;
     let v = st
         .query_map([case_id], |r| {
             Ok(TimelineEntry {
@@ -110,12 +93,8 @@ pub fn timeline(tx: &Tx, case_id: &str) -> Result<Vec<TimelineEntry>, StoreError
 
 /// Counts per status, for metrics and the manager's board.
 pub fn count_by_status(tx: &Tx) -> Result<Vec<(String, i64)>, StoreError> {
-    let mut st = tx
-        .conn()
-        .prepare_cached("SELECT status, COUNT(*) FROM cases GROUP BY status")?;
-    let v = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let mut st = tx.conn().prepare_cached("SELECT status, COUNT(*) FROM cases GROUP BY status")?;
+    let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     Ok(v)
 }
 
@@ -129,9 +108,7 @@ pub struct Event<'a> {
 
 pub fn insert(tx: &Tx, case: &Case, actor: &Actor, event: Event) -> Result<(), StoreError> {
     tx.conn().execute(
-        &format!(
-            "INSERT INTO cases ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-        ),
+        &format!("INSERT INTO cases ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
         params![
             case.id,
             case.store_id,
@@ -152,13 +129,7 @@ pub fn insert(tx: &Tx, case: &Case, actor: &Actor, event: Event) -> Result<(), S
 
 /// Persist a changed case (status, prior, assignment, review flag) with its event and outbox row.
 /// `expected_version` guards against a lost update from a concurrent writer's stale read.
-pub fn update(
-    tx: &Tx,
-    case: &Case,
-    expected_version: i64,
-    actor: &Actor,
-    event: Event,
-) -> Result<(), StoreError> {
+pub fn update(tx: &Tx, case: &Case, expected_version: i64, actor: &Actor, event: Event) -> Result<(), StoreError> {
     let n = tx.conn().execute(
         "UPDATE cases SET status = ?2, prior_status = ?3, assigned_to = ?4, needs_review = ?5, updated_at = ?6, version = ?7
          WHERE id = ?1 AND version = ?8",
@@ -174,9 +145,7 @@ pub fn update(
         ],
     )?;
     if n == 0 {
-        return Err(StoreError::Conflict(
-            "the case was changed meanwhile; reload and retry".into(),
-        ));
+        return Err(StoreError::Conflict("the case was changed meanwhile; reload and retry".into()));
     }
     append(tx, case, actor, event)
 }
@@ -213,32 +182,17 @@ fn append(tx: &Tx, case: &Case, actor: &Actor, e: Event) -> Result<(), StoreErro
     )?;
     let body = serde_json::to_string(&OutboxCase {
         case,
-        event: OutboxEvent {
-            kind: e.kind,
-            actor: &actor.username,
-            from: e.from,
-            to: e.to,
-            reason: e.reason,
-        },
+        event: OutboxEvent { kind: e.kind, actor: &actor.username, from: e.from, to: e.to, reason: e.reason },
     })
     .map_err(|err| StoreError::Conflict(format!("cannot encode outbox body: {err}")))?;
     tx.conn().execute(
         "INSERT INTO outbox (event_id, record_type, record_id, version, schema_version, at, body)
          VALUES (?1, 'case', ?2, ?3, ?4, ?5, ?6)",
-        params![
-            crate::domain::new_id(),
-            case.id,
-            case.version,
-            CASE_SCHEMA,
-            case.updated_at,
-            body
-        ],
+        params![crate::domain::new_id(), case.id, case.version, CASE_SCHEMA, case.updated_at, body],
     )?;
     Ok(())
 }
 
 pub fn outbox_depth(tx: &Tx) -> Result<i64, StoreError> {
-    Ok(tx
-        .conn()
-        .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?)
+    Ok(tx.conn().query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?)
 }

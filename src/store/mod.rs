@@ -40,19 +40,14 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the database is busy; try again shortly")]
     Busy,
-    #[error(
-        "the disk is full: free space in the data directory, then retry (nothing was written)"
-    )]
+    #[error("the disk is full: free space in the data directory, then retry (nothing was written)")]
     DiskFull,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
     #[error("file error at {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("the store is shut down")]
@@ -71,12 +66,8 @@ impl StoreError {
         if let rusqlite::Error::SqliteFailure(f, _) = &e {
             match f.code {
                 rusqlite::ErrorCode::DiskFull => return StoreError::DiskFull,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
-                    return StoreError::Busy
-                }
-                rusqlite::ErrorCode::ConstraintViolation => {
-                    return StoreError::Conflict(e.to_string())
-                }
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => return StoreError::Busy,
+                rusqlite::ErrorCode::ConstraintViolation => return StoreError::Conflict(e.to_string()),
                 _ => {}
             }
         }
@@ -85,10 +76,7 @@ impl StoreError {
 }
 
 pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
 }
 
 /// The connection a job runs on. Repositories take `&Tx`; services pass it along without knowing SQL.
@@ -130,9 +118,7 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(5))?;
@@ -154,11 +140,7 @@ pub fn migrate(conn: &mut Connection, db_path: &Path) -> Result<MigrationReport,
     migrate_with(conn, db_path, MIGRATIONS)
 }
 
-fn migrate_with(
-    conn: &mut Connection,
-    db_path: &Path,
-    migrations: &[(i64, &str, &str)],
-) -> Result<MigrationReport, StoreError> {
+fn migrate_with(conn: &mut Connection, db_path: &Path, migrations: &[(i64, &str, &str)]) -> Result<MigrationReport, StoreError> {
     let latest = migrations.last().map(|m| m.0).unwrap_or(0);
     let from: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if from > latest {
@@ -178,8 +160,7 @@ fn migrate_with(
     }
     for (version, name, sql) in pending {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute_batch(sql)
-            .map_err(|e| StoreError::Migration(format!("{version:04}_{name}: {e}")))?;
+        tx.execute_batch(sql).map_err(|e| StoreError::Migration(format!("{version:04}_{name}: {e}")))?;
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
     }
@@ -189,24 +170,17 @@ fn migrate_with(
 
 impl Store {
     /// Open (creating if needed) `data_dir/servicebay.db`, migrate, start the writer thread.
-    pub fn open(
-        data_dir: &Path,
-        read_connections: usize,
-    ) -> Result<(Store, MigrationReport), StoreError> {
+    pub fn open(data_dir: &Path, read_connections: usize) -> Result<(Store, MigrationReport), StoreError> {
         std::fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
         let path = data_dir.join("servicebay.db");
         let mut conn = open_conn(&path, false)?;
         let report = migrate(&mut conn, &path)?;
-        let readers = (0..read_connections.max(1))
-            .map(|_| open_conn(&path, true).map(Mutex::new))
-            .collect::<Result<Vec<_>, _>>()?;
+        let readers = (0..read_connections.max(1)).map(|_| open_conn(&path, true).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
         let queued = Arc::new(AtomicUsize::new(0));
         let q = queued.clone();
-        let handle = std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, q))
-            .map_err(io_err(&path))?;
+        let handle =
+            std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || writer_loop(conn, rx, q)).map_err(io_err(&path))?;
         let inner = Inner {
             path,
             writer: Mutex::new(Some(tx)),
@@ -215,12 +189,7 @@ impl Store {
             next_reader: AtomicUsize::new(0),
             queued,
         };
-        Ok((
-            Store {
-                inner: Arc::new(inner),
-            },
-            report,
-        ))
+        Ok((Store { inner: Arc::new(inner) }, report))
     }
 
     pub fn path(&self) -> &Path {
@@ -248,13 +217,8 @@ impl Store {
                     let _ = done_tx.send(Err(E::from(e)));
                 });
             }
-            let out = catch_unwind(AssertUnwindSafe(|| f(&Tx(conn))))
-                .unwrap_or_else(|_| Err(E::from(StoreError::Panicked)));
-            let end = if out.is_ok() {
-                "RELEASE job"
-            } else {
-                "ROLLBACK TO job; RELEASE job"
-            };
+            let out = catch_unwind(AssertUnwindSafe(|| f(&Tx(conn)))).unwrap_or_else(|_| Err(E::from(StoreError::Panicked)));
+            let end = if out.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
             let end_result = conn.execute_batch(end).map_err(StoreError::classify);
             Box::new(move |commit: Result<(), StoreError>| {
                 let result = match (out, end_result, commit) {
@@ -266,11 +230,7 @@ impl Store {
             })
         });
         let sender = {
-            let guard = self
-                .inner
-                .writer
-                .lock()
-                .map_err(|_| E::from(StoreError::Closed))?;
+            let guard = self.inner.writer.lock().map_err(|_| E::from(StoreError::Closed))?;
             guard.clone().ok_or_else(|| E::from(StoreError::Closed))?
         };
         self.inner.queued.fetch_add(1, Ordering::Relaxed);
@@ -281,9 +241,7 @@ impl Store {
                 mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
             }));
         }
-        done_rx
-            .await
-            .unwrap_or_else(|_| Err(E::from(StoreError::Closed)))
+        done_rx.await.unwrap_or_else(|_| Err(E::from(StoreError::Closed)))
     }
 
     /// Run `f` on a read connection, off the async runtime.
@@ -296,13 +254,10 @@ impl Store {
         let inner = self.inner.clone();
         let task = tokio::task::spawn_blocking(move || {
             let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
-            let conn = inner.readers[i]
-                .lock()
-                .map_err(|_| E::from(StoreError::Panicked))?;
+            let conn = inner.readers[i].lock().map_err(|_| E::from(StoreError::Panicked))?;
             f(&Tx(&conn))
         });
-        task.await
-            .unwrap_or_else(|_| Err(E::from(StoreError::Panicked)))
+        task.await.unwrap_or_else(|_| Err(E::from(StoreError::Panicked)))
     }
 
     /// Stop the writer after the queued jobs, then checkpoint the WAL into the database file.
@@ -310,13 +265,7 @@ impl Store {
         if let Ok(mut w) = self.inner.writer.lock() {
             w.take();
         }
-        if let Some(h) = self
-            .inner
-            .writer_thread
-            .lock()
-            .ok()
-            .and_then(|mut h| h.take())
-        {
+        if let Some(h) = self.inner.writer_thread.lock().ok().and_then(|mut h| h.take()) {
             let _ = h.join();
         }
     }
@@ -386,14 +335,7 @@ mod tests {
     fn fresh_database_migrates_to_latest_without_backup() {
         let dir = tempfile::tempdir().unwrap();
         let (store, report) = Store::open(dir.path(), 2).unwrap();
-        assert_eq!(
-            report,
-            MigrationReport {
-                from: 0,
-                to: SCHEMA_VERSION,
-                backup: None
-            }
-        );
+        assert_eq!(report, MigrationReport { from: 0, to: SCHEMA_VERSION, backup: None });
         store.close();
         // Reopening finds nothing pending.
         let (_s, again) = Store::open(dir.path(), 1).unwrap();
@@ -445,9 +387,7 @@ mod tests {
              INSERT INTO case_events (case_id,at,actor,kind) VALUES ('k','t','a','created');",
         )
         .unwrap();
-        assert!(conn
-            .execute("UPDATE case_events SET actor='b'", [])
-            .is_err());
+        assert!(conn.execute("UPDATE case_events SET actor='b'", []).is_err());
         assert!(conn.execute("DELETE FROM case_events", []).is_err());
     }
 
@@ -457,23 +397,15 @@ mod tests {
         let path = dir.path().join("servicebay.db");
         let mut conn = Connection::open(&path).unwrap();
         migrate(&mut conn, &path).unwrap();
-        conn.execute("INSERT INTO stores VALUES ('s1','S','t')", [])
-            .unwrap();
+        conn.execute("INSERT INTO stores VALUES ('s1','S','t')", []).unwrap();
         // A newer binary with one more migration: the v1 file is backed up before v2 runs.
-        let next = [
-            MIGRATIONS[0],
-            (2, "extra", "ALTER TABLE stores ADD COLUMN city TEXT;"),
-        ];
+        let next = [MIGRATIONS[0], (2, "extra", "ALTER TABLE stores ADD COLUMN city TEXT;")];
         let report = migrate_with(&mut conn, &path, &next).unwrap();
         assert_eq!((report.from, report.to), (1, 2));
         let backup = report.backup.expect("backup taken");
         let old = Connection::open(&backup).unwrap();
-        let v: i64 = old
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
-        let n: i64 = old
-            .query_row("SELECT COUNT(*) FROM stores", [], |r| r.get(0))
-            .unwrap();
+        let v: i64 = old.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let n: i64 = old.query_row("SELECT COUNT(*) FROM stores", [], |r| r.get(0)).unwrap();
         assert_eq!((v, n), (1, 1));
         // A binary older than the database refuses to touch it.
         let err = migrate(&mut conn, &path).unwrap_err();
@@ -485,13 +417,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(dir.path(), 2).unwrap();
         let ok = store.write(|tx| -> Result<(), StoreError> {
-            tx.conn()
-                .execute("INSERT INTO stores VALUES ('a','A','t')", [])?;
+            tx.conn().execute("INSERT INTO stores VALUES ('a','A','t')", [])?;
             Ok(())
         });
         let bad = store.write(|tx| -> Result<(), StoreError> {
-            tx.conn()
-                .execute("INSERT INTO stores VALUES ('b','B','t')", [])?;
+            tx.conn().execute("INSERT INTO stores VALUES ('b','B','t')", [])?;
             Err(StoreError::Conflict("nope".into()))
         });
         let (ok, bad) = tokio::join!(ok, bad);

@@ -6,8 +6,7 @@ use super::{StoreError, Tx};
 use crate::domain::{Customer, Vehicle};
 
 const CUSTOMER_COLS: &str = "id, name, phone, email, preferred_language, created_at, updated_at";
-const VEHICLE_COLS: &str =
-    "id, customer_id, vin, plate, make, model, year, mileage_km, created_at, updated_at";
+const VEHICLE_COLS: &str = "id, customer_id, vin, plate, make, model, year, mileage_km, created_at, updated_at";
 
 fn row_customer(r: &Row) -> rusqlite::Result<Customer> {
     Ok(Customer {
@@ -39,15 +38,7 @@ fn row_vehicle(r: &Row) -> rusqlite::Result<Vehicle> {
 pub fn insert_customer(tx: &Tx, c: &Customer) -> Result<(), StoreError> {
     tx.conn().execute(
         &format!("INSERT INTO customers ({CUSTOMER_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-        params![
-            c.id,
-            c.name,
-            c.phone,
-            c.email,
-            c.preferred_language,
-            c.created_at,
-            c.updated_at
-        ],
+        params![c.id, c.name, c.phone, c.email, c.preferred_language, c.created_at, c.updated_at],
     )?;
     Ok(())
 }
@@ -64,54 +55,30 @@ pub fn update_customer(tx: &Tx, c: &Customer) -> Result<(), StoreError> {
 }
 
 pub fn customer(tx: &Tx, id: &str) -> Result<Option<Customer>, StoreError> {
-    Ok(tx
-        .conn()
-        .query_row(
-            &format!("SELECT {CUSTOMER_COLS} FROM customers WHERE id = ?1"),
-            [id],
-            row_customer,
-        )
-        .optional()?)
+    Ok(tx.conn().query_row(&format!("SELECT {CUSTOMER_COLS} FROM customers WHERE id = ?1"), [id], row_customer).optional()?)
 }
 
 pub fn customer_exists(tx: &Tx, id: &str) -> Result<bool, StoreError> {
-    Ok(tx.conn().query_row(
-        "SELECT EXISTS(SELECT 1 FROM customers WHERE id = ?1)",
-        [id],
-        |r| r.get(0),
-    )?)
+    Ok(tx.conn().query_row("SELECT EXISTS(SELECT 1 FROM customers WHERE id = ?1)", [id], |r| r.get(0))?)
 }
 
 /// Search by name or phone fragment; newest first, keyset pagination by id.
-pub fn list_customers(
-    tx: &Tx,
-    q: Option<&str>,
-    before: Option<&str>,
-    limit: u32,
-) -> Result<Vec<Customer>, StoreError> {
+pub fn list_customers(tx: &Tx, q: Option<&str>, before: Option<&str>, limit: u32) -> Result<Vec<Customer>, StoreError> {
     let like = q.map(|q| format!("%{}%", q.replace('%', "\\%").replace('_', "\\_")));
     let mut st = tx.conn().prepare(&format!(
         "SELECT {CUSTOMER_COLS} FROM customers
          WHERE (?1 IS NULL OR name LIKE ?1 ESCAPE '\\' OR phone LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR id < ?2)
          ORDER BY id DESC LIMIT ?3"
     ))?;
-    let v = st
-        .query_map(params![like, before, limit], row_customer)?
-        .collect::<Result<_, _>>()?;
+    let v = st.query_map(params![like, before, limit], row_customer)?.collect::<Result<_, _>>()?;
     Ok(v)
 }
 
 pub fn insert_vehicle(tx: &Tx, v: &Vehicle) -> Result<(), StoreError> {
     if let Some(vin) = &v.vin {
-        let taken: bool = tx.conn().query_row(
-            "SELECT EXISTS(SELECT 1 FROM vehicles WHERE vin = ?1)",
-            [vin],
-            |r| r.get(0),
-        )?;
+        let taken: bool = tx.conn().query_row("SELECT EXISTS(SELECT 1 FROM vehicles WHERE vin = ?1)", [vin], |r| r.get(0))?;
         if taken {
-            return Err(StoreError::Conflict(format!(
-                "a vehicle with VIN {vin} is already registered"
-            )));
+            return Err(StoreError::Conflict(format!("a vehicle with VIN {vin} is already registered")));
         }
     }
     tx.conn().execute(
@@ -122,22 +89,11 @@ pub fn insert_vehicle(tx: &Tx, v: &Vehicle) -> Result<(), StoreError> {
 }
 
 pub fn vehicle(tx: &Tx, id: &str) -> Result<Option<Vehicle>, StoreError> {
-    Ok(tx
-        .conn()
-        .query_row(
-            &format!("SELECT {VEHICLE_COLS} FROM vehicles WHERE id = ?1"),
-            [id],
-            row_vehicle,
-        )
-        .optional()?)
+    Ok(tx.conn().query_row(&format!("SELECT {VEHICLE_COLS} FROM vehicles WHERE id = ?1"), [id], row_vehicle).optional()?)
 }
 
 pub fn vehicles_of(tx: &Tx, customer_id: &str) -> Result<Vec<Vehicle>, StoreError> {
-    let mut st = tx.conn().prepare(&format!(
-        "SELECT {VEHICLE_COLS} FROM vehicles WHERE customer_id = ?1 ORDER BY id"
-    ))?;
-    let v = st
-        .query_map([customer_id], row_vehicle)?
-        .collect::<Result<_, _>>()?;
+    let mut st = tx.conn().prepare(&format!("SELECT {VEHICLE_COLS} FROM vehicles WHERE customer_id = ?1 ORDER BY id"))?;
+    let v = st.query_map([customer_id], row_vehicle)?.collect::<Result<_, _>>()?;
     Ok(v)
 }

@@ -22,24 +22,11 @@ fn row_user(r: &Row) -> rusqlite::Result<User> {
     })
 }
 
-pub fn insert(
-    tx: &Tx,
-    username: &str,
-    display_name: &str,
-    role: Role,
-    hash: &str,
-    must_change: bool,
-) -> Result<User, StoreError> {
+pub fn insert(tx: &Tx, username: &str, display_name: &str, role: Role, hash: &str, must_change: bool) -> Result<User, StoreError> {
     let now = crate::domain::now();
-    let exists: bool = tx.conn().query_row(
-        "SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)",
-        [username],
-        |r| r.get(0),
-    )?;
+    let exists: bool = tx.conn().query_row("SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)", [username], |r| r.get(0))?;
     if exists {
-        return Err(StoreError::Conflict(format!(
-            "user '{username}' already exists"
-        )));
+        return Err(StoreError::Conflict(format!("user '{username}' already exists")));
     }
     tx.conn().execute(
         "INSERT INTO users (username, display_name, role, password_hash, must_change_password, created_at, updated_at)
@@ -51,54 +38,36 @@ pub fn insert(
 }
 
 pub fn by_id(tx: &Tx, id: i64) -> Result<Option<User>, StoreError> {
-    Ok(tx
-        .conn()
-        .query_row(
-            &format!("SELECT {COLS} FROM users WHERE id = ?1"),
-            [id],
-            row_user,
-        )
-        .optional()?)
+    Ok(tx.conn().query_row(&format!("SELECT {COLS} FROM users WHERE id = ?1"), [id], row_user).optional()?)
 }
 
 /// The user and their password hash, for login.
 pub fn credentials(tx: &Tx, username: &str) -> Result<Option<(User, String)>, StoreError> {
     Ok(tx
         .conn()
-        .query_row(
-            &format!("SELECT {COLS}, password_hash FROM users WHERE username = ?1"),
-            [username],
-            |r| Ok((row_user(r)?, r.get(7)?)),
-        )
+        .query_row(&format!("SELECT {COLS}, password_hash FROM users WHERE username = ?1"), [username], |r| Ok((row_user(r)?, r.get(7)?)))
         .optional()?)
 }
 
 pub fn list(tx: &Tx) -> Result<Vec<User>, StoreError> {
-    let mut st = tx
-        .conn()
-        .prepare(&format!("SELECT {COLS} FROM users ORDER BY id"))?;
+    let mut st = tx.conn().prepare(&format!("SELECT {COLS} FROM users ORDER BY id"))?;
     let v = st.query_map([], row_user)?.collect::<Result<_, _>>()?;
     Ok(v)
 }
 
 pub fn count(tx: &Tx) -> Result<i64, StoreError> {
-    Ok(tx
-        .conn()
-        .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
+    Ok(tx.conn().query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
 }
 
 /// Disable or enable; disabling also ends every session of that user.
 pub fn set_disabled(tx: &Tx, id: i64, disabled: bool) -> Result<(), StoreError> {
-    let n = tx.conn().execute(
-        "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, disabled, crate::domain::now()],
-    )?;
+    let n =
+        tx.conn().execute("UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1", params![id, disabled, crate::domain::now()])?;
     if n == 0 {
         return Err(StoreError::NotFound("user"));
     }
     if disabled {
-        tx.conn()
-            .execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
+        tx.conn().execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
     }
     Ok(())
 }
@@ -112,22 +81,14 @@ pub fn set_password(tx: &Tx, id: i64, hash: &str, must_change: bool) -> Result<(
     if n == 0 {
         return Err(StoreError::NotFound("user"));
     }
-    tx.conn()
-        .execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
+    tx.conn().execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
     Ok(())
 }
 
-pub fn insert_session(
-    tx: &Tx,
-    token_hash: &str,
-    user_id: i64,
-    expires_at: &str,
-    addr: Option<&str>,
-) -> Result<(), StoreError> {
+pub fn insert_session(tx: &Tx, token_hash: &str, user_id: i64, expires_at: &str, addr: Option<&str>) -> Result<(), StoreError> {
     let now = crate::domain::now();
     // Housekeeping on the write path keeps the table small without a separate timer.
-    tx.conn()
-        .execute("DELETE FROM sessions WHERE expires_at <= ?1", [&now])?;
+    tx.conn().execute("DELETE FROM sessions WHERE expires_at <= ?1", [&now])?;
     tx.conn().execute(
         "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, client_addr) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![token_hash, user_id, now, expires_at, addr],
@@ -137,11 +98,7 @@ pub fn insert_session(
 
 /// The enabled user owning an unexpired session.
 pub fn session_user(tx: &Tx, token_hash: &str, now: &str) -> Result<Option<User>, StoreError> {
-    let cols = COLS
-        .split(", ")
-        .map(|c| format!("u.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ");
     Ok(tx
         .conn()
         .query_row(
@@ -156,8 +113,5 @@ pub fn session_user(tx: &Tx, token_hash: &str, now: &str) -> Result<Option<User>
 }
 
 pub fn delete_session(tx: &Tx, token_hash: &str) -> Result<bool, StoreError> {
-    Ok(tx
-        .conn()
-        .execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])?
-        > 0)
+    Ok(tx.conn().execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])? > 0)
 }

@@ -13,10 +13,7 @@ use servicebay::app::{App, INITIAL_PASSWORD_FILE};
 use servicebay::config::Config;
 
 pub fn config_text(data_dir: &Path, listen: &str, extra: &str) -> String {
-    format!(
-        "[storage]\ndata_dir = \"{}\"\n\n[server]\nlisten = \"{listen}\"\n{extra}\n",
-        data_dir.display()
-    )
+    format!("[storage]\ndata_dir = \"{}\"\n\n[server]\nlisten = \"{listen}\"\n{extra}\n", data_dir.display())
 }
 
 /// A TLS client that trusts only this appliance's certificate.
@@ -52,21 +49,13 @@ impl Server {
         let cfg = Config::from_toml(&text, "test").expect("config");
         let cert = cfg.tls_cert.clone();
         let (app, _) = App::build(cfg).await.expect("build");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(listener, None, async move {
             let _ = rx.await;
         }));
-        Server {
-            base: format!("https://localhost:{port}"),
-            client: client_for(&cert),
-            dir,
-            shutdown: Some(tx),
-            task: Some(task),
-        }
+        Server { base: format!("https://localhost:{port}"), client: client_for(&cert), dir, shutdown: Some(tx), task: Some(task) }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -83,11 +72,7 @@ impl Server {
     }
 
     pub fn api(&self) -> Api {
-        Api {
-            base: self.base.clone(),
-            client: self.client.clone(),
-            data_dir: self.dir.path().to_path_buf(),
-        }
+        Api { base: self.base.clone(), client: self.client.clone(), data_dir: self.dir.path().to_path_buf() }
     }
 }
 
@@ -101,37 +86,19 @@ pub struct Daemon {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 impl Daemon {
     pub fn new(dir: &Path) -> Daemon {
         let port = free_port();
         let config = dir.join("servicebay.toml");
-        std::fs::write(
-            &config,
-            config_text(&dir.join("data"), &format!("127.0.0.1:{port}"), ""),
-        )
-        .expect("write config");
-        Daemon {
-            dir: dir.to_path_buf(),
-            config,
-            port,
-            child: None,
-            stdout_log: dir.join("stdout.log"),
-        }
+        std::fs::write(&config, config_text(&dir.join("data"), &format!("127.0.0.1:{port}"), "")).expect("write config");
+        Daemon { dir: dir.to_path_buf(), config, port, child: None, stdout_log: dir.join("stdout.log") }
     }
 
     pub fn start(&mut self) {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.stdout_log)
-            .expect("log");
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.stdout_log).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_servicebay"))
             .args(["--config", self.config.to_str().expect("utf8"), "serve"])
             .env("RUST_LOG", "warn")
@@ -155,11 +122,7 @@ impl Daemon {
     }
 
     pub fn api(&self) -> Api {
-        Api {
-            base: self.base(),
-            client: self.client(),
-            data_dir: self.data_dir(),
-        }
+        Api { base: self.base(), client: self.client(), data_dir: self.data_dir() }
     }
 
     /// Wait until /healthz answers (the certificate exists by then).
@@ -167,12 +130,7 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if self.data_dir().join("tls/cert.pem").exists() {
-                if let Ok(r) = self
-                    .client()
-                    .get(format!("{}/healthz", self.base()))
-                    .send()
-                    .await
-                {
+                if let Ok(r) = self.client().get(format!("{}/healthz", self.base())).send().await {
                     if r.status() == StatusCode::OK {
                         return;
                     }
@@ -197,9 +155,7 @@ impl Daemon {
     /// SIGTERM and wait: a clean stop.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
             let deadline = Instant::now() + Duration::from_secs(40);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -228,16 +184,8 @@ pub struct Api {
 }
 
 impl Api {
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut rb = self
-            .client
-            .request(method, format!("{}{}", self.base, path));
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut rb = self.client.request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             rb = rb.bearer_auth(t);
         }
@@ -247,10 +195,7 @@ impl Api {
         let resp = rb.send().await.expect("request");
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
@@ -262,13 +207,7 @@ impl Api {
     }
 
     pub async fn login(&self, username: &str, password: &str) -> (StatusCode, Value) {
-        self.call(
-            Method::POST,
-            "/api/v1/auth/login",
-            None,
-            Some(json!({ "username": username, "password": password })),
-        )
-        .await
+        self.call(Method::POST, "/api/v1/auth/login", None, Some(json!({ "username": username, "password": password }))).await
     }
 
     /// Log in with a one-time password and set a permanent one; returns a usable token.
@@ -277,13 +216,7 @@ impl Api {
         assert_eq!(s, StatusCode::OK, "login {username}: {v}");
         let t = v["token"].as_str().expect("token").to_string();
         let new_pw = format!("{username}-Permanent-Pw1");
-        let (s, v) = self
-            .post(
-                "/api/v1/auth/password",
-                &t,
-                json!({ "old_password": one_time, "new_password": new_pw }),
-            )
-            .await;
+        let (s, v) = self.post("/api/v1/auth/password", &t, json!({ "old_password": one_time, "new_password": new_pw })).await;
         assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
         let (s, v) = self.login(username, &new_pw).await;
         assert_eq!(s, StatusCode::OK, "{v}");
@@ -292,20 +225,13 @@ impl Api {
 
     /// The first manager, activated from the one-time password the appliance wrote at first start.
     pub async fn manager(&self) -> String {
-        let pw = std::fs::read_to_string(self.data_dir.join(INITIAL_PASSWORD_FILE))
-            .expect("initial password file");
+        let pw = std::fs::read_to_string(self.data_dir.join(INITIAL_PASSWORD_FILE)).expect("initial password file");
         self.activate("manager", pw.trim()).await
     }
 
     /// A new active user of `role`, created by the manager; returns (user id, token).
     pub async fn user(&self, manager: &str, username: &str, role: &str) -> (i64, String) {
-        let (s, v) = self
-            .post(
-                "/api/v1/users",
-                manager,
-                json!({ "username": username, "role": role }),
-            )
-            .await;
+        let (s, v) = self.post("/api/v1/users", manager, json!({ "username": username, "role": role })).await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
         let id = v["user"]["id"].as_i64().expect("id");
         let pw = v["one_time_password"].as_str().expect("pw").to_string();
@@ -315,13 +241,9 @@ impl Api {
 
 /// Count rows directly in the appliance's database (read-only; fine while it runs in WAL mode).
 pub fn count_rows(data_dir: &Path, table: &str) -> i64 {
-    let conn = rusqlite::Connection::open_with_flags(
-        data_dir.join("servicebay.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open db");
-    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
-        .expect("count")
+    let conn =
+        rusqlite::Connection::open_with_flags(data_dir.join("servicebay.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).expect("count")
 }
 
 pub fn files_under(dir: &Path) -> usize {
