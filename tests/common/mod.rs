@@ -83,6 +83,7 @@ pub struct Daemon {
     pub port: u16,
     pub child: Option<Child>,
     pub stdout_log: PathBuf,
+    pub log_level: String,
 }
 
 pub fn free_port() -> u16 {
@@ -94,14 +95,14 @@ impl Daemon {
         let port = free_port();
         let config = dir.join("servicebay.toml");
         std::fs::write(&config, config_text(&dir.join("data"), &format!("127.0.0.1:{port}"), "")).expect("write config");
-        Daemon { dir: dir.to_path_buf(), config, port, child: None, stdout_log: dir.join("stdout.log") }
+        Daemon { dir: dir.to_path_buf(), config, port, child: None, stdout_log: dir.join("stdout.log"), log_level: "warn".into() }
     }
 
     pub fn start(&mut self) {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.stdout_log).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_servicebay"))
             .args(["--config", self.config.to_str().expect("utf8"), "serve"])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", &self.log_level)
             .stdout(out.try_clone().expect("dup"))
             .stderr(out)
             .spawn()
