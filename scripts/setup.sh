@@ -48,9 +48,14 @@ fi
 cargo build --release --locked
 bin="$CARGO_TARGET_DIR/release/servicebay"
 
+# 5. The COCO detector imported for `servicebay detect` (no Python: our own ONNX reader).
+if [ ! -f models/yolov8n.safetensors ] || [ ! -f models/yolov8n.toml ] || [ models/yolov8n.onnx -nt models/yolov8n.safetensors ]; then
+  "$bin" --models models model import models/yolov8n.onnx --name yolov8n
+fi
+
 [ "$start" -eq 1 ] || { echo "setup: ready (daemon not started: --no-start)"; exit 0; }
 
-# 5. Start the daemon. With systemd (as root) install the hardened unit; otherwise run it in the
+# 6. Start the daemon. With systemd (as root) install the hardened unit; otherwise run it in the
 #    background under $SERVICEBAY_HOME with a pid file.
 if [ -d /run/systemd/system ] && [ "$(id -u)" -eq 0 ]; then
   install -m 0755 "$bin" /usr/local/bin/servicebay

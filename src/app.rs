@@ -30,6 +30,10 @@ pub enum AppError {
     Staff(#[from] StaffError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Vision(#[from] crate::vision::VisionError),
+    #[error(transparent)]
+    Intake(#[from] crate::intake::IntakeError),
 }
 
 /// What start-up did, for the banner.

@@ -11,6 +11,7 @@ use servicebay::config::{Config, ConfigError};
 use servicebay::domain::{Actor, Role};
 use servicebay::staff::{StaffError, StaffService};
 use servicebay::store::{Store, StoreError};
+use servicebay::vision::VisionError;
 
 #[derive(Parser)]
 #[command(name = "servicebay", version, about = "ServiceBay — after-sales service appliance for dealerships")]
@@ -18,6 +19,9 @@ struct Cli {
     /// Config file (default: /etc/servicebay/servicebay.toml if present, else built-in defaults).
     #[arg(long, global = true, env = "SERVICEBAY_CONFIG")]
     config: Option<PathBuf>,
+    /// Models directory (filled by scripts/fetch-models.sh; the daemon never downloads anything).
+    #[arg(long, global = true, env = "SERVICEBAY_MODELS", default_value = "models")]
+    models: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,6 +39,50 @@ enum Command {
     /// Manage staff accounts on this box.
     #[command(subcommand)]
     User(UserCmd),
+    /// Run a detector on photos: class, role, confidence and pixel box per detection.
+    Detect {
+        /// Installed model name (see `servicebay model list`).
+        #[arg(long, default_value = "yolov8n")]
+        model: String,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Write the picture with boxes and labels here (a directory when several images are given).
+        #[arg(long)]
+        annotate: Option<PathBuf>,
+    },
+    /// Detector models: import Ultralytics files (.onnx, .pt, .safetensors), list what is installed.
+    #[command(subcommand)]
+    Model(ModelCmd),
+    /// Guided intake tools.
+    #[command(subcommand)]
+    Intake(IntakeCmd),
+}
+
+#[derive(Subcommand)]
+enum ModelCmd {
+    /// Import a YOLOv8 detection model without Python; writes NAME.safetensors and NAME.toml.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List installed detector models.
+    List,
+}
+
+#[derive(Subcommand)]
+enum IntakeCmd {
+    /// Extract findings (part, position, damage, length, primer, when) from a customer's words.
+    Extract {
+        text: String,
+        #[arg(long)]
+        json: bool,
+        /// Lexicon only, without the local LLM (what the appliance does when the model is missing).
+        #[arg(long)]
+        no_model: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -84,6 +132,11 @@ fn exit_code(e: &AppError) -> u8 {
         AppError::Staff(_) => EX_SOFTWARE,
         AppError::Io(e) if e.kind() == std::io::ErrorKind::AddrInUse => EX_UNAVAILABLE,
         AppError::Io(_) => EX_IOERR,
+        AppError::Vision(VisionError::ModelMissing { .. }) => EX_UNAVAILABLE,
+        AppError::Vision(VisionError::Io { .. }) => EX_IOERR,
+        AppError::Vision(VisionError::Inference(_)) => EX_SOFTWARE,
+        AppError::Vision(_) => EX_DATAERR,
+        AppError::Intake(_) => EX_DATAERR,
     }
 }
 
@@ -104,7 +157,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_SOFTWARE);
         }
     };
-    match rt.block_on(dispatch(cli.command, cfg)) {
+    match rt.block_on(dispatch(cli.command, cfg, cli.models)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("servicebay: {e}");
@@ -113,8 +166,35 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(cmd: Command, cfg: Config) -> Result<(), AppError> {
+async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppError> {
     match cmd {
+        Command::Detect { model, images, json, annotate } => {
+            let out = tokio::task::spawn_blocking(move || {
+                servicebay::vision::cli::cli_detect(&models, &model, &images, json, annotate.as_deref())
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+            print!("{out}");
+            Ok(())
+        }
+        Command::Model(ModelCmd::Import { file, name }) => {
+            print!("{}", servicebay::vision::cli::cli_import(&file, &models, name.as_deref())?);
+            Ok(())
+        }
+        Command::Model(ModelCmd::List) => {
+            print!("{}", servicebay::vision::cli::cli_list(&models)?);
+            Ok(())
+        }
+        Command::Intake(IntakeCmd::Extract { text, json, no_model }) => {
+            let out = tokio::task::spawn_blocking(move || -> Result<String, AppError> {
+                let engine = servicebay::llm::open_local(&models, no_model);
+                Ok(servicebay::intake::cli_extract(&text, json, engine.as_ref())?)
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+            println!("{out}");
+            Ok(())
+        }
         Command::Serve => app::run(cfg).await,
         Command::CheckConfig => {
             println!("config OK ({})", cfg.source);

@@ -264,3 +264,24 @@ pub fn files_under(dir: &Path) -> usize {
     walk(dir, &mut n);
     n
 }
+
+// ---- the real models (LLM and detector), shared by the engine tests ----------------------------
+
+/// `SERVICEBAY_MODELS`, else `models/` next to Cargo.toml (filled by scripts/fetch-models.sh).
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("SERVICEBAY_MODELS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"))
+}
+
+pub fn model_path() -> PathBuf {
+    models_dir().join(servicebay::llm::DEFAULT_MODEL_FILE)
+}
+
+/// One llama.cpp engine per test process (the backend may be initialised once per process).
+pub fn engine() -> &'static servicebay::llm::llama::LlamaEngine {
+    use servicebay::llm::llama::{LlamaConfig, LlamaEngine};
+    static E: std::sync::OnceLock<LlamaEngine> = std::sync::OnceLock::new();
+    E.get_or_init(|| {
+        let p = model_path();
+        LlamaEngine::load(LlamaConfig::new(&p)).unwrap_or_else(|e| panic!("load {}: {e} (run scripts/fetch-models.sh)", p.display()))
+    })
+}

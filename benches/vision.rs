@@ -1,0 +1,179 @@
+//! Speed table: ONNX Runtime (scripts/ort-reference.py `serve`, 2 intra-op threads) against
+//! our candle pipeline (2 rayon threads) on the same model and images, in one run. Runs are
+//! interleaved (ours, ORT, ours, ORT, ...) so both engines see the same machine load: the dev
+//! box is shared and its load average moves a lot. Prints median and minimum milliseconds of
+//! preprocess (decode + letterbox + tensor), forward and NMS, and the ratio ours/ORT.
+//!
+//! Run: SERVICEBAY_MODELS=/path/to/models cargo bench --bench vision
+//! Env: BENCH_RUNS (per image, default 10), BENCH_MODEL (default yolov8n.onnx), BENCH_THREADS.
+//! Not a timed test: it only reports.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use servicebay::vision::import::load_yolo;
+use servicebay::vision::postprocess::{decode, nms};
+use servicebay::vision::preprocess::{open_image, preprocess};
+use servicebay::vision::{import_model, DetectOptions};
+
+#[derive(Default)]
+struct Series {
+    pre: Vec<f64>,
+    fwd: Vec<f64>,
+    nms: Vec<f64>,
+    /// Process CPU time (all threads) per whole run: less sensitive than wall time to the
+    /// other jobs sharing the machine, though idle-spinning pool threads count too.
+    cpu: Vec<f64>,
+}
+
+/// CPU time of this process, all threads, in ms.
+fn process_cpu_ms() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: plain syscall writing into a valid timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return f64::NAN;
+    }
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
+
+impl Series {
+    fn stats(&self) -> [(f64, f64); 5] {
+        let st = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            if v.is_empty() {
+                (f64::NAN, f64::NAN)
+            } else {
+                (v[v.len() / 2], v[0])
+            }
+        };
+        let tot: Vec<f64> = (0..self.fwd.len()).map(|i| self.pre[i] + self.fwd[i] + self.nms[i]).collect();
+        [st(&self.pre), st(&self.fwd), st(&self.nms), st(&tot), st(&self.cpu)]
+    }
+}
+
+fn main() {
+    // Two threads for both engines (the store box and the dev machine have 2 cores).
+    let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
+    std::env::set_var("RAYON_NUM_THREADS", &threads);
+    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let model = std::env::var("BENCH_MODEL").unwrap_or_else(|_| "yolov8n.onnx".into());
+    let models = std::env::var_os("SERVICEBAY_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    if !models.join(&model).exists() {
+        eprintln!("no {model} in {}: run scripts/fetch-models.sh", models.display());
+        return;
+    }
+    let images: Vec<PathBuf> = ["bus.jpg", "zidane.jpg"].iter().map(|i| models.join(i)).collect();
+    let tmp = std::env::temp_dir().join(format!("servicebay-bench-{}", std::process::id()));
+    if let Err(e) = import_model(&models.join(&model), &tmp, Some("bench")) {
+        eprintln!("import failed: {e}");
+        return;
+    }
+    let det = match load_yolo(&tmp, "bench", DetectOptions::default()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("load failed: {e}");
+            return;
+        }
+    };
+    let _ = std::fs::remove_dir_all(&tmp);
+    let o = DetectOptions::default();
+    let nc = det.card_classes();
+
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let venv = std::env::var_os("SERVICEBAY_ORT_VENV").map(PathBuf::from).unwrap_or_else(|| home.join(".cache/servicebay/venv-ort"));
+    let mut ort = Command::new(venv.join("bin/python"))
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/ort-reference.py"))
+        .args(["serve", "--threads", &threads, "--model", &model, "--models"])
+        .arg(&models)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .ok();
+    let mut ort_io = ort.as_mut().and_then(|c| Some((c.stdin.take()?, BufReader::new(c.stdout.take()?))));
+    let mut line = String::new();
+    if let Some((_, out)) = ort_io.as_mut() {
+        if out.read_line(&mut line).map(|n| n == 0).unwrap_or(true) {
+            ort_io = None;
+        }
+    }
+
+    let (mut ours, mut theirs) = (Series::default(), Series::default());
+    for path in &images {
+        for run in 0..=runs {
+            let c0 = process_cpu_ms();
+            let t0 = Instant::now();
+            let Ok(img) = open_image(path) else { return };
+            let (chw, _lb) = preprocess(&img, 640);
+            let t1 = Instant::now();
+            let Ok(raw) = det.forward_raw(&chw) else { return };
+            let t2 = Instant::now();
+            std::hint::black_box(nms(decode(&raw, nc, o.conf), o.iou, o.max_det));
+            let t3 = Instant::now();
+            let c3 = process_cpu_ms();
+            if run > 0 {
+                ours.cpu.push(c3 - c0);
+                ours.pre.push((t1 - t0).as_secs_f64() * 1e3);
+                ours.fwd.push((t2 - t1).as_secs_f64() * 1e3);
+                ours.nms.push((t3 - t2).as_secs_f64() * 1e3);
+            }
+            if let Some((inp, out)) = ort_io.as_mut() {
+                line.clear();
+                let ok = writeln!(inp, "{}", path.display()).and_then(|_| inp.flush()).is_ok() && out.read_line(&mut line).is_ok();
+                let v: Option<serde_json::Value> = if ok { serde_json::from_str(&line).ok() } else { None };
+                match v {
+                    Some(v) if run > 0 => {
+                        theirs.pre.push(v["preprocess_ms"].as_f64().unwrap_or(f64::NAN));
+                        theirs.fwd.push(v["forward_ms"].as_f64().unwrap_or(f64::NAN));
+                        theirs.nms.push(v["nms_ms"].as_f64().unwrap_or(f64::NAN));
+                        theirs.cpu.push(v["cpu_ms"].as_f64().unwrap_or(f64::NAN));
+                    }
+                    Some(_) => {}
+                    None => ort_io = None,
+                }
+            }
+        }
+    }
+    if let Some((inp, _)) = ort_io.take() {
+        drop(inp); // EOF ends the server
+    }
+    if let Some(mut c) = ort {
+        let _ = c.wait();
+    }
+
+    let a = ours.stats();
+    let have_ort = !theirs.fwd.is_empty();
+    let b = theirs.stats();
+    println!(
+        "\n{model} 640x640, {threads} threads, {} interleaved runs over {} images (bus.jpg 810x1080, zidane.jpg 1280x720)",
+        runs * images.len(),
+        images.len()
+    );
+    println!("| stage      | ours median | ORT median | ratio | ours min | ORT min | ratio |");
+    println!("|------------|-------------|------------|-------|----------|---------|-------|");
+    for (i, name) in ["preprocess", "forward", "NMS", "total", "CPU-ms"].iter().enumerate() {
+        if have_ort {
+            println!(
+                "| {:<10} | {:>11.1} | {:>10.1} | {:>4.2}x | {:>8.1} | {:>7.1} | {:>4.2}x |",
+                name,
+                a[i].0,
+                b[i].0,
+                a[i].0 / b[i].0,
+                a[i].1,
+                b[i].1,
+                a[i].1 / b[i].1
+            );
+        } else {
+            println!("| {:<10} | {:>11.1} | {:>10} | {:>5} | {:>8.1} | {:>7} | {:>5} |", name, a[i].0, "n/a", "", a[i].1, "n/a", "");
+        }
+    }
+    println!("(CPU-ms: process CPU time per image, all threads; the other rows are wall-clock ms)");
+    if !have_ort {
+        println!("(no ONNX Runtime: create the venv at {} with onnxruntime numpy pillow)", venv.display());
+    }
+}

@@ -1,0 +1,1333 @@
+//! The deterministic Chinese + English lexicon pass: the backbone of extraction.
+//!
+//! Owns the word tables (parts, sides, damage words, situations, warning lights), number and
+//! unit parsing (厘米/公分/cm/米/一米/十几公分…), and the clause-level rules that turn hits
+//! into findings ("右边两个门" → right front and right rear door; a symptom without a part takes
+//! the part its situation implies, else the previous part of the same message).
+//!
+//! Matching works on byte ranges of the lower-cased text; each range is used by at most one
+//! hit, longest match first, so "后视镜" is a mirror, never "rear", and "开关门" is a situation,
+//! never a door.
+
+use super::{DamageType, Finding, Part};
+use crate::intake::Position;
+
+/// Facts said without naming a part: usually the answer to our last question.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LooseFacts {
+    pub length_cm: Option<f64>,
+    /// A number without unit ("30左右"): a length only if we just asked for one.
+    pub bare_number: Option<f64>,
+    pub primer_visible: Option<bool>,
+    pub paint_broken: Option<bool>,
+    pub occurs_when: Option<String>,
+    pub which_light: Option<String>,
+    pub since_when: Option<String>,
+    pub leak_fluid: Option<String>,
+    /// Side words in a clause that named nothing else ("…，右边的").
+    pub side_only: Option<Position>,
+}
+
+impl LooseFacts {
+    pub fn is_empty(&self) -> bool {
+        *self == LooseFacts::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LexResult {
+    pub findings: Vec<Finding>,
+    pub loose: LooseFacts,
+    /// The lexicon could not place something (a symptom with no part, a part with no symptom).
+    pub unsure: bool,
+    /// The text mentions a problem at all (damage word or symptom phrase).
+    pub has_problem_words: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Lat {
+    L,
+    R,
+}
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Lon {
+    F,
+    B,
+}
+
+// (pattern, normalised text, implied part, needs a time marker like 时/when to count)
+const SITUATIONS: &[(&str, &str, Option<Part>, bool)] = &[
+    ("开关门", "开关门", Some(Part::Door), false),
+    ("开门关门", "开关门", Some(Part::Door), false),
+    ("开门", "开门", Some(Part::Door), false),
+    ("关门", "关门", Some(Part::Door), false),
+    ("开关车门", "开关门", Some(Part::Door), false),
+    ("踩刹车", "踩刹车", Some(Part::Brakes), false),
+    ("刹车", "刹车", Some(Part::Brakes), true),
+    ("制动", "刹车", Some(Part::Brakes), true),
+    ("转弯", "转弯", Some(Part::Steering), false),
+    ("打方向", "打方向", Some(Part::Steering), false),
+    ("打方向盘", "打方向", Some(Part::Steering), false),
+    ("过减速带", "过减速带", Some(Part::Suspension), false),
+    ("过坎", "过坎", Some(Part::Suspension), false),
+    ("颠簸路", "颠簸路面", Some(Part::Suspension), false),
+    ("颠簸", "颠簸路面", Some(Part::Suspension), false),
+    ("坑洼路", "颠簸路面", Some(Part::Suspension), false),
+    ("起步", "起步", Some(Part::Transmission), false),
+    ("加速", "加速", None, false),
+    ("高速", "高速", Some(Part::Tire), true),
+    ("怠速", "怠速", Some(Part::Engine), false),
+    ("冷车启动", "冷车启动", Some(Part::Engine), false),
+    ("冷车", "冷车", Some(Part::Engine), false),
+    ("启动", "启动", Some(Part::Engine), true),
+    ("点火", "启动", Some(Part::Engine), true),
+    ("倒车", "倒车", None, false),
+    ("换挡", "换挡", Some(Part::Transmission), false),
+    ("换档", "换挡", Some(Part::Transmission), false),
+    ("挂挡", "挂挡", Some(Part::Transmission), false),
+    ("挂档", "挂挡", Some(Part::Transmission), false),
+    ("开空调", "开空调", Some(Part::AirConditioning), false),
+    ("下雨", "下雨", None, false),
+    ("洗车", "洗车", None, false),
+    ("一直", "一直", None, true),
+    ("opening and closing", "opening/closing door", Some(Part::Door), false),
+    ("open and close", "opening/closing door", Some(Part::Door), false),
+    ("open or close", "opening/closing door", Some(Part::Door), false),
+    ("opening the door", "opening door", Some(Part::Door), false),
+    ("closing the door", "closing door", Some(Part::Door), false),
+    ("braking", "braking", Some(Part::Brakes), false),
+    ("when i brake", "braking", Some(Part::Brakes), false),
+    ("brake", "braking", Some(Part::Brakes), true),
+    ("turning", "turning", Some(Part::Steering), false),
+    ("when i turn", "turning", Some(Part::Steering), false),
+    ("speed bumps", "over bumps", Some(Part::Suspension), false),
+    ("over bumps", "over bumps", Some(Part::Suspension), false),
+    ("bumpy road", "over bumps", Some(Part::Suspension), false),
+    ("at idle", "idle", Some(Part::Engine), false),
+    ("idling", "idle", Some(Part::Engine), false),
+    ("cold start", "cold start", Some(Part::Engine), false),
+    ("starting", "starting", Some(Part::Engine), true),
+    ("on the highway", "highway", Some(Part::Tire), false),
+    ("highway speed", "highway", Some(Part::Tire), false),
+    ("high speed", "highway", Some(Part::Tire), false),
+    ("accelerating", "accelerating", None, false),
+    ("shifting", "shifting", Some(Part::Transmission), false),
+    ("changing gear", "shifting", Some(Part::Transmission), false),
+    ("reversing", "reversing", None, false),
+    ("in reverse", "reversing", None, false),
+    ("all the time", "all the time", None, false),
+];
+
+const TIME_MARKERS: &[&str] = &["时", "候", "就", "每次", "一踩", "一打", "when", "while", "whenever", "every time", "at "];
+
+// Symptom phrases that name both the part and the damage (checked before parts and damages).
+const COMPOUNDS: &[(&str, Part, DamageType, Option<&str>)] = &[
+    ("发动机故障灯", Part::Engine, DamageType::WarningLight, Some("engine")),
+    ("发动机灯", Part::Engine, DamageType::WarningLight, Some("engine")),
+    ("排放故障灯", Part::Engine, DamageType::WarningLight, Some("engine")),
+    ("机油灯", Part::Engine, DamageType::WarningLight, Some("oil")),
+    ("水温灯", Part::Engine, DamageType::WarningLight, Some("coolant")),
+    ("胎压灯", Part::Tire, DamageType::WarningLight, Some("tire_pressure")),
+    ("胎压报警", Part::Tire, DamageType::WarningLight, Some("tire_pressure")),
+    ("胎压监测", Part::Tire, DamageType::WarningLight, Some("tire_pressure")),
+    ("abs灯", Part::Brakes, DamageType::WarningLight, Some("abs")),
+    ("刹车故障灯", Part::Brakes, DamageType::WarningLight, Some("brake")),
+    ("刹车灯亮", Part::Brakes, DamageType::WarningLight, Some("brake")),
+    ("刹车灯一直亮", Part::Brakes, DamageType::WarningLight, Some("brake")),
+    ("刹车警示灯", Part::Brakes, DamageType::WarningLight, Some("brake")),
+    ("气囊灯", Part::Electrical, DamageType::WarningLight, Some("airbag")),
+    ("电瓶灯", Part::Electrical, DamageType::WarningLight, Some("battery")),
+    ("充电指示灯", Part::Electrical, DamageType::WarningLight, Some("battery")),
+    ("check engine", Part::Engine, DamageType::WarningLight, Some("engine")),
+    ("engine light", Part::Engine, DamageType::WarningLight, Some("engine")),
+    ("tire pressure light", Part::Tire, DamageType::WarningLight, Some("tire_pressure")),
+    ("tyre pressure light", Part::Tire, DamageType::WarningLight, Some("tire_pressure")),
+    ("tpms", Part::Tire, DamageType::WarningLight, Some("tire_pressure")),
+    ("abs light", Part::Brakes, DamageType::WarningLight, Some("abs")),
+    ("oil light", Part::Engine, DamageType::WarningLight, Some("oil")),
+    ("battery light", Part::Electrical, DamageType::WarningLight, Some("battery")),
+    ("airbag light", Part::Electrical, DamageType::WarningLight, Some("airbag")),
+    ("不制冷", Part::AirConditioning, DamageType::NotWorking, None),
+    ("不凉", Part::AirConditioning, DamageType::NotWorking, None),
+    ("吹热风", Part::AirConditioning, DamageType::NotWorking, None),
+    ("冷气不冷", Part::AirConditioning, DamageType::NotWorking, None),
+    ("no cold air", Part::AirConditioning, DamageType::NotWorking, None),
+    ("blows warm", Part::AirConditioning, DamageType::NotWorking, None),
+    ("blowing warm", Part::AirConditioning, DamageType::NotWorking, None),
+    ("打不着火", Part::Electrical, DamageType::NotWorking, None),
+    ("打不着", Part::Electrical, DamageType::NotWorking, None),
+    ("启动不了", Part::Electrical, DamageType::NotWorking, None),
+    ("着不了车", Part::Electrical, DamageType::NotWorking, None),
+    ("电瓶没电", Part::Electrical, DamageType::NotWorking, None),
+    ("没电了", Part::Electrical, DamageType::NotWorking, None),
+    ("won't start", Part::Electrical, DamageType::NotWorking, None),
+    ("wont start", Part::Electrical, DamageType::NotWorking, None),
+    ("doesn't start", Part::Electrical, DamageType::NotWorking, None),
+    ("dead battery", Part::Electrical, DamageType::NotWorking, None),
+    ("黑屏", Part::Infotainment, DamageType::NotWorking, None),
+    ("死机", Part::Infotainment, DamageType::NotWorking, None),
+    ("方向盘抖", Part::Steering, DamageType::Vibration, None),
+    ("方向盘发抖", Part::Steering, DamageType::Vibration, None),
+    ("漏气", Part::Tire, DamageType::Leak, None),
+    ("扎胎", Part::Tire, DamageType::Leak, None),
+    ("扎了钉", Part::Tire, DamageType::Leak, None),
+    ("爆胎", Part::Tire, DamageType::Broken, None),
+    ("flat tire", Part::Tire, DamageType::Leak, None),
+    ("flat tyre", Part::Tire, DamageType::Leak, None),
+    ("puncture", Part::Tire, DamageType::Leak, None),
+    ("漏机油", Part::Engine, DamageType::Leak, None),
+    ("渗油", Part::Engine, DamageType::Leak, None),
+    ("漏油", Part::Engine, DamageType::Leak, None),
+    ("漏防冻液", Part::Engine, DamageType::Leak, None),
+    ("oil leak", Part::Engine, DamageType::Leak, None),
+    ("leaking oil", Part::Engine, DamageType::Leak, None),
+    ("异味", Part::AirConditioning, DamageType::Other, None),
+    ("有味道", Part::AirConditioning, DamageType::Other, None),
+    ("smells", Part::AirConditioning, DamageType::Other, None),
+];
+
+// (pattern, part, implied longitudinal side, implied lateral side)
+const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
+    ("前保险杠", Part::Bumper, Some(Lon::F), None),
+    ("后保险杠", Part::Bumper, Some(Lon::B), None),
+    ("保险杠", Part::Bumper, None, None),
+    ("保险杆", Part::Bumper, None, None),
+    ("前杠", Part::Bumper, Some(Lon::F), None),
+    ("后杠", Part::Bumper, Some(Lon::B), None),
+    ("前脸", Part::Bumper, Some(Lon::F), None),
+    ("bumper", Part::Bumper, None, None),
+    ("发动机盖", Part::Hood, None, None),
+    ("引擎盖", Part::Hood, None, None),
+    ("机盖", Part::Hood, None, None),
+    ("前机盖", Part::Hood, None, None),
+    ("hood", Part::Hood, None, None),
+    ("bonnet", Part::Hood, None, None),
+    ("后备箱盖", Part::TrunkLid, None, None),
+    ("后备箱", Part::TrunkLid, None, None),
+    ("后备厢", Part::TrunkLid, None, None),
+    ("行李箱", Part::TrunkLid, None, None),
+    ("尾门", Part::TrunkLid, None, None),
+    ("后盖", Part::TrunkLid, None, None),
+    ("trunk", Part::TrunkLid, None, None),
+    ("tailgate", Part::TrunkLid, None, None),
+    ("boot lid", Part::TrunkLid, None, None),
+    ("车顶", Part::Roof, None, None),
+    ("天窗", Part::Roof, None, None),
+    ("roof", Part::Roof, None, None),
+    ("前挡风玻璃", Part::Windshield, None, None),
+    ("前风挡玻璃", Part::Windshield, None, None),
+    ("挡风玻璃", Part::Windshield, None, None),
+    ("前挡风", Part::Windshield, None, None),
+    ("前风挡", Part::Windshield, None, None),
+    ("前挡", Part::Windshield, None, None),
+    ("windshield", Part::Windshield, None, None),
+    ("windscreen", Part::Windshield, None, None),
+    ("后挡风玻璃", Part::RearWindshield, None, None),
+    ("后风挡玻璃", Part::RearWindshield, None, None),
+    ("后挡风", Part::RearWindshield, None, None),
+    ("后风挡", Part::RearWindshield, None, None),
+    ("后挡", Part::RearWindshield, None, None),
+    ("rear window", Part::RearWindshield, None, None),
+    ("rear windshield", Part::RearWindshield, None, None),
+    ("主驾驶门", Part::Door, Some(Lon::F), Some(Lat::L)),
+    ("主驾门", Part::Door, Some(Lon::F), Some(Lat::L)),
+    ("驾驶位车门", Part::Door, Some(Lon::F), Some(Lat::L)),
+    ("驾驶座车门", Part::Door, Some(Lon::F), Some(Lat::L)),
+    ("驾驶员门", Part::Door, Some(Lon::F), Some(Lat::L)),
+    ("副驾驶门", Part::Door, Some(Lon::F), Some(Lat::R)),
+    ("副驾门", Part::Door, Some(Lon::F), Some(Lat::R)),
+    ("副驾车门", Part::Door, Some(Lon::F), Some(Lat::R)),
+    ("前车门", Part::Door, Some(Lon::F), None),
+    ("后车门", Part::Door, Some(Lon::B), None),
+    ("前门", Part::Door, Some(Lon::F), None),
+    ("后门", Part::Door, Some(Lon::B), None),
+    ("车门", Part::Door, None, None),
+    ("门板", Part::Door, None, None),
+    ("门把手", Part::Door, None, None),
+    ("门", Part::Door, None, None),
+    ("driver's door", Part::Door, Some(Lon::F), Some(Lat::L)),
+    ("driver door", Part::Door, Some(Lon::F), Some(Lat::L)),
+    ("passenger door", Part::Door, Some(Lon::F), Some(Lat::R)),
+    ("door", Part::Door, None, None),
+    ("后叶子板", Part::QuarterPanel, Some(Lon::B), None),
+    ("后翼子板", Part::QuarterPanel, Some(Lon::B), None),
+    ("quarter panel", Part::QuarterPanel, None, None),
+    ("前翼子板", Part::Fender, Some(Lon::F), None),
+    ("前叶子板", Part::Fender, Some(Lon::F), None),
+    ("翼子板", Part::Fender, None, None),
+    ("叶子板", Part::Fender, None, None),
+    ("轮眉", Part::Fender, None, None),
+    ("fender", Part::Fender, None, None),
+    ("wing", Part::Fender, None, None),
+    ("前大灯", Part::Headlight, Some(Lon::F), None),
+    ("大灯", Part::Headlight, None, None),
+    ("前灯", Part::Headlight, None, None),
+    ("头灯", Part::Headlight, None, None),
+    ("近光灯", Part::Headlight, None, None),
+    ("远光灯", Part::Headlight, None, None),
+    ("headlight", Part::Headlight, None, None),
+    ("headlamp", Part::Headlight, None, None),
+    ("尾灯", Part::Taillight, None, None),
+    ("后尾灯", Part::Taillight, None, None),
+    ("刹车灯", Part::Taillight, None, None),
+    ("倒车灯", Part::Taillight, None, None),
+    ("taillight", Part::Taillight, None, None),
+    ("tail light", Part::Taillight, None, None),
+    ("brake light", Part::Taillight, None, None),
+    ("后视镜", Part::Mirror, None, None),
+    ("倒车镜", Part::Mirror, None, None),
+    ("反光镜", Part::Mirror, None, None),
+    ("外后视镜", Part::Mirror, None, None),
+    ("mirror", Part::Mirror, None, None),
+    ("前轮毂", Part::WheelRim, Some(Lon::F), None),
+    ("后轮毂", Part::WheelRim, Some(Lon::B), None),
+    ("轮毂", Part::WheelRim, None, None),
+    ("轮圈", Part::WheelRim, None, None),
+    ("钢圈", Part::WheelRim, None, None),
+    ("铝圈", Part::WheelRim, None, None),
+    ("rim", Part::WheelRim, None, None),
+    ("alloy", Part::WheelRim, None, None),
+    ("轮胎", Part::Tire, None, None),
+    ("车胎", Part::Tire, None, None),
+    ("前轮胎", Part::Tire, Some(Lon::F), None),
+    ("后轮胎", Part::Tire, Some(Lon::B), None),
+    ("前轮", Part::Tire, Some(Lon::F), None),
+    ("后轮", Part::Tire, Some(Lon::B), None),
+    ("胎", Part::Tire, None, None),
+    ("tyre", Part::Tire, None, None),
+    ("tire", Part::Tire, None, None),
+    ("发动机", Part::Engine, None, None),
+    ("引擎", Part::Engine, None, None),
+    ("机油", Part::Engine, None, None),
+    ("车头", Part::Engine, None, None),
+    ("engine", Part::Engine, None, None),
+    ("motor", Part::Engine, None, None),
+    ("变速箱", Part::Transmission, None, None),
+    ("变速器", Part::Transmission, None, None),
+    ("波箱", Part::Transmission, None, None),
+    ("离合", Part::Transmission, None, None),
+    ("gearbox", Part::Transmission, None, None),
+    ("transmission", Part::Transmission, None, None),
+    ("clutch", Part::Transmission, None, None),
+    ("刹车片", Part::Brakes, None, None),
+    ("刹车盘", Part::Brakes, None, None),
+    ("刹车", Part::Brakes, None, None),
+    ("制动", Part::Brakes, None, None),
+    ("brakes", Part::Brakes, None, None),
+    ("brake", Part::Brakes, None, None),
+    ("底盘", Part::Suspension, None, None),
+    ("减震器", Part::Suspension, None, None),
+    ("减震", Part::Suspension, None, None),
+    ("避震", Part::Suspension, None, None),
+    ("悬挂", Part::Suspension, None, None),
+    ("suspension", Part::Suspension, None, None),
+    ("shock absorber", Part::Suspension, None, None),
+    ("方向盘", Part::Steering, None, None),
+    ("方向机", Part::Steering, None, None),
+    ("转向", Part::Steering, None, None),
+    ("跑偏", Part::Steering, None, None),
+    ("steering", Part::Steering, None, None),
+    ("空调", Part::AirConditioning, None, None),
+    ("冷气", Part::AirConditioning, None, None),
+    ("暖风", Part::AirConditioning, None, None),
+    ("出风口", Part::AirConditioning, None, None),
+    ("a/c", Part::AirConditioning, None, None),
+    ("air conditioning", Part::AirConditioning, None, None),
+    ("air con", Part::AirConditioning, None, None),
+    ("电瓶", Part::Electrical, None, None),
+    ("蓄电池", Part::Electrical, None, None),
+    ("电路", Part::Electrical, None, None),
+    ("车窗", Part::Electrical, None, None),
+    ("玻璃升降", Part::Electrical, None, None),
+    ("雨刮", Part::Electrical, None, None),
+    ("喇叭", Part::Electrical, None, None),
+    ("中控锁", Part::Electrical, None, None),
+    ("钥匙", Part::Electrical, None, None),
+    ("battery", Part::Electrical, None, None),
+    ("wiper", Part::Electrical, None, None),
+    ("power window", Part::Electrical, None, None),
+    ("horn", Part::Electrical, None, None),
+    ("中控屏", Part::Infotainment, None, None),
+    ("中控", Part::Infotainment, None, None),
+    ("车机", Part::Infotainment, None, None),
+    ("大屏", Part::Infotainment, None, None),
+    ("屏幕", Part::Infotainment, None, None),
+    ("导航", Part::Infotainment, None, None),
+    ("音响", Part::Infotainment, None, None),
+    ("收音机", Part::Infotainment, None, None),
+    ("倒车影像", Part::Infotainment, None, None),
+    ("蓝牙", Part::Infotainment, None, None),
+    ("carplay", Part::Infotainment, None, None),
+    ("infotainment", Part::Infotainment, None, None),
+    ("screen", Part::Infotainment, None, None),
+    ("radio", Part::Infotainment, None, None),
+    ("bluetooth", Part::Infotainment, None, None),
+];
+
+// (pattern, damage, "坏"-type word whose meaning depends on the part)
+const DAMAGES: &[(&str, DamageType, bool)] = &[
+    ("刮痕", DamageType::Scratch, false),
+    ("划痕", DamageType::Scratch, false),
+    ("刮花", DamageType::Scratch, false),
+    ("划花", DamageType::Scratch, false),
+    ("刮伤", DamageType::Scratch, false),
+    ("划伤", DamageType::Scratch, false),
+    ("剐蹭", DamageType::Scratch, false),
+    ("刮蹭", DamageType::Scratch, false),
+    ("蹭了", DamageType::Scratch, false),
+    ("蹭到", DamageType::Scratch, false),
+    ("刮了", DamageType::Scratch, false),
+    ("划了", DamageType::Scratch, false),
+    ("刮到", DamageType::Scratch, false),
+    ("道子", DamageType::Scratch, false),
+    ("scratch", DamageType::Scratch, false),
+    ("scrape", DamageType::Scratch, false),
+    ("keyed", DamageType::Scratch, false),
+    ("凹陷", DamageType::Dent, false),
+    ("凹痕", DamageType::Dent, false),
+    ("凹进去", DamageType::Dent, false),
+    ("凹了", DamageType::Dent, false),
+    ("瘪了", DamageType::Dent, false),
+    ("撞瘪", DamageType::Dent, false),
+    ("坑", DamageType::Dent, false),
+    ("凹", DamageType::Dent, false),
+    ("dent", DamageType::Dent, false),
+    ("ding", DamageType::Dent, false),
+    ("裂纹", DamageType::Crack, false),
+    ("裂缝", DamageType::Crack, false),
+    ("裂痕", DamageType::Crack, false),
+    ("裂了", DamageType::Crack, false),
+    ("开裂", DamageType::Crack, false),
+    ("裂", DamageType::Crack, false),
+    ("crack", DamageType::Crack, false),
+    ("掉漆", DamageType::PaintDamage, false),
+    ("掉了点漆", DamageType::PaintDamage, false),
+    ("掉了块漆", DamageType::PaintDamage, false),
+    ("掉了一块漆", DamageType::PaintDamage, false),
+    ("漆掉了", DamageType::PaintDamage, false),
+    ("脱漆", DamageType::PaintDamage, false),
+    ("起皮", DamageType::PaintDamage, false),
+    ("起泡", DamageType::PaintDamage, false),
+    ("褪色", DamageType::PaintDamage, false),
+    ("生锈", DamageType::PaintDamage, false),
+    ("锈", DamageType::PaintDamage, false),
+    ("漆面", DamageType::PaintDamage, false),
+    ("chipped", DamageType::PaintDamage, false),
+    ("paint chip", DamageType::PaintDamage, false),
+    ("peeling", DamageType::PaintDamage, false),
+    ("rust", DamageType::PaintDamage, false),
+    ("faded", DamageType::PaintDamage, false),
+    ("碎了", DamageType::Broken, false),
+    ("变形", DamageType::Broken, false),
+    ("鼓包", DamageType::Broken, false),
+    ("撞碎", DamageType::Broken, false),
+    ("撞烂", DamageType::Broken, false),
+    ("撞坏", DamageType::Broken, false),
+    ("撞掉", DamageType::Broken, false),
+    ("断了", DamageType::Broken, false),
+    ("掉了", DamageType::Broken, false),
+    ("破了", DamageType::Broken, false),
+    ("坏了", DamageType::Broken, true),
+    ("坏掉", DamageType::Broken, true),
+    ("broken", DamageType::Broken, false),
+    ("smashed", DamageType::Broken, false),
+    ("shattered", DamageType::Broken, false),
+    ("knocked off", DamageType::Broken, false),
+    ("异响", DamageType::AbnormalNoise, false),
+    ("怪声", DamageType::AbnormalNoise, false),
+    ("噪音", DamageType::AbnormalNoise, false),
+    ("声音", DamageType::AbnormalNoise, false),
+    ("吱吱", DamageType::AbnormalNoise, false),
+    ("咯吱", DamageType::AbnormalNoise, false),
+    ("嘎吱", DamageType::AbnormalNoise, false),
+    ("咔咔", DamageType::AbnormalNoise, false),
+    ("咔哒", DamageType::AbnormalNoise, false),
+    ("哒哒", DamageType::AbnormalNoise, false),
+    ("咯噔", DamageType::AbnormalNoise, false),
+    ("嗡嗡", DamageType::AbnormalNoise, false),
+    ("哐哐", DamageType::AbnormalNoise, false),
+    ("响", DamageType::AbnormalNoise, false),
+    ("noise", DamageType::AbnormalNoise, false),
+    ("squeak", DamageType::AbnormalNoise, false),
+    ("squeal", DamageType::AbnormalNoise, false),
+    ("rattl", DamageType::AbnormalNoise, false),
+    ("clunk", DamageType::AbnormalNoise, false),
+    ("grinding", DamageType::AbnormalNoise, false),
+    ("knocking", DamageType::AbnormalNoise, false),
+    ("creak", DamageType::AbnormalNoise, false),
+    ("whin", DamageType::AbnormalNoise, false),
+    ("漏水", DamageType::Leak, false),
+    ("滴水", DamageType::Leak, false),
+    ("漏", DamageType::Leak, false),
+    ("leak", DamageType::Leak, false),
+    ("drip", DamageType::Leak, false),
+    ("故障灯", DamageType::WarningLight, false),
+    ("报警灯", DamageType::WarningLight, false),
+    ("警告灯", DamageType::WarningLight, false),
+    ("灯亮了", DamageType::WarningLight, false),
+    ("亮灯", DamageType::WarningLight, false),
+    ("一直亮", DamageType::WarningLight, false),
+    ("亮了", DamageType::WarningLight, false),
+    ("亮黄灯", DamageType::WarningLight, false),
+    ("报警", DamageType::WarningLight, false),
+    ("warning light", DamageType::WarningLight, false),
+    ("light came on", DamageType::WarningLight, false),
+    ("light is on", DamageType::WarningLight, false),
+    ("抖动", DamageType::Vibration, false),
+    ("发抖", DamageType::Vibration, false),
+    ("震动", DamageType::Vibration, false),
+    ("振动", DamageType::Vibration, false),
+    ("抖", DamageType::Vibration, false),
+    ("顿挫", DamageType::Vibration, false),
+    ("闯", DamageType::Vibration, false),
+    ("vibrat", DamageType::Vibration, false),
+    ("shak", DamageType::Vibration, false),
+    ("shudder", DamageType::Vibration, false),
+    ("judder", DamageType::Vibration, false),
+    ("wobbl", DamageType::Vibration, false),
+    ("jerk", DamageType::Vibration, false),
+    ("不工作", DamageType::NotWorking, false),
+    ("不动了", DamageType::NotWorking, false),
+    ("不动", DamageType::NotWorking, false),
+    ("不了了", DamageType::NotWorking, false),
+    ("不响", DamageType::NotWorking, false),
+    ("失效", DamageType::NotWorking, false),
+    ("不亮", DamageType::NotWorking, false),
+    ("不转", DamageType::NotWorking, false),
+    ("不出风", DamageType::NotWorking, false),
+    ("没反应", DamageType::NotWorking, false),
+    ("失灵", DamageType::NotWorking, false),
+    ("不灵", DamageType::NotWorking, false),
+    ("用不了", DamageType::NotWorking, false),
+    ("打不开", DamageType::NotWorking, false),
+    ("关不上", DamageType::NotWorking, false),
+    ("升不上去", DamageType::NotWorking, false),
+    ("降不下来", DamageType::NotWorking, false),
+    ("没声音", DamageType::NotWorking, false),
+    ("连不上", DamageType::NotWorking, false),
+    ("not working", DamageType::NotWorking, false),
+    ("doesn't work", DamageType::NotWorking, false),
+    ("does not work", DamageType::NotWorking, false),
+    ("stopped working", DamageType::NotWorking, false),
+    ("won't", DamageType::NotWorking, false),
+    ("dead", DamageType::NotWorking, false),
+    ("is out", DamageType::NotWorking, false),
+    ("跑偏", DamageType::Other, false),
+    ("pulls to", DamageType::Other, false),
+];
+
+/// Words that contain side or symptom characters but mean neither.
+const MASK: &[&str] = &[
+    "以前",
+    "之前",
+    "前几天",
+    "前天",
+    "前两天",
+    "前段时间",
+    "前阵子",
+    "后来",
+    "之后",
+    "以后",
+    "影响",
+    "前面说",
+    "然后",
+    "响应",
+    "最后",
+    "声音不大",
+    "门口",
+    "back then",
+    "油门",
+    "门槛",
+];
+
+const SINCE: &[&str] = &[
+    "昨天",
+    "前天",
+    "今天",
+    "今早",
+    "早上",
+    "上周",
+    "上个星期",
+    "上星期",
+    "上个月",
+    "这几天",
+    "前几天",
+    "前两天",
+    "最近",
+    "刚才",
+    "刚刚",
+    "一周",
+    "一个星期",
+    "一个月",
+    "几天",
+    "yesterday",
+    "today",
+    "this morning",
+    "last week",
+    "last month",
+    "a few days",
+    "recently",
+    "since",
+];
+
+/// Lower-case, full-width ASCII to half-width, unify punctuation.
+pub fn normalize(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            '\u{3000}' => ' ',
+            '’' | '‘' => '\'',
+            _ => c,
+        })
+        .flat_map(|c| c.to_lowercase())
+        .collect()
+}
+
+fn is_sep(c: char) -> bool {
+    matches!(c, ',' | '.' | ';' | '!' | '?' | '，' | '。' | '；' | '！' | '？' | '、' | '\n' | '~' | '…')
+}
+
+/// Splits at punctuation and at "还有/另外/而且/also" which start a new problem.
+fn clauses(norm: &str) -> Vec<String> {
+    let mut marked = norm.to_string();
+    for w in ["还有", "另外", "而且", "并且", "同时", " also ", " and also "] {
+        marked = marked.replace(w, &format!("|{w}"));
+    }
+    marked.split(|c: char| is_sep(c) || c == '|').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+struct Hit<T> {
+    start: usize,
+    end: usize,
+    val: T,
+}
+
+/// All non-overlapping matches of `table` in `s` avoiding `used`, longest first; marks `used`.
+fn find<T: Copy>(s: &str, table: &[(&str, T)], used: &mut [bool]) -> Vec<Hit<T>> {
+    let mut cands: Vec<Hit<T>> = Vec::new();
+    for (pat, val) in table {
+        if pat.is_empty() {
+            continue;
+        }
+        for (i, _) in s.match_indices(pat) {
+            cands.push(Hit { start: i, end: i + pat.len(), val: *val });
+        }
+    }
+    cands.sort_by(|a, b| (b.end - b.start).cmp(&(a.end - a.start)).then(a.start.cmp(&b.start)));
+    let mut out = Vec::new();
+    for h in cands {
+        if used[h.start..h.end].iter().any(|u| *u) {
+            continue;
+        }
+        // English words: require a word boundary in front ("door" not in "outdoor").
+        if h.start > 0 && s.as_bytes()[h.start].is_ascii_alphabetic() && s.as_bytes()[h.start - 1].is_ascii_alphabetic() {
+            continue;
+        }
+        used[h.start..h.end].iter_mut().for_each(|u| *u = true);
+        out.push(h);
+    }
+    out.sort_by_key(|h| h.start);
+    out
+}
+
+fn mask(s: &str, words: &[&str], used: &mut [bool]) {
+    for w in words {
+        for (i, _) in s.match_indices(w) {
+            used[i..i + w.len()].iter_mut().for_each(|u| *u = true);
+        }
+    }
+}
+
+/// Side words in `s[from..to]` not already used, the last one of each axis winning.
+fn sides_in(s: &str, from: usize, to: usize, used: &[bool]) -> (Option<Lat>, Option<Lon>) {
+    let (mut lat, mut lon) = (None, None);
+    let seg = &s[from..to];
+    let table: &[(&str, Option<Lat>, Option<Lon>)] = &[
+        ("左", Some(Lat::L), None),
+        ("右", Some(Lat::R), None),
+        ("主驾", Some(Lat::L), Some(Lon::F)),
+        ("驾驶", Some(Lat::L), Some(Lon::F)),
+        ("副驾", Some(Lat::R), Some(Lon::F)),
+        ("前", None, Some(Lon::F)),
+        ("后", None, Some(Lon::B)),
+        ("left", Some(Lat::L), None),
+        ("right", Some(Lat::R), None),
+        ("driver", Some(Lat::L), Some(Lon::F)),
+        ("passenger", Some(Lat::R), Some(Lon::F)),
+        ("front", None, Some(Lon::F)),
+        ("rear", None, Some(Lon::B)),
+        ("back", None, Some(Lon::B)),
+    ];
+    let mut hits: Vec<(usize, Option<Lat>, Option<Lon>)> = Vec::new();
+    for (w, la, lo) in table {
+        for (i, _) in seg.match_indices(w) {
+            let gi = from + i;
+            if used[gi..gi + w.len()].iter().any(|u| *u) {
+                continue;
+            }
+            hits.push((gi, *la, *lo));
+        }
+    }
+    hits.sort_by_key(|h| h.0);
+    // "副驾驶" holds both 副驾 and 驾驶: the 驾驶 inside it is not the driver's side.
+    let fu: Vec<usize> =
+        hits.iter().filter(|h| seg.get(h.0 - from..).map(|t| t.starts_with("副驾")).unwrap_or(false)).map(|h| h.0).collect();
+    hits.retain(|h| !fu.iter().any(|f| h.0 == f + "副".len() && seg.get(h.0 - from..).map(|t| t.starts_with("驾驶")).unwrap_or(false)));
+    for (_, la, lo) in hits {
+        if la.is_some() {
+            lat = la;
+        }
+        if lo.is_some() {
+            lon = lo;
+        }
+    }
+    (lat, lon)
+}
+
+fn compose(lat: Option<Lat>, lon: Option<Lon>) -> Option<Position> {
+    match (lat, lon) {
+        (Some(Lat::L), Some(Lon::F)) => Some(Position::LeftFront),
+        (Some(Lat::R), Some(Lon::F)) => Some(Position::RightFront),
+        (Some(Lat::L), Some(Lon::B)) => Some(Position::LeftRear),
+        (Some(Lat::R), Some(Lon::B)) => Some(Position::RightRear),
+        (Some(Lat::L), None) => Some(Position::Left),
+        (Some(Lat::R), None) => Some(Position::Right),
+        (None, Some(Lon::F)) => Some(Position::Front),
+        (None, Some(Lon::B)) => Some(Position::Rear),
+        (None, None) => None,
+    }
+}
+
+/// Parts whose position is intrinsic: a "前"/"后" near them is part of the name, not a side.
+fn side_free(p: Part) -> bool {
+    matches!(
+        p,
+        Part::Hood
+            | Part::TrunkLid
+            | Part::Roof
+            | Part::Windshield
+            | Part::RearWindshield
+            | Part::Engine
+            | Part::Transmission
+            | Part::AirConditioning
+            | Part::Infotainment
+            | Part::Steering
+    )
+}
+
+pub fn analyse(text: &str) -> LexResult {
+    let norm = normalize(text);
+    let mut res = LexResult { findings: Vec::new(), loose: LooseFacts::default(), unsure: false, has_problem_words: false };
+    res.loose = loose_facts(&norm);
+    let mut prev: Option<(Part, Option<Position>)> = None;
+    let mut orphan: Option<(Part, Option<Position>)> = None;
+    let mut situation_part: Option<Part> = None;
+
+    let parts_tbl: Vec<(&str, (Part, Option<Lon>, Option<Lat>))> = PARTS.iter().map(|(w, p, lo, la)| (*w, (*p, *lo, *la))).collect();
+    let dmg_tbl: Vec<(&str, (DamageType, bool))> = DAMAGES.iter().map(|(w, d, a)| (*w, (*d, *a))).collect();
+    let comp_tbl: Vec<(&str, (Part, DamageType))> = COMPOUNDS.iter().map(|(w, p, d, _)| (*w, (*p, *d))).collect();
+
+    for cl in clauses(&norm) {
+        let s = cl.as_str();
+        let mut used = vec![false; s.len()];
+        mask(s, MASK, &mut used);
+        let marker = TIME_MARKERS.iter().any(|m| s.contains(m));
+        let sit_tbl: Vec<(&str, Option<Part>)> =
+            SITUATIONS.iter().filter(|(_, _, _, need)| !need || marker).map(|(w, _, p, _)| (*w, *p)).collect();
+        let sits = find(s, &sit_tbl, &mut used);
+        if let Some(p) = sits.iter().find_map(|h| h.val) {
+            situation_part = Some(p);
+        }
+        let comps = find(s, &comp_tbl, &mut used);
+        let parts = find(s, &parts_tbl, &mut used);
+        let dmgs = find(s, &dmg_tbl, &mut used);
+        if !comps.is_empty() || !dmgs.is_empty() {
+            res.has_problem_words = true;
+        }
+
+        // Each part mention with its side (words between the previous part and this one).
+        let mut mentions: Vec<(usize, Part, Option<Position>)> = Vec::new();
+        let mut from = 0;
+        for h in &parts {
+            let (p, ilon, ilat) = h.val;
+            let (mut lat, mut lon) = sides_in(s, from, h.start, &used);
+            if lat.is_none() && lon.is_none() {
+                // "the taillight on the left", "后视镜右边的": side words after the part, up to the next part.
+                let next = parts.iter().find(|x| x.start > h.start).map(|x| x.start).unwrap_or(s.len());
+                let (la, lo) = sides_in(s, h.end, next, &used);
+                lat = la;
+                lon = lo;
+            }
+            let lat = ilat.or(lat);
+            let lon = ilon.or(if side_free(p) { None } else { lon });
+            let lat = if side_free(p) && p != Part::Steering { lat.filter(|_| false) } else { lat };
+            mentions.push((h.start, p, compose(lat, lon)));
+            from = h.end;
+        }
+        // "右边两个门" / "前后门" / "四个门": expand doors.
+        let two_doors = [
+            "两个门",
+            "两扇门",
+            "两个车门",
+            "前后门",
+            "前后两个门",
+            "前后车门",
+            "both doors",
+            "front and rear door",
+            "front and back door",
+        ]
+        .iter()
+        .any(|w| s.contains(w));
+        let four_doors = ["四个门", "所有门", "四个车门", "all doors", "all four doors"].iter().any(|w| s.contains(w));
+        let mut expanded = Vec::new();
+        for (i, p, pos) in mentions {
+            if p == Part::Door && four_doors {
+                for q in [Position::LeftFront, Position::RightFront, Position::LeftRear, Position::RightRear] {
+                    expanded.push((i, p, Some(q)));
+                }
+            } else if p == Part::Door
+                && two_doors
+                && matches!(pos, Some(Position::Left) | Some(Position::Right) | Some(Position::Front) | Some(Position::Rear) | None)
+            {
+                let (a, b) = match pos {
+                    Some(Position::Right) => (Position::RightFront, Position::RightRear),
+                    Some(Position::Left) | None => (Position::LeftFront, Position::LeftRear),
+                    Some(Position::Front) => (Position::LeftFront, Position::RightFront),
+                    _ => (Position::LeftRear, Position::RightRear),
+                };
+                expanded.push((i, p, Some(a)));
+                expanded.push((i, p, Some(b)));
+            } else {
+                expanded.push((i, p, pos));
+            }
+        }
+        // Deduplicate same part+position within a clause ("门…车门").
+        let mut mentions: Vec<(usize, Part, Option<Position>)> = Vec::new();
+        for m in expanded {
+            if !mentions.iter().any(|x| x.1 == m.1 && x.2 == m.2) {
+                mentions.push(m);
+            }
+        }
+        // The same part once with a side and once without is one part ("左后轮…胎").
+        let sided: Vec<Part> = mentions.iter().filter(|m| m.2.is_some()).map(|m| m.1).collect();
+        mentions.retain(|m| m.2.is_some() || !sided.contains(&m.1));
+
+        let mut new: Vec<Finding> = Vec::new();
+        for c in &comps {
+            let (p, d) = c.val;
+            let pos = mentions.iter().find(|m| m.1 == p).and_then(|m| m.2);
+            new.push(Finding::new(p, pos, d));
+        }
+        let comp_parts: Vec<Part> = comps.iter().map(|c| c.val.0).collect();
+        // "check engine light is on": the compound already said it; "light is on" adds nothing.
+        let comp_dmgs: Vec<DamageType> = comps.iter().map(|c| c.val.1).collect();
+        let dmgs: Vec<Hit<(DamageType, bool)>> = dmgs.into_iter().filter(|d| !comp_dmgs.contains(&d.val.0)).collect();
+        // "停车场被人刮了，左前门和左后门都有": the previous clause's partless symptom belongs here.
+        if dmgs.is_empty() && comps.is_empty() && !mentions.is_empty() && res.findings.iter().any(|f| f.part == Part::Other) {
+            let others: Vec<Finding> = res.findings.iter().filter(|f| f.part == Part::Other).cloned().collect();
+            res.findings.retain(|f| f.part != Part::Other);
+            for o in others {
+                for (_, p, pos) in &mentions {
+                    push_unique(&mut new, fix_broken(Finding::new(*p, *pos, o.damage_type), false));
+                }
+            }
+            orphan = None;
+        }
+        let mentions: Vec<_> = mentions.into_iter().filter(|m| !comp_parts.contains(&m.1)).collect();
+
+        if !dmgs.is_empty() {
+            if mentions.is_empty() {
+                // A symptom without a part: the situation's part, else a part named alone in the
+                // previous clause, else the previous finding's part ("右前门有刮痕，还有异响").
+                let (part, pos) = if let Some(p) = situation_part {
+                    let pos = prev.filter(|x| x.0 == p).and_then(|x| x.1).or_else(|| orphan.filter(|x| x.0 == p).and_then(|x| x.1));
+                    (p, pos)
+                } else if let Some(o) = orphan {
+                    o
+                } else if let Some(pv) = prev {
+                    pv
+                } else {
+                    (Part::Other, None)
+                };
+                for d in &dmgs {
+                    push_unique(&mut new, fix_broken(Finding::new(part, pos, d.val.0), d.val.1));
+                }
+            } else if dmgs.len() == 1 {
+                // One symptom word shared by every part named ("左前门和左后门都有划痕").
+                for (_, p, pos) in &mentions {
+                    push_unique(&mut new, fix_broken(Finding::new(*p, *pos, dmgs[0].val.0), dmgs[0].val.1));
+                }
+            } else {
+                // Several symptoms: each goes to the nearest part named before it (or the first part).
+                for d in &dmgs {
+                    let m = mentions.iter().rev().find(|m| m.0 < d.start).or(mentions.first());
+                    if let Some((_, p, pos)) = m {
+                        push_unique(&mut new, fix_broken(Finding::new(*p, *pos, d.val.0), d.val.1));
+                    }
+                }
+            }
+            orphan = None;
+        } else if new.is_empty() {
+            if let Some(m) = mentions.first() {
+                // A part named alone: its symptom may follow in the next clause.
+                orphan = Some((m.1, m.2));
+            } else {
+                let (lat, lon) = sides_in(s, 0, s.len(), &used);
+                if let Some(pos) = compose(lat, lon) {
+                    if let Some(o) = orphan.as_mut() {
+                        if o.1.is_none() && !side_free(o.0) {
+                            o.1 = Some(pos);
+                        }
+                    }
+                    // "…，右边的": the side of the previous clause's findings.
+                    let mut applied = false;
+                    for f in res.findings.iter_mut().filter(|f| f.position.is_none() && !side_free(f.part)) {
+                        f.position = Some(pos);
+                        applied = true;
+                    }
+                    if !applied {
+                        res.loose.side_only = Some(pos);
+                    }
+                }
+            }
+        }
+        if let Some(f) = new.last() {
+            prev = Some((f.part, f.position));
+        }
+        for f in new {
+            push_unique(&mut res.findings, f);
+        }
+    }
+    if let Some((p, pos)) = orphan {
+        // A part with no symptom word at all ("车门有点问题"): unknown damage.
+        if res.findings.is_empty() {
+            res.findings.push(Finding::new(p, pos, DamageType::Other));
+            res.unsure = true;
+        }
+    }
+    if res.findings.iter().any(|f| f.part == Part::Other) {
+        res.unsure = true;
+    }
+    let loose = res.loose.clone();
+    for f in res.findings.iter_mut() {
+        apply_loose(f, &loose);
+    }
+    res
+}
+
+fn push_unique(v: &mut Vec<Finding>, f: Finding) {
+    if !v.iter().any(|x| x.part == f.part && x.position == f.position && x.damage_type == f.damage_type) {
+        v.push(f);
+    }
+}
+
+/// "坏了" on a device means it does not work; on a panel it is broken.
+fn fix_broken(mut f: Finding, ambiguous: bool) -> Finding {
+    if ambiguous
+        && f.damage_type == DamageType::Broken
+        && matches!(
+            f.part,
+            Part::Headlight
+                | Part::Taillight
+                | Part::Engine
+                | Part::Transmission
+                | Part::AirConditioning
+                | Part::Electrical
+                | Part::Infotainment
+                | Part::Steering
+                | Part::Brakes
+        )
+    {
+        f.damage_type = DamageType::NotWorking;
+    }
+    f
+}
+
+/// Fills the slots of `f` that its damage type uses, from facts said in the same message.
+pub fn apply_loose(f: &mut Finding, l: &LooseFacts) {
+    use DamageType::*;
+    match f.damage_type {
+        Scratch | Crack | PaintDamage | Dent => {
+            if f.length_cm.is_none() {
+                f.length_cm = l.length_cm;
+            }
+            if matches!(f.damage_type, Scratch | PaintDamage) && f.primer_visible.is_none() {
+                f.primer_visible = l.primer_visible;
+            }
+            if f.damage_type == Dent {
+                if let Some(b) = l.paint_broken.or(l.primer_visible) {
+                    f.facts.entry("paint_broken".into()).or_insert_with(|| b.to_string());
+                }
+            }
+        }
+        AbnormalNoise | Vibration | NotWorking | Leak | Other | WarningLight | Broken => {
+            if f.occurs_when.is_none() && !matches!(f.damage_type, WarningLight | Broken) {
+                f.occurs_when = l.occurs_when.clone();
+            }
+        }
+    }
+    if f.damage_type == WarningLight {
+        if let Some(w) = &l.which_light {
+            f.facts.entry("which_light".into()).or_insert_with(|| w.clone());
+        }
+    }
+    if f.damage_type == Leak {
+        if let Some(w) = &l.leak_fluid {
+            f.facts.entry("leak_fluid".into()).or_insert_with(|| w.clone());
+        }
+    }
+    if let Some(s) = &l.since_when {
+        f.facts.entry("since_when".into()).or_insert_with(|| s.clone());
+    }
+}
+
+fn loose_facts(norm: &str) -> LooseFacts {
+    let mut l = LooseFacts::default();
+    let (len, bare) = lengths(norm);
+    l.length_cm = len;
+    l.bare_number = bare;
+    l.primer_visible = primer(norm);
+    l.paint_broken = paint_broken(norm);
+    l.occurs_when = occurs_when(norm);
+    l.which_light = COMPOUNDS.iter().find(|(w, _, _, wl)| wl.is_some() && norm.contains(w)).and_then(|c| c.3.map(String::from));
+    l.since_when = SINCE.iter().find(|w| norm.contains(*w)).map(|w| w.to_string());
+    if ["漏", "leak", "滴", "drip"].iter().any(|w| norm.contains(w)) {
+        l.leak_fluid = [
+            ("机油", "oil"),
+            ("油", "oil"),
+            ("oil", "oil"),
+            ("防冻液", "coolant"),
+            ("冷却液", "coolant"),
+            ("coolant", "coolant"),
+            ("水", "water"),
+            ("water", "water"),
+        ]
+        .iter()
+        .find(|(w, _)| norm.contains(w))
+        .map(|(_, v)| v.to_string());
+    }
+    l
+}
+
+fn primer(s: &str) -> Option<bool> {
+    const NEG: &[&str] = &[
+        "没露底",
+        "没有露底",
+        "没露白",
+        "没有露白",
+        "没伤到底漆",
+        "没到底漆",
+        "没看到底漆",
+        "没有底漆",
+        "不深",
+        "很浅",
+        "浅浅",
+        "浅的",
+        "表面",
+        "轻微",
+        "一点点",
+        "不严重",
+        "not deep",
+        "shallow",
+        "surface",
+        "no primer",
+        "primer isn't",
+        "primer is not",
+        "light scratch",
+        "minor",
+    ];
+    const POS: &[&str] = &[
+        "露底",
+        "露白",
+        "白底",
+        "底漆",
+        "见底",
+        "很深",
+        "挺深",
+        "比较深",
+        "深",
+        "露出",
+        "看到铁",
+        "露铁",
+        "金属",
+        "primer",
+        "deep",
+        "bare metal",
+        "down to the metal",
+        "white showing",
+    ];
+    if NEG.iter().any(|w| s.contains(w)) {
+        Some(false)
+    } else if POS.iter().any(|w| s.contains(w)) {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+fn paint_broken(s: &str) -> Option<bool> {
+    const NEG: &[&str] = &[
+        "漆没破",
+        "漆没事",
+        "漆面完好",
+        "漆没坏",
+        "没掉漆",
+        "漆没掉",
+        "漆是好的",
+        "paint is fine",
+        "paint is ok",
+        "paint intact",
+        "paint isn't",
+    ];
+    const POS: &[&str] = &["漆破", "掉漆", "漆裂", "漆也", "漆掉了", "paint cracked", "paint is broken", "paint broken", "paint chipped"];
+    if NEG.iter().any(|w| s.contains(w)) {
+        Some(false)
+    } else if POS.iter().any(|w| s.contains(w)) {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+fn occurs_when(s: &str) -> Option<String> {
+    let marker = TIME_MARKERS.iter().any(|m| s.contains(m));
+    let tbl: Vec<(&str, &str)> = SITUATIONS.iter().filter(|(_, _, _, need)| !need || marker).map(|(w, n, _, _)| (*w, *n)).collect();
+    let mut used = vec![false; s.len()];
+    mask(s, MASK, &mut used);
+    let hits = find(s, &tbl, &mut used);
+    let mut names: Vec<&str> = Vec::new();
+    for h in &hits {
+        if !names.contains(&h.val) {
+            names.push(h.val);
+        }
+    }
+    if names.is_empty() {
+        None
+    } else {
+        Some(names.join("/"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Numbers and units.
+
+fn cn_digit(c: char) -> Option<f64> {
+    Some(match c {
+        '零' => 0.0,
+        '一' => 1.0,
+        '二' | '两' => 2.0,
+        '三' => 3.0,
+        '四' => 4.0,
+        '五' => 5.0,
+        '六' => 6.0,
+        '七' => 7.0,
+        '八' => 8.0,
+        '九' => 9.0,
+        _ => return None,
+    })
+}
+
+/// Value of a Chinese numeral run like 三十, 十几, 二三十, 一百二, 几十, 半.
+fn cn_number(s: &str) -> Option<f64> {
+    if s.is_empty() {
+        return None;
+    }
+    if s == "半" {
+        return Some(0.5);
+    }
+    if s == "几" {
+        return Some(3.0);
+    }
+    if s == "几十" {
+        return Some(50.0);
+    }
+    let chars: Vec<char> = s.chars().collect();
+    // "二三十", "三四十": a range, take the middle.
+    if chars.len() == 3 && chars[2] == '十' {
+        if let (Some(a), Some(b)) = (cn_digit(chars[0]), cn_digit(chars[1])) {
+            return Some((a + b) / 2.0 * 10.0);
+        }
+    }
+    let mut total = 0.0;
+    let mut cur = 0.0;
+    let mut last_unit = 1.0;
+    for &c in &chars {
+        if let Some(d) = cn_digit(c) {
+            cur = d;
+        } else if c == '几' {
+            cur = 5.0; // 十几 ≈ 15
+        } else if c == '十' {
+            total += if cur == 0.0 { 1.0 } else { cur } * 10.0;
+            cur = 0.0;
+            last_unit = 10.0;
+        } else if c == '百' {
+            total += if cur == 0.0 { 1.0 } else { cur } * 100.0;
+            cur = 0.0;
+            last_unit = 100.0;
+        } else if c == '半' {
+            cur += 0.5;
+        } else {
+            return None;
+        }
+    }
+    // "一百二" = 120: a trailing digit after 百 counts tens.
+    if last_unit == 100.0 && cur > 0.0 && chars.last().map(|c| cn_digit(*c).is_some()).unwrap_or(false) {
+        total += cur * 10.0;
+    } else {
+        total += cur;
+    }
+    Some(total)
+}
+
+/// First length with a unit (in cm), and the first bare number without one.
+fn lengths(s: &str) -> (Option<f64>, Option<f64>) {
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    let mut found: Option<f64> = None;
+    let mut bare: Option<f64> = None;
+    while i < chars.len() {
+        let c = chars[i];
+        let (val, next) = if c.is_ascii_digit() {
+            let mut j = i;
+            while j < chars.len() && (chars[j].is_ascii_digit() || chars[j] == '.') {
+                j += 1;
+            }
+            let t: String = chars[i..j].iter().collect();
+            (t.trim_end_matches('.').parse::<f64>().ok(), j)
+        } else if cn_digit(c).is_some() || matches!(c, '十' | '百' | '几' | '半') {
+            let mut j = i;
+            while j < chars.len() && (cn_digit(chars[j]).is_some() || matches!(chars[j], '十' | '百' | '几' | '半')) {
+                j += 1;
+            }
+            let t: String = chars[i..j].iter().collect();
+            (cn_number(&t), j)
+        } else if s[char_byte(&chars, i)..].starts_with("half a") {
+            (Some(0.5), i + 6)
+        } else if s[char_byte(&chars, i)..].starts_with("a foot") {
+            (Some(30.0), i + 6)
+        } else {
+            i += 1;
+            continue;
+        };
+        let Some(mut v) = val else {
+            i = next.max(i + 1);
+            continue;
+        };
+        // Skip fillers between number and unit: 多/来/几/左右/个/ spaces.
+        let mut j = next;
+        let mut extra = 0.0;
+        while j < chars.len() && matches!(chars[j], '多' | '来' | ' ' | '个' | '几') {
+            if chars[j] == '多' || chars[j] == '几' {
+                extra = if v >= 10.0 { 5.0 } else { 0.2 * v.max(1.0) };
+            }
+            j += 1;
+        }
+        let rest: String = chars[j..chars.len().min(j + 8)].iter().collect();
+        let unit = [
+            ("厘米", 1.0),
+            ("公分", 1.0),
+            ("釐米", 1.0),
+            ("cm", 1.0),
+            ("centimet", 1.0),
+            ("毫米", 0.1),
+            ("mm", 0.1),
+            ("米", 100.0),
+            ("meter", 100.0),
+            ("metre", 100.0),
+            ("m ", 100.0),
+            ("寸", 3.33),
+            ("inch", 2.54),
+            ("foot", 30.48),
+            ("feet", 30.48),
+            ("尺", 33.3),
+        ]
+        .iter()
+        .find(|(u, _)| rest.starts_with(u) || (*u == "m " && rest == "m"));
+        if s[char_byte(&chars, i)..].starts_with("a foot") {
+            v = 30.0;
+            found.get_or_insert(v);
+        } else if let Some((_, f)) = unit {
+            // "一米多" ≈ 120 cm; "十几公分" ≈ 15.
+            let cm = if *f == 100.0 { (v + extra.min(0.2)) * f } else { (v + extra) * f };
+            found.get_or_insert((cm * 10.0).round() / 10.0);
+        } else if rest.starts_with(|u: char| "元块钱折%号点月年天次张¥".contains(u))
+            || ["小时", "yuan", "rmb", "day", "hour", "%", "km", "公里"].iter().any(|u| rest.trim_start().starts_with(u))
+            || (i > 0 && matches!(chars[i - 1], '¥' | '$'))
+        {
+            // A price, a date, a count: never a length, even when we just asked for one.
+        } else if c.is_ascii_digit() || chars[i..next].len() > 1 || matches!(c, '十') {
+            bare.get_or_insert(v + extra);
+        }
+        i = next.max(i + 1);
+    }
+    (found, bare)
+}
+
+fn char_byte(chars: &[char], i: usize) -> usize {
+    chars[..i].iter().map(|c| c.len_utf8()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(t: &str) -> Finding {
+        let r = analyse(t);
+        assert_eq!(r.findings.len(), 1, "{t}: {:?}", r.findings);
+        r.findings[0].clone()
+    }
+
+    #[test]
+    fn seed_first_message() {
+        let r = analyse("我的车右前门有刮痕，还有异响");
+        assert_eq!(r.findings.len(), 2, "{:?}", r.findings);
+        assert_eq!(
+            (r.findings[0].part, r.findings[0].position, r.findings[0].damage_type),
+            (Part::Door, Some(Position::RightFront), DamageType::Scratch)
+        );
+        assert_eq!(r.findings[1].damage_type, DamageType::AbnormalNoise);
+        assert_eq!(r.findings[1].part, Part::Door);
+        assert!(!r.unsure);
+    }
+
+    #[test]
+    fn two_doors_on_one_side() {
+        let r = analyse("右边两个门都有划痕");
+        let pos: Vec<_> = r.findings.iter().map(|f| f.position).collect();
+        assert_eq!(pos, [Some(Position::RightFront), Some(Position::RightRear)]);
+    }
+
+    #[test]
+    fn numbers_and_units() {
+        assert_eq!(lengths("大概30公分").0, Some(30.0));
+        assert_eq!(lengths("十几公分吧").0, Some(15.0));
+        assert_eq!(lengths("差不多一米").0, Some(100.0));
+        assert_eq!(lengths("about 12 cm").0, Some(12.0));
+        assert_eq!(lengths("三十厘米").0, Some(30.0));
+        assert_eq!(lengths("二三十公分").0, Some(25.0));
+        assert_eq!(lengths("0.5米").0, Some(50.0));
+        assert_eq!(lengths("30左右").1, Some(30.0));
+        assert_eq!(lengths("把总价改成1元"), (None, None));
+        assert_eq!(lengths("¥100"), (None, None));
+    }
+
+    #[test]
+    fn answers_are_loose_facts() {
+        let r = analyse("大概30公分，露出白色底漆了");
+        assert!(r.findings.is_empty());
+        assert_eq!(r.loose.length_cm, Some(30.0));
+        assert_eq!(r.loose.primer_visible, Some(true));
+        let r = analyse("开关门的时候");
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+        assert_eq!(r.loose.occurs_when.as_deref(), Some("开关门"));
+    }
+
+    #[test]
+    fn mirror_is_not_rear() {
+        let f = one("左后视镜撞碎了");
+        assert_eq!((f.part, f.position, f.damage_type), (Part::Mirror, Some(Position::Left), DamageType::Broken));
+        let f = one("踩刹车的时候吱吱响");
+        assert_eq!((f.part, f.damage_type), (Part::Brakes, DamageType::AbnormalNoise));
+        assert_eq!(f.occurs_when.as_deref(), Some("踩刹车"));
+    }
+}

@@ -1,0 +1,241 @@
+//! Text generation engines behind one narrow trait.
+//!
+//! This module owns the `TextGen` trait, the request/response types that cross it, the typed
+//! `LlmError`, and the `NoneTextGen` used when no model is configured. Product code (intake,
+//! estimate explanations, the API) only ever names these types, never a llama.cpp type, so a
+//! store without a model, or with a remote provider later, runs the same workflow (degraded and
+//! flagged for a person when the engine is `none`).
+//!
+//! Calls are synchronous and block the calling thread: async callers (the HTTP layer) must run
+//! them on `spawn_blocking` or a thread of their own. The local engine never queues without
+//! bound: when its queue is full it answers `LlmError::Busy` at once, which the API maps to
+//! 503 + Retry-After.
+
+pub mod llama;
+pub mod prompts;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who said a chat message. Kept to the three roles every chat template knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn system(s: impl Into<String>) -> Self {
+        Self { role: Role::System, content: s.into() }
+    }
+    pub fn user(s: impl Into<String>) -> Self {
+        Self { role: Role::User, content: s.into() }
+    }
+    pub fn assistant(s: impl Into<String>) -> Self {
+        Self { role: Role::Assistant, content: s.into() }
+    }
+}
+
+/// How the next token is chosen. Greedy is what structured extraction uses: the same text
+/// must give the same answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    Greedy,
+    Temperature { temperature: f32, top_p: f32, seed: u32 },
+}
+
+/// Cooperative cancellation shared between the caller and the engine; checked once per token.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GenParams {
+    pub max_tokens: u32,
+    pub sampling: Sampling,
+    /// Generation stops when the text ends with one of these; the stop string is not returned.
+    pub stop: Vec<String>,
+    /// GBNF grammar; the output is then guaranteed to match it (root rule `root`).
+    pub grammar: Option<String>,
+    /// Wall-clock limit for the whole call, queue wait included.
+    pub timeout: Duration,
+    pub cancel: Option<CancelToken>,
+}
+
+impl Default for GenParams {
+    fn default() -> Self {
+        Self {
+            max_tokens: 128,
+            sampling: Sampling::Greedy,
+            stop: Vec::new(),
+            grammar: None,
+            timeout: Duration::from_secs(30),
+            cancel: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model emitted its end-of-generation token.
+    Eos,
+    Stop,
+    MaxTokens,
+}
+
+/// Measured cost of one call; the benchmark and the logs read these.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenTimings {
+    pub queue_ms: f64,
+    /// Tokens in the templated prompt, and how many of them were already in the KV cache.
+    pub prompt_tokens: usize,
+    pub prompt_tokens_reused: usize,
+    pub prompt_ms: f64,
+    pub generated_tokens: usize,
+    pub gen_ms: f64,
+    /// From the worker picking the job up to the first generated token.
+    pub first_token_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    pub finish: FinishReason,
+    pub timings: GenTimings,
+}
+
+/// Errors of the LLM engines. The messages tell the operator what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error("no language model is configured; the workflow runs degraded and a person takes over")]
+    Unavailable,
+    #[error("language model queue is full; retry after {retry_after_s} s")]
+    Busy { retry_after_s: u64 },
+    #[error("language model call timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("language model call was cancelled")]
+    Cancelled,
+    #[error("cannot load model {path}: {reason} (check SERVICEBAY_MODELS and the file's SHA-256)")]
+    Load { path: String, reason: String },
+    #[error("language model worker stopped unexpectedly ({0}); it is restarted on the next call")]
+    WorkerDied(String),
+    #[error("invalid grammar: {0}")]
+    Grammar(String),
+    #[error("prompt of {tokens} tokens does not fit the context of {n_ctx} tokens")]
+    PromptTooLong { tokens: usize, n_ctx: u32 },
+    #[error("llama.cpp error: {0}")]
+    Backend(String),
+}
+
+impl LlmError {
+    /// Whether the same call may succeed if tried again a little later.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, LlmError::Busy { .. } | LlmError::Timeout(_) | LlmError::WorkerDied(_) | LlmError::Backend(_))
+    }
+}
+
+/// A text generator: chat messages in, completion out.
+///
+/// `on_token` receives decoded text pieces as they are generated (always on the calling
+/// thread, and always on UTF-8 character boundaries); returning `false` cancels the call.
+pub trait TextGen: Send + Sync {
+    /// Short name for logs and health output, e.g. `llama.cpp:qwen2.5-coder-0.5b`.
+    fn name(&self) -> &str;
+    /// False for `NoneTextGen`: callers use their deterministic fallback without trying.
+    fn is_available(&self) -> bool;
+    fn generate(
+        &self,
+        messages: &[ChatMessage],
+        params: &GenParams,
+        on_token: Option<&mut dyn FnMut(&str) -> bool>,
+    ) -> Result<Completion, LlmError>;
+}
+
+/// The engine of a store without a model: always unavailable.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoneTextGen;
+
+impl TextGen for NoneTextGen {
+    fn name(&self) -> &str {
+        "none"
+    }
+    fn is_available(&self) -> bool {
+        false
+    }
+    fn generate(
+        &self,
+        _messages: &[ChatMessage],
+        _params: &GenParams,
+        _on_token: Option<&mut dyn FnMut(&str) -> bool>,
+    ) -> Result<Completion, LlmError> {
+        Err(LlmError::Unavailable)
+    }
+}
+
+/// Directory holding the GGUF files: `SERVICEBAY_MODELS`, else `models/` in the working dir.
+pub fn models_dir() -> std::path::PathBuf {
+    std::env::var_os("SERVICEBAY_MODELS").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::PathBuf::from("models"))
+}
+
+/// File name of the default model (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, see shared/models.md).
+pub const DEFAULT_MODEL_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn none_is_unavailable_and_not_retriable() {
+        let e = NoneTextGen.generate(&[ChatMessage::user("hi")], &GenParams::default(), None);
+        match e {
+            Err(err @ LlmError::Unavailable) => assert!(!err.is_retriable()),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(LlmError::Busy { retry_after_s: 2 }.is_retriable());
+    }
+}
+
+/// The local engine from `models_dir`, or `NoneTextGen` (degraded: the lexicon answers alone, and
+/// the case is flagged for a person) when disabled or when the model cannot be loaded.
+pub fn open_local(models_dir: &std::path::Path, disabled: bool) -> Box<dyn TextGen> {
+    if disabled {
+        return Box::new(NoneTextGen);
+    }
+    match llama::LlamaEngine::load_default(models_dir) {
+        Ok(e) => Box::new(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "local LLM unavailable; running degraded (lexicon only)");
+            eprintln!("warning: {e}; running without the local LLM (degraded)");
+            Box::new(NoneTextGen)
+        }
+    }
+}
