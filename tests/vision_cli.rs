@@ -1,6 +1,8 @@
 //! The CLI helpers, the quality gate and the privacy blur on the real COCO model and the
 //! Ultralytics test photos.
 
+mod common;
+
 use std::path::PathBuf;
 
 use image::DynamicImage;
@@ -10,21 +12,9 @@ use servicebay::vision::preprocess::open_image;
 use servicebay::vision::quality::{assess, QualityConfig, QualityIssue, Shot};
 use servicebay::vision::{load_detector, DetectOptions, Role};
 
-fn models_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("SERVICEBAY_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
-    if dir.join("yolov8n.onnx").exists() {
-        Some(dir)
-    } else {
-        eprintln!("\n!!!!!!!! SKIPPING: no models in {} — run scripts/fetch-models.sh !!!!!!!!\n", dir.display());
-        None
-    }
-}
-
 #[test]
 fn import_list_detect_annotate() {
-    let Some(src) = models_dir() else { return };
+    let Some(src) = common::vision_models() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     assert!(cli_list(dir.path()).expect("list").contains("no models installed"));
     let msg = cli_import(&src.join("yolov8n.onnx"), dir.path(), Some("coco")).expect("import");
@@ -53,7 +43,7 @@ fn import_list_detect_annotate() {
 
 #[test]
 fn quality_and_blur_on_real_photos() {
-    let Some(src) = models_dir() else { return };
+    let Some(src) = common::vision_models() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     cli_import(&src.join("yolov8n.onnx"), dir.path(), Some("coco")).expect("import");
     // Privacy pass at a lower threshold than findings (see blur.rs).

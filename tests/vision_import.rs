@@ -1,27 +1,16 @@
 //! Import of the real Ultralytics files (ONNX, .pt) and detection on the Ultralytics test
-//! images. Needs the fetched models (`scripts/fetch-models.sh`); see `models_dir()`.
+//! images. Needs the fetched models (`scripts/fetch-models.sh`); see `common::vision_models()`.
 
-use std::path::PathBuf;
+mod common;
+
 
 use servicebay::vision::import::load_yolo;
 use servicebay::vision::preprocess::open_image;
 use servicebay::vision::{import_model, list_models, load_detector, DetectOptions, Detector, Role};
 
-fn models_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("SERVICEBAY_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
-    if dir.join("yolov8n.onnx").exists() {
-        Some(dir)
-    } else {
-        eprintln!("\n!!!!!!!! SKIPPING: no models in {} — run scripts/fetch-models.sh !!!!!!!!\n", dir.display());
-        None
-    }
-}
-
 #[test]
 fn coco_onnx_import_and_detect_bus() {
-    let Some(src) = models_dir() else { return };
+    let Some(src) = common::vision_models() else { return };
     let out = tempfile::tempdir().expect("tempdir");
     let card = import_model(&src.join("yolov8n.onnx"), out.path(), Some("coco")).expect("import");
     assert_eq!(card.scale, "n");
@@ -51,7 +40,7 @@ fn coco_onnx_import_and_detect_bus() {
 
 #[test]
 fn fall_pt_import_reads_unfused_fp16_checkpoint() {
-    let Some(src) = models_dir() else { return };
+    let Some(src) = common::vision_models() else { return };
     let out = tempfile::tempdir().expect("tempdir");
     let card = import_model(&src.join("fall-best.pt"), out.path(), Some("fall-pt")).expect("import .pt");
     assert_eq!(card.classes, vec!["Normal".to_string(), "Fall".to_string()]);
@@ -88,7 +77,7 @@ fn garbage_model_files_are_rejected_cleanly() {
 /// same detections: the path a dealer uses to move an installed model to another store box.
 #[test]
 fn safetensors_round_trip() {
-    let Some(src) = models_dir() else { return };
+    let Some(src) = common::vision_models() else { return };
     let a = tempfile::tempdir().expect("tempdir");
     let b = tempfile::tempdir().expect("tempdir");
     let card = import_model(&src.join("yolov8n.onnx"), a.path(), Some("coco")).expect("import onnx");
@@ -106,7 +95,7 @@ fn safetensors_round_trip() {
 /// refused at import with an architecture error, never a panic or a model that fails later.
 #[test]
 fn broken_weights_are_refused_at_import() {
-    let Some(src) = models_dir() else { return };
+    let Some(src) = common::vision_models() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     import_model(&src.join("yolov8n.onnx"), dir.path(), Some("coco")).expect("import");
     let dev = candle_core::Device::Cpu;

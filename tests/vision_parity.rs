@@ -16,6 +16,8 @@
 //!   moves a box by a visible amount, and still tight enough to catch a wrong BN eps (1e-5 vs
 //!   1e-3 moves boxes by whole pixels).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -27,18 +29,6 @@ use servicebay::vision::preprocess::{open_image, preprocess};
 use servicebay::vision::{import_model, DetectOptions, Detector};
 
 const IMAGES: [&str; 4] = ["bus", "zidane", "synth-blocks", "synth-noise"];
-
-fn models_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("SERVICEBAY_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
-    if dir.join("yolov8n.onnx").exists() {
-        Some(dir)
-    } else {
-        eprintln!("\n!!!!!!!! SKIPPING PARITY: no models in {} — run scripts/fetch-models.sh !!!!!!!!\n", dir.display());
-        None
-    }
-}
 
 fn home() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"))
@@ -140,7 +130,7 @@ fn assert_same_detections(ours: &[Candidate], theirs: &[Candidate], what: &str) 
 }
 
 fn check_model(det: &YoloDetector, ort_name: &str, box_tol: f32, score_tol: f32) {
-    let Some(models) = models_dir() else { return };
+    let Some(models) = common::vision_models() else { return };
     let fx = fixtures(&models);
     let nc = det.card().classes.len();
     for img in IMAGES {
@@ -158,25 +148,25 @@ fn check_model(det: &YoloDetector, ort_name: &str, box_tol: f32, score_tol: f32)
 
 #[test]
 fn coco_fp32_matches_onnx_runtime() {
-    let Some(models) = models_dir() else { return };
+    let Some(models) = common::vision_models() else { return };
     check_model(&installed(&models).coco, "yolov8n", 5e-3, 1e-4);
 }
 
 #[test]
 fn fall_onnx_import_matches_onnx_runtime() {
-    let Some(models) = models_dir() else { return };
+    let Some(models) = common::vision_models() else { return };
     check_model(&installed(&models).fall_onnx, "fall", 5e-3, 1e-4);
 }
 
 #[test]
 fn fall_pt_fp16_checkpoint_matches_onnx_runtime() {
-    let Some(models) = models_dir() else { return };
+    let Some(models) = common::vision_models() else { return };
     check_model(&installed(&models).fall_pt, "fall", 2e-2, 5e-4);
 }
 
 #[test]
 fn pt_and_onnx_imports_give_the_same_detections() {
-    let Some(models) = models_dir() else { return };
+    let Some(models) = common::vision_models() else { return };
     let inst = installed(&models);
     let fx = fixtures(&models);
     for img in IMAGES {
@@ -199,7 +189,7 @@ fn pt_and_onnx_imports_give_the_same_detections() {
 /// detections are compared.
 #[test]
 fn full_pipeline_matches_ort_detections() {
-    let Some(models) = models_dir() else { return };
+    let Some(models) = common::vision_models() else { return };
     let inst = installed(&models);
     let fx = fixtures(&models);
     for img in IMAGES {

@@ -285,3 +285,15 @@ pub fn engine() -> &'static servicebay::llm::llama::LlamaEngine {
         LlamaEngine::load(LlamaConfig::new(&p)).unwrap_or_else(|e| panic!("load {}: {e} (run scripts/fetch-models.sh)", p.display()))
     })
 }
+
+/// The models directory when the detector weights are there; otherwise None, said loudly (CI
+/// always has them: scripts/test.sh runs the fetch first).
+pub fn vision_models() -> Option<PathBuf> {
+    let dir = models_dir();
+    if dir.join("yolov8n.onnx").exists() {
+        Some(dir)
+    } else {
+        eprintln!("\n!!!!!!!! SKIPPING: no models in {} — run scripts/fetch-models.sh !!!!!!!!\n", dir.display());
+        None
+    }
+}
