@@ -59,6 +59,8 @@ fi
 #    background under $SERVICEBAY_HOME with a pid file.
 if [ -d /run/systemd/system ] && [ "$(id -u)" -eq 0 ]; then
   install -m 0755 "$bin" /usr/local/bin/servicebay
+  install -d -m 0755 /usr/local/share/servicebay/models
+  cp -u models/*.gguf models/*.safetensors models/*.toml /usr/local/share/servicebay/models/
   install -m 0644 systemd/servicebay.service /etc/systemd/system/servicebay.service
   install -D -m 0644 systemd/servicebay.sysusers /usr/lib/sysusers.d/servicebay.conf
   systemd-sysusers /usr/lib/sysusers.d/servicebay.conf
@@ -76,7 +78,8 @@ fi
 mkdir -p "$SERVICEBAY_HOME"
 cfg="$SERVICEBAY_HOME/servicebay.toml"
 if [ ! -f "$cfg" ]; then
-  sed "s|^data_dir = .*|data_dir = \"$SERVICEBAY_HOME/data\"|" servicebay.example.toml >"$cfg"
+  sed -e "s|^data_dir = .*|data_dir = \"$SERVICEBAY_HOME/data\"|" \
+      -e "s|^# models_dir = .*|models_dir = \"$SB_ROOT/models\"|" servicebay.example.toml >"$cfg"
 fi
 "$bin" --config "$cfg" check-config >/dev/null
 pidf="$SERVICEBAY_HOME/servicebay.pid"

@@ -72,6 +72,8 @@ impl App {
         let staff = StaffService::new(store.clone(), throttle, cfg.session_ttl)
             .with_initial_password_file(cfg.data_dir.join(INITIAL_PASSWORD_FILE));
         let cases = CaseService::new(store.clone(), cfg.store_id.clone());
+        let engine = load_llm(&cfg).await;
+        let intake = crate::case::intake::IntakeService::new(store.clone(), engine, cfg.llm_phrasing);
 
         let initial_manager = if staff.user_count().await? == 0 {
             let (user, pw) = staff.add_user(&Actor::system("setup"), "manager", Some("店长 Manager"), Role::Manager).await?;
@@ -83,6 +85,7 @@ impl App {
 
         let state = Arc::new(ApiState {
             cases,
+            intake,
             staff,
             files,
             store: store.clone(),
@@ -134,6 +137,27 @@ impl App {
     }
 }
 
+/// The local LLM, loaded once (mmap) off the async runtime; without it intake runs degraded.
+async fn load_llm(cfg: &Config) -> Arc<dyn crate::llm::TextGen> {
+    if !cfg.llm_enabled {
+        return Arc::new(crate::llm::NoneTextGen);
+    }
+    let mut c = crate::llm::llama::LlamaConfig::new(&cfg.llm_model);
+    c.n_threads = cfg.llm_threads;
+    let loaded = tokio::task::spawn_blocking(move || crate::llm::llama::LlamaEngine::load(c)).await;
+    match loaded {
+        Ok(Ok(e)) => Arc::new(e),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "local LLM unavailable: intake runs degraded (lexicon only, flagged for a person)");
+            Arc::new(crate::llm::NoneTextGen)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "LLM loader crashed: intake runs degraded");
+            Arc::new(crate::llm::NoneTextGen)
+        }
+    }
+}
+
 fn write_secret(path: &PathBuf, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
@@ -178,6 +202,7 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
     // The banner goes to stdout, not the log: it is for the person installing the box.
     println!("ServiceBay is serving https://{local}/ (store {})", app.cfg.store_id);
     println!("TLS certificate SHA-256 fingerprint (pin this on the tablets): {}", startup.tls_fingerprint);
+    println!("Guided intake engine: {}", app.state.intake.engine_name());
     if let Some(user) = &startup.initial_manager {
         // Never the password itself: stdout may be a log file or the journal.
         println!(

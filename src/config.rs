@@ -37,7 +37,23 @@ struct Raw {
     tls: RawTls,
     storage: RawStorage,
     auth: RawAuth,
+    llm: RawLlm,
     log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLlm {
+    enabled: bool,
+    models_dir: Option<PathBuf>,
+    model: String,
+    threads: u32,
+    phrasing: bool,
+}
+impl Default for RawLlm {
+    fn default() -> Self {
+        RawLlm { enabled: true, models_dir: None, model: crate::llm::DEFAULT_MODEL_FILE.into(), threads: 0, phrasing: false }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +160,11 @@ pub struct Config {
     pub login_failures_before_delay: u32,
     pub login_max_delay: Duration,
     pub address_failures_before_delay: u32,
+    pub llm_enabled: bool,
+    pub models_dir: PathBuf,
+    pub llm_model: PathBuf,
+    pub llm_threads: Option<i32>,
+    pub llm_phrasing: bool,
     pub log_json: bool,
     pub log_level: String,
 }
@@ -246,6 +267,15 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
     if !(1..=3600).contains(&raw.auth.login_max_delay_secs) {
         return Err(invalid("auth.login_max_delay_secs", "must be between 1 and 3600 (the owner is never locked out for good)"));
     }
+    let models_dir = raw.llm.models_dir.unwrap_or_else(|| {
+        std::env::var_os("SERVICEBAY_MODELS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/local/share/servicebay/models"))
+    });
+    if raw.llm.model.is_empty() || raw.llm.model.contains('/') {
+        return Err(invalid("llm.model", "a file name inside llm.models_dir, e.g. \"qwen2.5-coder-0.5b-instruct-q4_k_m.gguf\""));
+    }
+    if raw.llm.threads > 256 {
+        return Err(invalid("llm.threads", "must be between 0 (all cores) and 256"));
+    }
     let log_json = match raw.log.format.as_str() {
         "human" => false,
         "json" => true,
@@ -275,6 +305,11 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
         login_failures_before_delay: raw.auth.login_failures_before_delay,
         login_max_delay: Duration::from_secs(raw.auth.login_max_delay_secs),
         address_failures_before_delay: raw.auth.address_failures_before_delay,
+        llm_enabled: raw.llm.enabled,
+        llm_model: models_dir.join(&raw.llm.model),
+        models_dir,
+        llm_threads: (raw.llm.threads > 0).then_some(raw.llm.threads as i32),
+        llm_phrasing: raw.llm.phrasing,
         log_json,
         log_level: raw.log.level,
     })

@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use servicebay::vision::import::load_yolo;
 use servicebay::vision::preprocess::open_image;
 use servicebay::vision::{import_model, list_models, load_detector, DetectOptions, Detector, Role};

@@ -96,6 +96,13 @@ impl From<CaseError> for ApiError {
             CaseError::NotFound(what) => ApiError::not_found(what),
             CaseError::Transition(t) => t.into(),
             CaseError::Store(s) => s.into(),
+            CaseError::Intake(e @ (crate::intake::IntakeError::EmptyText | crate::intake::IntakeError::TooLong(_))) => {
+                ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "text", format!("text: {e}"))
+            }
+            CaseError::Intake(e) => {
+                tracing::error!(error = %e, "intake failed");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the assistant could not answer; hand the case to a person")
+            }
         }
     }
 }

@@ -48,6 +48,12 @@ pub struct ReasonReq {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct MessageReq {
+    text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AssignReq {
     user_id: i64,
 }
@@ -220,6 +226,15 @@ pub async fn hand_back(id: String, s: Arc<ApiState>, c: Ctx, req: ReasonReq) -> 
 
 pub async fn assign(id: String, s: Arc<ApiState>, c: Ctx, req: AssignReq) -> Response {
     respond(s.cases.assign(&c.actor, id, req.user_id).await.map(|v| js(&v)).map_err(ApiError::from))
+}
+
+/// A customer message (typed by the customer or relayed by staff) → the assistant's next question.
+pub async fn post_message(id: String, s: Arc<ApiState>, c: Ctx, req: MessageReq) -> Response {
+    respond(s.intake.message(&c.actor, id, req.text).await.map(|v| js(&v)).map_err(ApiError::from))
+}
+
+pub async fn list_messages(id: String, s: Arc<ApiState>, c: Ctx) -> Response {
+    respond(s.intake.messages(&c.actor, id).await.map(|v| js(&json!({ "items": v }))).map_err(ApiError::from))
 }
 
 /// Multipart: one `file` part (the photo) and an optional `shot` (front, side, close_up, other).

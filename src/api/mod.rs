@@ -35,6 +35,7 @@ pub struct Limits {
 /// Everything the handlers need; built once by `app`.
 pub struct ApiState {
     pub cases: CaseService,
+    pub intake: crate::case::intake::IntakeService,
     pub staff: StaffService,
     pub files: PhotoFiles,
     pub store: Store,
@@ -277,6 +278,21 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .then(h::assign)
         .boxed();
 
+    let messages_post = v1
+        .and(warp::path!("cases" / String / "messages"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesMessagesPost))
+        .and(json_body(json))
+        .then(h::post_message)
+        .boxed();
+    let messages_list = v1
+        .and(warp::path!("cases" / String / "messages"))
+        .and(warp::get())
+        .and(st())
+        .and(a(CasesMessagesList))
+        .then(h::list_messages)
+        .boxed();
     let photos_upload = v1
         .and(warp::path!("cases" / String / "photos"))
         .and(warp::post())
@@ -333,6 +349,8 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .or(cases_escalate)
         .or(cases_hand_back)
         .or(cases_assign)
+        .or(messages_post)
+        .or(messages_list)
         .or(photos_upload)
         .or(photos_get)
         .or(users_list)

@@ -25,6 +25,8 @@ pub enum RouteId {
     CasesEscalate,
     CasesHandBack,
     CasesAssign,
+    CasesMessagesPost,
+    CasesMessagesList,
     PhotosUpload,
     PhotosGet,
     UsersList,
@@ -91,6 +93,9 @@ pub const ROUTES: &[RouteSpec] = &[
     r(CasesEscalate, "POST", "/api/v1/cases/{id}/escalate", Roles(STAFF)),
     r(CasesHandBack, "POST", "/api/v1/cases/{id}/hand-back", Roles(ADVISORS)),
     r(CasesAssign, "POST", "/api/v1/cases/{id}/assign", Roles(ADVISORS)),
+    // The guided-intake conversation: the customer's words are personal data (front desk only).
+    r(CasesMessagesPost, "POST", "/api/v1/cases/{id}/messages", Roles(FRONT_DESK)),
+    r(CasesMessagesList, "GET", "/api/v1/cases/{id}/messages", Roles(FRONT_DESK)),
     r(PhotosUpload, "POST", "/api/v1/cases/{id}/photos", Roles(PHOTO_TAKERS)),
     // Unblurred originals stay with staff who work the car; HQ auditors get blurred exports later.
     r(PhotosGet, "GET", "/api/v1/photos/{id}", Roles(STAFF)),

@@ -5,6 +5,8 @@
 //! Every write commits together with its timeline event, outbox row and audit row (one transaction
 //! on the store's writer). Reads of a customer's personal data write an audit row first.
 
+pub mod intake;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::case::{self as rules, Case};
@@ -23,6 +25,8 @@ pub enum CaseError {
     Transition(#[from] TransitionError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Intake(#[from] crate::intake::IntakeError),
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod cases;
+pub mod intake;
 pub mod people;
 pub mod photos;
 pub mod users;
@@ -27,7 +28,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 /// Migrations embedded in the binary, applied in order; `PRAGMA user_version` records the last one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("migrations/0001_init.sql")), (2, "intake", include_str!("migrations/0002_intake.sql"))];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
@@ -379,6 +381,7 @@ mod tests {
         ] {
             assert!(tables.iter().any(|x| x == t), "missing table {t}");
         }
+        assert!(tables.iter().any(|x| x == "case_intake"), "migration 0002");
         // The timeline is append-only.
         conn.execute_batch(
             "INSERT INTO stores VALUES ('s','S','t');
@@ -398,15 +401,16 @@ mod tests {
         let mut conn = Connection::open(&path).unwrap();
         migrate(&mut conn, &path).unwrap();
         conn.execute("INSERT INTO stores VALUES ('s1','S','t')", []).unwrap();
-        // A newer binary with one more migration: the v1 file is backed up before v2 runs.
-        let next = [MIGRATIONS[0], (2, "extra", "ALTER TABLE stores ADD COLUMN city TEXT;")];
+        // A newer binary with one more migration: the current file is backed up before it runs.
+        let mut next = MIGRATIONS.to_vec();
+        next.push((SCHEMA_VERSION + 1, "extra", "ALTER TABLE stores ADD COLUMN city TEXT;"));
         let report = migrate_with(&mut conn, &path, &next).unwrap();
-        assert_eq!((report.from, report.to), (1, 2));
+        assert_eq!((report.from, report.to), (SCHEMA_VERSION, SCHEMA_VERSION + 1));
         let backup = report.backup.expect("backup taken");
         let old = Connection::open(&backup).unwrap();
         let v: i64 = old.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         let n: i64 = old.query_row("SELECT COUNT(*) FROM stores", [], |r| r.get(0)).unwrap();
-        assert_eq!((v, n), (1, 1));
+        assert_eq!((v, n), (SCHEMA_VERSION, 1));
         // A binary older than the database refuses to touch it.
         let err = migrate(&mut conn, &path).unwrap_err();
         assert!(err.to_string().contains("newer than this binary"), "{err}");

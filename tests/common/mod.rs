@@ -12,8 +12,11 @@ use serde_json::{json, Value};
 use servicebay::app::{App, INITIAL_PASSWORD_FILE};
 use servicebay::config::Config;
 
+/// `extra` is appended inside [server] and may open further sections. The LLM is off unless a test
+/// configures [llm] itself (only the intake tests need the model).
 pub fn config_text(data_dir: &Path, listen: &str, extra: &str) -> String {
-    format!("[storage]\ndata_dir = \"{}\"\n\n[server]\nlisten = \"{listen}\"\n{extra}\n", data_dir.display())
+    let llm = if extra.contains("[llm]") { "" } else { "\n[llm]\nenabled = false\n" };
+    format!("[storage]\ndata_dir = \"{}\"\n\n[server]\nlisten = \"{listen}\"\n{extra}\n{llm}", data_dir.display())
 }
 
 /// A TLS client that trusts only this appliance's certificate.
