@@ -46,9 +46,10 @@ fn migrate_and_user_administration() {
     std::fs::write(&cfg, common::config_text(&dir.path().join("data"), "127.0.0.1:0", "")).unwrap();
     let o = sb(&cfg, &["migrate"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("created schema v1"), "{}", text(&o));
+    let v = servicebay::store::SCHEMA_VERSION;
+    assert!(text(&o).contains(&format!("created schema v{v}")), "{}", text(&o));
     let o = sb(&cfg, &["migrate"]);
-    assert!(text(&o).contains("schema is current (v1)"), "{}", text(&o));
+    assert!(text(&o).contains(&format!("schema is current (v{v})")), "{}", text(&o));
 
     let o = sb(&cfg, &["user", "add", "chen", "--role", "qc_inspector", "--display-name", "陈工"]);
     assert!(o.status.success(), "{}", text(&o));
