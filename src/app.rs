@@ -73,7 +73,8 @@ impl App {
             .with_initial_password_file(cfg.data_dir.join(INITIAL_PASSWORD_FILE));
         let cases = CaseService::new(store.clone(), cfg.store_id.clone());
         let engine = load_llm(&cfg).await;
-        let intake = crate::case::intake::IntakeService::new(store.clone(), engine, cfg.llm_phrasing);
+        let intake = crate::case::intake::IntakeService::new(store.clone(), engine.clone(), cfg.llm_phrasing);
+        let estimates = crate::case::estimate::EstimateService::new(store.clone(), engine, cfg.store_id.clone());
 
         let initial_manager = if staff.user_count().await? == 0 {
             let (user, pw) = staff.add_user(&Actor::system("setup"), "manager", Some("店长 Manager"), Role::Manager).await?;
@@ -86,6 +87,7 @@ impl App {
         let state = Arc::new(ApiState {
             cases,
             intake,
+            estimates,
             staff,
             files,
             store: store.clone(),

@@ -54,6 +54,12 @@ pub struct MessageReq {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct EstimateReq {
+    parts_choice: Option<crate::estimate::PartsChoice>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AssignReq {
     user_id: i64,
 }
@@ -235,6 +241,16 @@ pub async fn post_message(id: String, s: Arc<ApiState>, c: Ctx, req: MessageReq)
 
 pub async fn list_messages(id: String, s: Arc<ApiState>, c: Ctx) -> Response {
     respond(s.intake.messages(&c.actor, id).await.map(|v| js(&json!({ "items": v }))).map_err(ApiError::from))
+}
+
+/// A priced repair plan from the case's findings and the catalogue (a new estimate version).
+pub async fn create_estimate(id: String, s: Arc<ApiState>, c: Ctx, req: EstimateReq) -> Response {
+    let choice = req.parts_choice.unwrap_or(crate::estimate::PartsChoice::Oem);
+    respond(s.estimates.create(&c.actor, id, choice).await.map(|v| created(&v)).map_err(ApiError::from))
+}
+
+pub async fn get_estimate(id: String, s: Arc<ApiState>, _c: Ctx) -> Response {
+    respond(s.estimates.latest(id).await.map(|v| js(&v)).map_err(ApiError::from))
 }
 
 /// Multipart: one `file` part (the photo) and an optional `shot` (front, side, close_up, other).

@@ -36,6 +36,7 @@ pub struct Limits {
 pub struct ApiState {
     pub cases: CaseService,
     pub intake: crate::case::intake::IntakeService,
+    pub estimates: crate::case::estimate::EstimateService,
     pub staff: StaffService,
     pub files: PhotoFiles,
     pub store: Store,
@@ -293,6 +294,21 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .and(a(CasesMessagesList))
         .then(h::list_messages)
         .boxed();
+    let estimate_post = v1
+        .and(warp::path!("cases" / String / "estimate"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesEstimateCreate))
+        .and(json_body(json))
+        .then(h::create_estimate)
+        .boxed();
+    let estimate_get = v1
+        .and(warp::path!("cases" / String / "estimate"))
+        .and(warp::get())
+        .and(st())
+        .and(a(CasesEstimateGet))
+        .then(h::get_estimate)
+        .boxed();
     let photos_upload = v1
         .and(warp::path!("cases" / String / "photos"))
         .and(warp::post())
@@ -351,6 +367,8 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .or(cases_assign)
         .or(messages_post)
         .or(messages_list)
+        .or(estimate_post)
+        .or(estimate_get)
         .or(photos_upload)
         .or(photos_get)
         .or(users_list)

@@ -27,6 +27,8 @@ pub enum RouteId {
     CasesAssign,
     CasesMessagesPost,
     CasesMessagesList,
+    CasesEstimateCreate,
+    CasesEstimateGet,
     PhotosUpload,
     PhotosGet,
     UsersList,
@@ -96,6 +98,9 @@ pub const ROUTES: &[RouteSpec] = &[
     // The guided-intake conversation: the customer's words are personal data (front desk only).
     r(CasesMessagesPost, "POST", "/api/v1/cases/{id}/messages", Roles(FRONT_DESK)),
     r(CasesMessagesList, "GET", "/api/v1/cases/{id}/messages", Roles(FRONT_DESK)),
+    // Prices come from the catalogue; advisors issue estimates, everyone working the case reads them.
+    r(CasesEstimateCreate, "POST", "/api/v1/cases/{id}/estimate", Roles(ADVISORS)),
+    r(CasesEstimateGet, "GET", "/api/v1/cases/{id}/estimate", Roles(EVERYONE)),
     r(PhotosUpload, "POST", "/api/v1/cases/{id}/photos", Roles(PHOTO_TAKERS)),
     // Unblurred originals stay with staff who work the car; HQ auditors get blurred exports later.
     r(PhotosGet, "GET", "/api/v1/photos/{id}", Roles(STAFF)),

@@ -5,6 +5,7 @@
 //! Every write commits together with its timeline event, outbox row and audit row (one transaction
 //! on the store's writer). Reads of a customer's personal data write an audit row first.
 
+pub mod estimate;
 pub mod intake;
 
 use serde::{Deserialize, Serialize};

@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod cases;
+pub mod estimates;
 pub mod intake;
 pub mod people;
 pub mod photos;
@@ -28,8 +29,11 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 /// Migrations embedded in the binary, applied in order; `PRAGMA user_version` records the last one.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("migrations/0001_init.sql")), (2, "intake", include_str!("migrations/0002_intake.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("migrations/0001_init.sql")),
+    (2, "intake", include_str!("migrations/0002_intake.sql")),
+    (3, "estimate_plan", include_str!("migrations/0003_estimate_plan.sql")),
+];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
@@ -346,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn migration_0001_creates_every_table_of_the_schema() {
+    fn every_migration_applies_and_creates_its_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let mut conn = Connection::open(&path).unwrap();
@@ -382,6 +386,18 @@ mod tests {
             assert!(tables.iter().any(|x| x == t), "missing table {t}");
         }
         assert!(tables.iter().any(|x| x == "case_intake"), "migration 0002");
+        let cols: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('estimates')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for c in ["plan", "explanation", "explanation_from_llm"] {
+            assert!(cols.iter().any(|x| x == c), "migration 0003: estimates.{c}");
+        }
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
         // The timeline is append-only.
         conn.execute_batch(
             "INSERT INTO stores VALUES ('s','S','t');
