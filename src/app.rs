@@ -75,6 +75,13 @@ impl App {
         let engine = load_llm(&cfg).await;
         let intake = crate::case::intake::IntakeService::new(store.clone(), engine.clone(), cfg.llm_phrasing);
         let estimates = crate::case::estimate::EstimateService::new(store.clone(), engine, cfg.store_id.clone());
+        let detector = load_detector(&cfg).await;
+        let analyzer = crate::case::photos::PhotoAnalyzer::start(
+            store.clone(),
+            files.clone(),
+            detector,
+            crate::case::photos::AnalyzerConfig { review_threshold: cfg.review_threshold, quality: Default::default() },
+        );
 
         let initial_manager = if staff.user_count().await? == 0 {
             let (user, pw) = staff.add_user(&Actor::system("setup"), "manager", Some("店长 Manager"), Role::Manager).await?;
@@ -88,6 +95,7 @@ impl App {
             cases,
             intake,
             estimates,
+            analyzer,
             staff,
             files,
             store: store.clone(),
@@ -136,6 +144,25 @@ impl App {
         // Writer drains its queue, then the WAL is checkpointed.
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    }
+}
+
+/// The detector for photo analysis; without it photos get the quality gate only.
+async fn load_detector(cfg: &Config) -> Option<Box<dyn crate::vision::Detector>> {
+    if !cfg.vision_enabled {
+        return None;
+    }
+    let (dir, name) = (cfg.models_dir.clone(), cfg.vision_model.clone());
+    match tokio::task::spawn_blocking(move || crate::vision::load_detector(&dir, &name, Default::default())).await {
+        Ok(Ok(d)) => Some(d),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "detector unavailable: photos get the quality gate only and go to an advisor");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "detector loader crashed");
+            None
+        }
     }
 }
 
@@ -205,6 +232,7 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
     println!("ServiceBay is serving https://{local}/ (store {})", app.cfg.store_id);
     println!("TLS certificate SHA-256 fingerprint (pin this on the tablets): {}", startup.tls_fingerprint);
     println!("Guided intake engine: {}", app.state.intake.engine_name());
+    println!("Photo detector: {}", app.state.analyzer.model.as_deref().unwrap_or("none (quality gate only)"));
     if let Some(user) = &startup.initial_manager {
         // Never the password itself: stdout may be a log file or the journal.
         println!(

@@ -38,7 +38,21 @@ struct Raw {
     storage: RawStorage,
     auth: RawAuth,
     llm: RawLlm,
+    vision: RawVision,
     log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawVision {
+    enabled: bool,
+    model: String,
+    review_threshold: f32,
+}
+impl Default for RawVision {
+    fn default() -> Self {
+        RawVision { enabled: true, model: "yolov8n".into(), review_threshold: 0.85 }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +179,9 @@ pub struct Config {
     pub llm_model: PathBuf,
     pub llm_threads: Option<i32>,
     pub llm_phrasing: bool,
+    pub vision_enabled: bool,
+    pub vision_model: String,
+    pub review_threshold: f32,
     pub log_json: bool,
     pub log_level: String,
 }
@@ -273,6 +290,12 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
     if raw.llm.model.is_empty() || raw.llm.model.contains('/') {
         return Err(invalid("llm.model", "a file name inside llm.models_dir, e.g. \"qwen2.5-coder-0.5b-instruct-q4_k_m.gguf\""));
     }
+    if !(0.0..=1.0).contains(&raw.vision.review_threshold) {
+        return Err(invalid("vision.review_threshold", "must be between 0 and 1 (0.85 = 85 %)"));
+    }
+    if raw.vision.model.is_empty() || !raw.vision.model.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(invalid("vision.model", "an installed model name (see `servicebay model list`)"));
+    }
     if raw.llm.threads > 256 {
         return Err(invalid("llm.threads", "must be between 0 (all cores) and 256"));
     }
@@ -310,6 +333,9 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
         models_dir,
         llm_threads: (raw.llm.threads > 0).then_some(raw.llm.threads as i32),
         llm_phrasing: raw.llm.phrasing,
+        vision_enabled: raw.vision.enabled,
+        vision_model: raw.vision.model,
+        review_threshold: raw.vision.review_threshold,
         log_json,
         log_level: raw.log.level,
     })

@@ -345,7 +345,12 @@ async fn upload(case_id: String, s: &ApiState, c: &Ctx, form: warp::multipart::F
         uploaded_at: now(),
     };
     match s.cases.attach_photo(&c.actor, photo).await {
-        Ok(p) => Ok(created(&p)),
+        Ok(p) => {
+            s.analyzer.notify();
+            let mut v = serde_json::to_value(&p).unwrap_or_default();
+            v["analysis"] = json!("pending");
+            Ok(created(&v))
+        }
         Err(e) => {
             // No row → no file: remove what this upload created unless another row now uses it.
             if created_file {
@@ -379,6 +384,52 @@ pub async fn get_photo(id: String, s: Arc<ApiState>, c: Ctx) -> Response {
         }
         r.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("private, max-age=3600"));
         Ok::<_, ApiError>(r)
+    };
+    respond(r.await)
+}
+
+/// The stored analysis: 200 when done (or failed), 202 while the worker has not reached it.
+pub async fn photo_analysis(id: String, s: Arc<ApiState>, c: Ctx) -> Response {
+    let r = async {
+        s.cases.photo(&c.actor, id.clone()).await?;
+        let a = s.store.read(move |tx| crate::store::photos::analysis(tx, &id)).await?;
+        Ok::<_, ApiError>(match a {
+            Some(a) => js(&a).into_response(),
+            None => with_status(js(&json!({ "status": "pending" })), StatusCode::ACCEPTED).into_response(),
+        })
+    };
+    respond(r.await)
+}
+
+/// The photo with boxes and labels (staff), or with faces/plates/heads pixelated (shareable).
+/// The blurred version is refused until the analysis is done: never an unblurred photo by mistake.
+pub async fn photo_render(id: String, s: Arc<ApiState>, c: Ctx, blurred: bool) -> Response {
+    let r = async {
+        let p = s.cases.photo(&c.actor, id.clone()).await?;
+        let a = s.store.read(move |tx| crate::store::photos::analysis(tx, &id)).await?;
+        let Some(a) = a.filter(|a| a.status == "done") else {
+            return Err(ApiError::new(StatusCode::CONFLICT, "analysis_pending", "the photo has not been analysed yet; try again shortly"));
+        };
+        let dets: Vec<crate::vision::Detection> = a.detections.and_then(|d| serde_json::from_value(d).ok()).unwrap_or_default();
+        let files = s.files.clone();
+        let jpeg = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+            let img = crate::vision::preprocess::open_image(&files.path_for(&p.sha256))
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+            let out = if blurred {
+                crate::vision::blur::blur_pii(&img, &dets)
+            } else {
+                crate::vision::cli::annotate_image(&img.to_rgb8(), &dets)
+            };
+            let mut buf = std::io::Cursor::new(Vec::new());
+            out.write_to(&mut buf, image::ImageFormat::Jpeg)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+            Ok(buf.into_inner())
+        })
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "rendering failed"))??;
+        let mut r = Response::new(jpeg.into());
+        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("image/jpeg"));
+        Ok(r)
     };
     respond(r.await)
 }

@@ -37,6 +37,7 @@ pub struct ApiState {
     pub cases: CaseService,
     pub intake: crate::case::intake::IntakeService,
     pub estimates: crate::case::estimate::EstimateService,
+    pub analyzer: crate::case::photos::PhotoAnalyzer,
     pub staff: StaffService,
     pub files: PhotoFiles,
     pub store: Store,
@@ -318,6 +319,27 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .and(warp::multipart::form().max_length(drain_cap(s.limits.photo_body)))
         .then(h::upload_photo)
         .boxed();
+    let photo_analysis = v1
+        .and(warp::path!("photos" / String / "analysis"))
+        .and(warp::get())
+        .and(st())
+        .and(a(PhotosAnalysis))
+        .then(h::photo_analysis)
+        .boxed();
+    let photo_annotated = v1
+        .and(warp::path!("photos" / String / "annotated"))
+        .and(warp::get())
+        .and(st())
+        .and(a(PhotosAnnotated))
+        .then(|id, s, c| h::photo_render(id, s, c, false))
+        .boxed();
+    let photo_blurred = v1
+        .and(warp::path!("photos" / String / "blurred"))
+        .and(warp::get())
+        .and(st())
+        .and(a(PhotosBlurred))
+        .then(|id, s, c| h::photo_render(id, s, c, true))
+        .boxed();
     let photos_get = v1.and(warp::path!("photos" / String)).and(warp::get()).and(st()).and(a(PhotosGet)).then(h::get_photo).boxed();
 
     let users_list = v1.and(warp::path!("users")).and(warp::get()).and(end()).and(st()).and(a(UsersList)).then(h::list_users).boxed();
@@ -371,6 +393,9 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .or(estimate_get)
         .or(photos_upload)
         .or(photos_get)
+        .or(photo_analysis)
+        .or(photo_annotated)
+        .or(photo_blurred)
         .or(users_list)
         .or(users_create)
         .or(users_disable)

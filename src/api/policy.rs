@@ -31,6 +31,9 @@ pub enum RouteId {
     CasesEstimateGet,
     PhotosUpload,
     PhotosGet,
+    PhotosAnalysis,
+    PhotosAnnotated,
+    PhotosBlurred,
     UsersList,
     UsersCreate,
     UsersDisable,
@@ -104,6 +107,10 @@ pub const ROUTES: &[RouteSpec] = &[
     r(PhotosUpload, "POST", "/api/v1/cases/{id}/photos", Roles(PHOTO_TAKERS)),
     // Unblurred originals stay with staff who work the car; HQ auditors get blurred exports later.
     r(PhotosGet, "GET", "/api/v1/photos/{id}", Roles(STAFF)),
+    r(PhotosAnalysis, "GET", "/api/v1/photos/{id}/analysis", Roles(EVERYONE)),
+    r(PhotosAnnotated, "GET", "/api/v1/photos/{id}/annotated", Roles(STAFF)),
+    // Faces, plates and heads pixelated: the version that may leave the bay (HQ auditors too).
+    r(PhotosBlurred, "GET", "/api/v1/photos/{id}/blurred", Roles(EVERYONE)),
     r(UsersList, "GET", "/api/v1/users", Roles(MANAGERS)),
     r(UsersCreate, "POST", "/api/v1/users", Roles(MANAGERS)),
     r(UsersDisable, "POST", "/api/v1/users/{id}/disable", Roles(MANAGERS)),

@@ -7,6 +7,7 @@
 
 pub mod estimate;
 pub mod intake;
+pub mod photos;
 
 use serde::{Deserialize, Serialize};
 

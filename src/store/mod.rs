@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "intake", include_str!("migrations/0002_intake.sql")),
     (3, "estimate_plan", include_str!("migrations/0003_estimate_plan.sql")),
+    (4, "photo_analysis", include_str!("migrations/0004_photo_analysis.sql")),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -386,6 +387,7 @@ mod tests {
             assert!(tables.iter().any(|x| x == t), "missing table {t}");
         }
         assert!(tables.iter().any(|x| x == "case_intake"), "migration 0002");
+        assert!(tables.iter().any(|x| x == "photo_analysis"), "migration 0004");
         let cols: Vec<String> = conn
             .prepare("SELECT name FROM pragma_table_info('estimates')")
             .unwrap()

@@ -43,3 +43,87 @@ pub fn of_case(tx: &Tx, case_id: &str) -> Result<Vec<Photo>, StoreError> {
 pub fn sha_in_use(tx: &Tx, sha: &str) -> Result<bool, StoreError> {
     Ok(tx.conn().query_row("SELECT EXISTS(SELECT 1 FROM photos WHERE sha256 = ?1)", [sha], |r| r.get(0))?)
 }
+
+/// The oldest photo that has no analysis yet (the analysis worker's queue).
+pub fn next_unanalysed(tx: &Tx) -> Result<Option<Photo>, StoreError> {
+    let cols = COLS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ");
+    Ok(tx
+        .conn()
+        .query_row(
+            &format!("SELECT {cols} FROM photos p LEFT JOIN photo_analysis a ON a.photo_id = p.id WHERE a.photo_id IS NULL ORDER BY p.id LIMIT 1"),
+            [],
+            row_photo,
+        )
+        .optional()?)
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Analysis {
+    pub photo_id: String,
+    pub status: String,
+    pub model: Option<String>,
+    pub quality: Option<serde_json::Value>,
+    pub detections: Option<serde_json::Value>,
+    pub shot: Option<String>,
+    pub error: Option<String>,
+    pub analysed_at: String,
+}
+
+pub fn save_analysis(tx: &Tx, a: &Analysis) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "INSERT OR REPLACE INTO photo_analysis (photo_id, status, model, quality, detections, shot, error, analysed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            a.photo_id,
+            a.status,
+            a.model,
+            a.quality.as_ref().map(|q| q.to_string()),
+            a.detections.as_ref().map(|d| d.to_string()),
+            a.shot,
+            a.error,
+            a.analysed_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn analysis(tx: &Tx, photo_id: &str) -> Result<Option<Analysis>, StoreError> {
+    let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+    Ok(tx
+        .conn()
+        .query_row(
+            "SELECT photo_id, status, model, quality, detections, shot, error, analysed_at FROM photo_analysis WHERE photo_id = ?1",
+            [photo_id],
+            |r| {
+                Ok(Analysis {
+                    photo_id: r.get(0)?,
+                    status: r.get(1)?,
+                    model: r.get(2)?,
+                    quality: json(r.get(3)?),
+                    detections: json(r.get(4)?),
+                    shot: r.get(5)?,
+                    error: r.get(6)?,
+                    analysed_at: r.get(7)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Vision findings of a photo (damage classes of a dealer's model).
+pub fn insert_vision_finding(
+    tx: &Tx,
+    case_id: &str,
+    photo_id: &str,
+    damage: &str,
+    confidence: f32,
+    bbox: &[f32; 4],
+    at: &str,
+) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "INSERT INTO findings (id, case_id, source, part, damage_type, confidence, photo_id, bbox, created_at, updated_at)
+         VALUES (?1, ?2, 'vision', 'other', ?3, ?4, ?5, ?6, ?7, ?7)",
+        params![crate::domain::new_id(), case_id, damage, confidence, photo_id, serde_json::json!(bbox).to_string(), at],
+    )?;
+    Ok(())
+}

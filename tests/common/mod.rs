@@ -12,11 +12,12 @@ use serde_json::{json, Value};
 use servicebay::app::{App, INITIAL_PASSWORD_FILE};
 use servicebay::config::Config;
 
-/// `extra` is appended inside [server] and may open further sections. The LLM is off unless a test
-/// configures [llm] itself (only the intake tests need the model).
+/// `extra` is appended inside [server] and may open further sections. The LLM and the detector are
+/// off unless a test configures [llm] / [vision] itself (only the engine tests need the models).
 pub fn config_text(data_dir: &Path, listen: &str, extra: &str) -> String {
     let llm = if extra.contains("[llm]") { "" } else { "\n[llm]\nenabled = false\n" };
-    format!("[storage]\ndata_dir = \"{}\"\n\n[server]\nlisten = \"{listen}\"\n{extra}\n{llm}", data_dir.display())
+    let vision = if extra.contains("[vision]") { "" } else { "\n[vision]\nenabled = false\n" };
+    format!("[storage]\ndata_dir = \"{}\"\n\n[server]\nlisten = \"{listen}\"\n{extra}\n{llm}{vision}", data_dir.display())
 }
 
 /// A TLS client that trusts only this appliance's certificate.
