@@ -57,7 +57,8 @@ async fn upload_analyse_flag_and_render() {
     let Some(src) = common::vision_models() else { return };
     let models = tempfile::tempdir().unwrap();
     servicebay::vision::import_model(&src.join("yolov8n.onnx"), models.path(), Some("yolov8n")).unwrap();
-    let extra = format!("\n[llm]\nenabled = false\nmodels_dir = \"{}\"\n[vision]\nenabled = true\nmodel = \"yolov8n\"\n", models.path().display());
+    let extra =
+        format!("\n[llm]\nenabled = false\nmodels_dir = \"{}\"\n[vision]\nenabled = true\nmodel = \"yolov8n\"\n", models.path().display());
     let srv = Server::start_with(&extra).await;
     let api = srv.api();
     let manager = api.manager().await;

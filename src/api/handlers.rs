@@ -253,6 +253,14 @@ pub async fn get_estimate(id: String, s: Arc<ApiState>, _c: Ctx) -> Response {
     respond(s.estimates.latest(id).await.map(|v| js(&v)).map_err(ApiError::from))
 }
 
+pub async fn list_findings(id: String, s: Arc<ApiState>, _c: Ctx) -> Response {
+    respond(s.cases.findings(id).await.map(|v| js(&json!({ "items": v }))).map_err(ApiError::from))
+}
+
+pub async fn review_finding(id: String, s: Arc<ApiState>, c: Ctx, req: crate::case::Review) -> Response {
+    respond(s.cases.review_finding(&c.actor, id, req).await.map(|v| js(&v)).map_err(ApiError::from))
+}
+
 /// Multipart: one `file` part (the photo) and an optional `shot` (front, side, close_up, other).
 pub async fn upload_photo(case_id: String, s: Arc<ApiState>, c: Ctx, form: warp::multipart::FormData) -> Response {
     respond(upload(case_id, &s, &c, form).await)

@@ -310,6 +310,16 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .and(a(CasesEstimateGet))
         .then(h::get_estimate)
         .boxed();
+    let findings_list =
+        v1.and(warp::path!("cases" / String / "findings")).and(warp::get()).and(st()).and(a(CasesFindings)).then(h::list_findings).boxed();
+    let findings_review = v1
+        .and(warp::path!("findings" / String / "review"))
+        .and(warp::post())
+        .and(st())
+        .and(a(FindingsReview))
+        .and(json_body(json))
+        .then(h::review_finding)
+        .boxed();
     let photos_upload = v1
         .and(warp::path!("cases" / String / "photos"))
         .and(warp::post())
@@ -391,6 +401,8 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .or(messages_list)
         .or(estimate_post)
         .or(estimate_get)
+        .or(findings_list)
+        .or(findings_review)
         .or(photos_upload)
         .or(photos_get)
         .or(photo_analysis)

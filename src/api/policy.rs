@@ -29,6 +29,8 @@ pub enum RouteId {
     CasesMessagesList,
     CasesEstimateCreate,
     CasesEstimateGet,
+    CasesFindings,
+    FindingsReview,
     PhotosUpload,
     PhotosGet,
     PhotosAnalysis,
@@ -104,6 +106,9 @@ pub const ROUTES: &[RouteSpec] = &[
     // Prices come from the catalogue; advisors issue estimates, everyone working the case reads them.
     r(CasesEstimateCreate, "POST", "/api/v1/cases/{id}/estimate", Roles(ADVISORS)),
     r(CasesEstimateGet, "GET", "/api/v1/cases/{id}/estimate", Roles(EVERYONE)),
+    r(CasesFindings, "GET", "/api/v1/cases/{id}/findings", Roles(EVERYONE)),
+    // Every AI finding can be taken over by a person in one step (advisors; QC for photo findings).
+    r(FindingsReview, "POST", "/api/v1/findings/{id}/review", Roles(&[Advisor, QcInspector, Manager])),
     r(PhotosUpload, "POST", "/api/v1/cases/{id}/photos", Roles(PHOTO_TAKERS)),
     // Unblurred originals stay with staff who work the car; HQ auditors get blurred exports later.
     r(PhotosGet, "GET", "/api/v1/photos/{id}", Roles(STAFF)),

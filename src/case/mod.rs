@@ -31,6 +31,26 @@ pub enum CaseError {
     Intake(#[from] crate::intake::IntakeError),
 }
 
+/// A person's decision on a finding (from the customer's words or a photo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Confirm,
+    Correct,
+    Reject,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Review {
+    pub decision: Decision,
+    pub part: Option<String>,
+    pub position: Option<String>,
+    pub damage_type: Option<String>,
+    pub length_cm: Option<f64>,
+    pub reason: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewCustomer {
@@ -322,6 +342,96 @@ impl CaseService {
                 store::photos::insert(tx, &photo)?;
                 audit::record(tx, &actor, "photo.upload", "photo", Some(&photo.id), "ok")?;
                 Ok(photo)
+            })
+            .await
+    }
+
+    pub async fn findings(&self, case_id: String) -> Result<Vec<store::findings::FindingRecord>, CaseError> {
+        self.store
+            .read(move |tx| -> Result<_, CaseError> {
+                store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))?;
+                Ok(store::findings::of_case(tx, &case_id)?)
+            })
+            .await
+    }
+
+    /// Confirm, correct or reject a finding: the person's word replaces the machine's, is kept for
+    /// retraining, and goes on the case's timeline.
+    pub async fn review_finding(&self, actor: &Actor, id: String, r: Review) -> Result<store::findings::FindingRecord, CaseError> {
+        use crate::intake::{DamageType, Part, Position};
+        let part = r
+            .part
+            .as_deref()
+            .map(|p| Part::from_id(p).map(|_| p.to_string()).ok_or_else(|| validate::invalid("part", "not a part of the vocabulary")))
+            .transpose()?;
+        let position = r
+            .position
+            .as_deref()
+            .map(|p| {
+                Position::from_id(p).map(|_| p.to_string()).ok_or_else(|| validate::invalid("position", "not a position of the vocabulary"))
+            })
+            .transpose()?;
+        let damage = r
+            .damage_type
+            .as_deref()
+            .map(|d| {
+                DamageType::from_id(d)
+                    .map(|_| d.to_string())
+                    .ok_or_else(|| validate::invalid("damage_type", "not a damage type of the vocabulary"))
+            })
+            .transpose()?;
+        if let Some(l) = r.length_cm {
+            if !(0.0..=1000.0).contains(&l) {
+                return Err(validate::invalid("length_cm", "must be between 0 and 1000").into());
+            }
+        }
+        let corrections = part.is_some() || position.is_some() || damage.is_some() || r.length_cm.is_some();
+        if (r.decision == Decision::Correct) != corrections {
+            let msg = if corrections {
+                "corrections are only taken with decision \"correct\""
+            } else {
+                "say what is correct: part, position, damage_type or length_cm"
+            };
+            return Err(validate::invalid("decision", msg).into());
+        }
+        let reason = validate::opt_text("reason", r.reason.as_deref(), 500)?;
+        let actor = actor.clone();
+        self.store
+            .write(move |tx| -> Result<_, CaseError> {
+                let mut f = store::findings::get(tx, &id)?.ok_or(CaseError::NotFound("finding"))?;
+                f.part = part.unwrap_or(f.part);
+                f.position = position.or(f.position);
+                f.damage_type = damage.unwrap_or(f.damage_type);
+                f.length_cm = r.length_cm.or(f.length_cm);
+                f.review_status = match r.decision {
+                    Decision::Confirm => "confirmed",
+                    Decision::Correct => "corrected",
+                    Decision::Reject => "rejected",
+                }
+                .into();
+                f.updated_at = now();
+                store::findings::save_review(tx, &f)?;
+                let mut case = store::cases::get(tx, &f.case_id)?.ok_or(CaseError::NotFound("case"))?;
+                let expected = case.version;
+                case.version += 1;
+                case.updated_at = f.updated_at.clone();
+                let what = format!(
+                    "{} {} {}/{}{}",
+                    f.review_status,
+                    f.source,
+                    f.part,
+                    f.damage_type,
+                    reason.map(|r| format!(": {r}")).unwrap_or_default()
+                );
+                store::cases::update(
+                    tx,
+                    &case,
+                    expected,
+                    &actor,
+                    Event { kind: "finding_reviewed", from: None, to: None, reason: Some(&what) },
+                )?;
+                audit::record(tx, &actor, "finding.review", "finding", Some(&f.id), "ok")?;
+                Ok(f)
             })
             .await
     }

@@ -84,10 +84,20 @@ pub struct FindingRow<'a> {
     pub occurs_when: Option<&'a str>,
 }
 
-/// Replace the customer-reported findings of a case (they are derived from the conversation).
+/// Replace the customer-reported findings of a case (they are derived from the conversation). A
+/// finding a person has reviewed is kept as the person left it and is not added again.
 pub fn replace_customer_findings(tx: &Tx, case_id: &str, rows: &[FindingRow], at: &str) -> Result<(), StoreError> {
-    tx.conn().execute("DELETE FROM findings WHERE case_id = ?1 AND source = 'customer'", [case_id])?;
+    tx.conn().execute("DELETE FROM findings WHERE case_id = ?1 AND source = 'customer' AND review_status = 'pending'", [case_id])?;
     for f in rows {
+        let reviewed: bool = tx.conn().query_row(
+            "SELECT EXISTS(SELECT 1 FROM findings WHERE case_id = ?1 AND source = 'customer' AND review_status != 'pending'
+                           AND part = ?2 AND position IS ?3 AND damage_type = ?4)",
+            params![case_id, f.part, f.position, f.damage_type],
+            |r| r.get(0),
+        )?;
+        if reviewed {
+            continue;
+        }
         tx.conn().execute(
             "INSERT INTO findings (id, case_id, source, part, position, damage_type, length_cm, primer_visible, occurs_when, created_at, updated_at)
              VALUES (?1, ?2, 'customer', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",

@@ -14,6 +14,7 @@
 pub mod audit;
 pub mod cases;
 pub mod estimates;
+pub mod findings;
 pub mod intake;
 pub mod people;
 pub mod photos;
