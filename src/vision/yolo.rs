@@ -173,16 +173,8 @@ impl C2f {
 
 impl Module for C2f {
     fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
-        let _e = self.span.enter();
-        let y = self.cv1.forward(xs)?;
-        let c = y.dim(1)? / 2;
-        let mut ys = vec![y.narrow(1, 0, c)?, y.narrow(1, c, c)?];
-        for m in &self.m {
-            let next = m.forward(&ys[ys.len() - 1])?;
-            ys.push(next);
-        }
-        let refs: Vec<&Tensor> = ys.iter().collect();
-        self.cv2.forward_parts(&refs)
+        // One input is the concatenation of a single part.
+        self.forward_parts(&[xs])
     }
 }
 
