@@ -65,7 +65,7 @@ if [ -d /run/systemd/system ] && [ "$(id -u)" -eq 0 ]; then
   install -D -m 0644 systemd/servicebay.sysusers /usr/lib/sysusers.d/servicebay.conf
   systemd-sysusers /usr/lib/sysusers.d/servicebay.conf
   install -d -m 0750 /etc/servicebay
-  [ -f /etc/servicebay/servicebay.toml ] || install -m 0640 servicebay.example.toml /etc/servicebay/servicebay.toml
+  [ -f /etc/servicebay/servicebay.toml ] || install -m 0640 assets/servicebay.example.toml /etc/servicebay/servicebay.toml
   systemctl daemon-reload
   systemctl enable --now servicebay
   systemctl restart servicebay
@@ -79,7 +79,7 @@ mkdir -p "$SERVICEBAY_HOME"
 cfg="$SERVICEBAY_HOME/servicebay.toml"
 if [ ! -f "$cfg" ]; then
   sed -e "s|^data_dir = .*|data_dir = \"$SERVICEBAY_HOME/data\"|" \
-      -e "s|^# models_dir = .*|models_dir = \"$SB_ROOT/models\"|" servicebay.example.toml >"$cfg"
+      -e "s|^# models_dir = .*|models_dir = \"$SB_ROOT/models\"|" assets/servicebay.example.toml >"$cfg"
 fi
 "$bin" --config "$cfg" check-config >/dev/null
 pidf="$SERVICEBAY_HOME/servicebay.pid"

@@ -204,7 +204,7 @@ impl Config {
     pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
         let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: source.to_string(),
-            message: format!("{}: fix or remove that key (see servicebay.example.toml for every key)", e.to_string().trim()),
+            message: format!("{}: fix or remove that key (see assets/servicebay.example.toml for every key)", e.to_string().trim()),
         })?;
         validate(raw, source)
     }
@@ -357,7 +357,7 @@ mod tests {
 
     #[test]
     fn example_file_parses() {
-        let text = include_str!("../servicebay.example.toml");
+        let text = include_str!("../assets/servicebay.example.toml");
         Config::from_toml(text, "servicebay.example.toml").unwrap();
     }
 

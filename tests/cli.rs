@@ -30,7 +30,7 @@ fn check_config_names_key_and_fix() {
         assert_eq!(o.status.code(), Some(78), "{body}: {}", text(&o));
         assert!(text(&o).contains(key), "{body}: {}", text(&o));
     }
-    std::fs::write(&cfg, include_str!("../servicebay.example.toml")).unwrap();
+    std::fs::write(&cfg, include_str!("../assets/servicebay.example.toml")).unwrap();
     let o = sb(&cfg, &["check-config"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("config OK"));
