@@ -104,6 +104,12 @@ async fn upload_analyse_flag_and_render() {
     eprintln!("mean |Δ| head {changed_head:.1}, whole photo {changed_all:.1}");
     assert!(changed_head > 2.0 * changed_all && changed_head > 8.0, "head {changed_head:.1} vs whole {changed_all:.1}");
 
+    // Unknown photos: 404 on every photo route, never a render of something else.
+    for route in ["analysis", "annotated", "blurred"] {
+        let (s, v) = api.get(&format!("/api/v1/photos/no-such-photo/{route}"), &advisor).await;
+        assert_eq!((s, v["error"]["code"].clone()), (StatusCode::NOT_FOUND, json!("not_found")), "{route}: {v}");
+    }
+
     // A dark, empty photo: reasons an advisor can act on.
     let dark = image::RgbImage::from_pixel(800, 600, image::Rgb([12, 12, 14]));
     let mut buf = Cursor::new(Vec::new());
