@@ -168,18 +168,9 @@ async fn load_detector(cfg: &Config) -> Option<Box<dyn crate::vision::Detector>>
 
 /// The local LLM, loaded once (mmap) off the async runtime; without it intake runs degraded.
 async fn load_llm(cfg: &Config) -> Arc<dyn crate::llm::TextGen> {
-    if !cfg.llm_enabled {
-        return Arc::new(crate::llm::NoneTextGen);
-    }
-    let mut c = crate::llm::llama::LlamaConfig::new(&cfg.llm_model);
-    c.n_threads = cfg.llm_threads;
-    let loaded = tokio::task::spawn_blocking(move || crate::llm::llama::LlamaEngine::load(c)).await;
-    match loaded {
-        Ok(Ok(e)) => Arc::new(e),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "local LLM unavailable: intake runs degraded (lexicon only, flagged for a person)");
-            Arc::new(crate::llm::NoneTextGen)
-        }
+    let (model, threads, disabled) = (cfg.llm_model.clone(), cfg.llm_threads, !cfg.llm_enabled);
+    match tokio::task::spawn_blocking(move || crate::llm::open_local(&model, threads, disabled)).await {
+        Ok(engine) => Arc::from(engine),
         Err(e) => {
             tracing::error!(error = %e, "LLM loader crashed: intake runs degraded");
             Arc::new(crate::llm::NoneTextGen)

@@ -19,9 +19,10 @@ struct Cli {
     /// Config file (default: /etc/servicebay/servicebay.toml if present, else built-in defaults).
     #[arg(long, global = true, env = "SERVICEBAY_CONFIG")]
     config: Option<PathBuf>,
-    /// Models directory (filled by scripts/fetch-models.sh; the daemon never downloads anything).
-    #[arg(long, global = true, env = "SERVICEBAY_MODELS", default_value = "models")]
-    models: PathBuf,
+    /// Models directory (default: llm.models_dir of the config, i.e. $SERVICEBAY_MODELS or
+    /// /usr/local/share/servicebay/models). Filled by scripts/fetch-models.sh.
+    #[arg(long, global = true)]
+    models: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -157,7 +158,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_SOFTWARE);
         }
     };
-    match rt.block_on(dispatch(cli.command, cfg, cli.models)) {
+    let models = cli.models.unwrap_or_else(|| cfg.models_dir.clone());
+    match rt.block_on(dispatch(cli.command, cfg, models)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("servicebay: {e}");
@@ -187,7 +189,10 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
         }
         Command::Intake(IntakeCmd::Extract { text, json, no_model }) => {
             let out = tokio::task::spawn_blocking(move || -> Result<String, AppError> {
-                let engine = servicebay::llm::open_local(&models, no_model);
+                let engine = servicebay::llm::open_local(&models.join(servicebay::llm::DEFAULT_MODEL_FILE), None, no_model);
+                if !engine.is_available() && !no_model {
+                    eprintln!("warning: the local LLM could not be loaded from {}; lexicon only (degraded)", models.display());
+                }
                 Ok(servicebay::intake::cli_extract(&text, json, engine.as_ref())?)
             })
             .await

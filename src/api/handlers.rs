@@ -116,7 +116,7 @@ fn addr_of(a: Option<ClientAddr>) -> String {
 
 pub async fn healthz(s: Arc<ApiState>) -> Response {
     // No auth, no data: just whether the database answers.
-    let ok = s.store.read(|tx| crate::store::cases::outbox_depth(tx).map(|_| ())).await.is_ok();
+    let ok = s.store.read(|tx| crate::store::outbox::depth(tx).map(|_| ())).await.is_ok();
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     with_status(js(&json!({ "status": if ok { "ok" } else { "degraded" } })), status).into_response()
 }

@@ -63,7 +63,7 @@ impl Metrics {
         let _ = writeln!(out, "servicebay_store_write_queue {}", store.write_queue_depth());
         let stats = store
             .read(|tx| -> Result<_, crate::store::StoreError> {
-                Ok((crate::store::cases::count_by_status(tx)?, crate::store::cases::outbox_depth(tx)?))
+                Ok((crate::store::cases::count_by_status(tx)?, crate::store::outbox::depth(tx)?))
             })
             .await;
         if let Ok((by_status, outbox)) = stats {

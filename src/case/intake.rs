@@ -135,11 +135,7 @@ impl IntakeService {
                 Ok(repo::messages(tx, &id)?)
             })
             .await;
-        let actor = actor.clone();
-        let ok = found.is_ok();
-        self.store
-            .write(move |tx| audit::record(tx, &actor, "case.messages.read", "case", Some(&case_id), if ok { "ok" } else { "not_found" }))
-            .await?;
+        super::audit_read(&self.store, actor, "case.messages.read", "case", Some(case_id), found.is_ok()).await?;
         found
     }
 }

@@ -92,6 +92,24 @@ pub struct CaseView {
     pub photos: Vec<Photo>,
 }
 
+/// An audit row for a read of personal data, written before the data is returned.
+pub(crate) async fn audit_read(
+    store: &store::Store,
+    actor: &Actor,
+    action: &'static str,
+    target: &'static str,
+    id: Option<String>,
+    ok: bool,
+) -> Result<(), CaseError> {
+    let actor = actor.clone();
+    store
+        .write(move |tx| {
+            audit::record(tx, &actor, action, target, id.as_deref(), if ok { "ok" } else { "not_found" })?;
+            Ok(())
+        })
+        .await
+}
+
 #[derive(Clone)]
 pub struct CaseService {
     store: store::Store,
@@ -314,8 +332,7 @@ impl CaseService {
             .await
     }
 
-    /// An audit row for a read of personal data; written before the data is returned.
-    pub async fn audit_read(
+    async fn audit_read(
         &self,
         actor: &Actor,
         action: &'static str,
@@ -323,13 +340,7 @@ impl CaseService {
         id: Option<String>,
         ok: bool,
     ) -> Result<(), CaseError> {
-        let actor = actor.clone();
-        self.store
-            .write(move |tx| {
-                audit::record(tx, &actor, action, target, id.as_deref(), if ok { "ok" } else { "not_found" })?;
-                Ok(())
-            })
-            .await
+        audit_read(&self.store, actor, action, target, id, ok).await
     }
 
     pub async fn attach_photo(&self, actor: &Actor, photo: Photo) -> Result<Photo, CaseError> {

@@ -201,11 +201,6 @@ impl TextGen for NoneTextGen {
     }
 }
 
-/// Directory holding the GGUF files: `SERVICEBAY_MODELS`, else `models/` in the working dir.
-pub fn models_dir() -> std::path::PathBuf {
-    std::env::var_os("SERVICEBAY_MODELS").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::PathBuf::from("models"))
-}
-
 /// File name of the default model (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, see shared/models.md).
 pub const DEFAULT_MODEL_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
@@ -224,17 +219,19 @@ mod tests {
     }
 }
 
-/// The local engine from `models_dir`, or `NoneTextGen` (degraded: the lexicon answers alone, and
-/// the case is flagged for a person) when disabled or when the model cannot be loaded.
-pub fn open_local(models_dir: &std::path::Path, disabled: bool) -> Box<dyn TextGen> {
+/// The local engine (model file, CPU threads), or `NoneTextGen` — degraded: the lexicon answers
+/// alone and unclear cases are flagged for a person — when disabled or when the model cannot load.
+/// Blocking (mmap + warm-up): call it off the async runtime.
+pub fn open_local(model: &std::path::Path, threads: Option<i32>, disabled: bool) -> Box<dyn TextGen> {
     if disabled {
         return Box::new(NoneTextGen);
     }
-    match llama::LlamaEngine::load_default(models_dir) {
+    let mut cfg = llama::LlamaConfig::new(model);
+    cfg.n_threads = threads;
+    match llama::LlamaEngine::load(cfg) {
         Ok(e) => Box::new(e),
         Err(e) => {
-            tracing::warn!(error = %e, "local LLM unavailable; running degraded (lexicon only)");
-            eprintln!("warning: {e}; running without the local LLM (degraded)");
+            tracing::warn!(error = %e, "local LLM unavailable; running degraded (lexicon only, flagged for a person)");
             Box::new(NoneTextGen)
         }
     }

@@ -185,14 +185,5 @@ fn append(tx: &Tx, case: &Case, actor: &Actor, e: Event) -> Result<(), StoreErro
         event: OutboxEvent { kind: e.kind, actor: &actor.username, from: e.from, to: e.to, reason: e.reason },
     })
     .map_err(|err| StoreError::Conflict(format!("cannot encode outbox body: {err}")))?;
-    tx.conn().execute(
-        "INSERT INTO outbox (event_id, record_type, record_id, version, schema_version, at, body)
-         VALUES (?1, 'case', ?2, ?3, ?4, ?5, ?6)",
-        params![crate::domain::new_id(), case.id, case.version, CASE_SCHEMA, case.updated_at, body],
-    )?;
-    Ok(())
-}
-
-pub fn outbox_depth(tx: &Tx) -> Result<i64, StoreError> {
-    Ok(tx.conn().query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?)
+    super::outbox::append(tx, "case", &case.id, case.version, CASE_SCHEMA, &case.updated_at, &body)
 }

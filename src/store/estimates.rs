@@ -62,10 +62,7 @@ pub fn insert(tx: &Tx, e: &NewEstimate, items: &[Item]) -> Result<i64, StoreErro
             params![e.id, i.kind, i.code, i.name_zh, i.name_en, i.hours, i.rate_fen, i.qty, i.unit_price_fen, i.amount_fen, i.part_origin],
         )?;
     }
-    tx.conn().execute(
-        "INSERT INTO outbox (event_id, record_type, record_id, version, schema_version, at, body) VALUES (?1, 'estimate', ?2, ?3, 1, ?4, ?5)",
-        params![crate::domain::new_id(), e.id, version, e.at, e.plan_json],
-    )?;
+    super::outbox::append(tx, "estimate", e.id, version, 1, e.at, e.plan_json)?;
     Ok(version)
 }
 

@@ -62,9 +62,5 @@ pub fn save_review(tx: &Tx, f: &FindingRecord) -> Result<(), StoreError> {
         "UPDATE findings SET part = ?2, position = ?3, damage_type = ?4, length_cm = ?5, review_status = ?6, updated_at = ?7 WHERE id = ?1",
         params![f.id, f.part, f.position, f.damage_type, f.length_cm, f.review_status, f.updated_at],
     )?;
-    tx.conn().execute(
-        "INSERT INTO outbox (event_id, record_type, record_id, version, schema_version, at, body) VALUES (?1, 'finding', ?2, 1, 1, ?3, ?4)",
-        params![crate::domain::new_id(), f.id, f.updated_at, serde_json::to_string(f).unwrap_or_default()],
-    )?;
-    Ok(())
+    super::outbox::append(tx, "finding", &f.id, 1, 1, &f.updated_at, &serde_json::to_string(f).unwrap_or_default())
 }

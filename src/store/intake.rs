@@ -108,9 +108,5 @@ pub fn replace_customer_findings(tx: &Tx, case_id: &str, rows: &[FindingRow], at
 }
 
 pub fn outbox(tx: &Tx, case_id: &str, version: i64, at: &str, body: &serde_json::Value) -> Result<(), StoreError> {
-    tx.conn().execute(
-        "INSERT INTO outbox (event_id, record_type, record_id, version, schema_version, at, body) VALUES (?1, 'intake', ?2, ?3, 1, ?4, ?5)",
-        params![crate::domain::new_id(), case_id, version, at, body.to_string()],
-    )?;
-    Ok(())
+    super::outbox::append(tx, "intake", case_id, version, 1, at, &body.to_string())
 }

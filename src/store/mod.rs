@@ -16,6 +16,7 @@ pub mod cases;
 pub mod estimates;
 pub mod findings;
 pub mod intake;
+pub mod outbox;
 pub mod people;
 pub mod photos;
 pub mod users;
