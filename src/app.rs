@@ -74,7 +74,9 @@ impl App {
         let cases = CaseService::new(store.clone(), cfg.store_id.clone());
         let engine = load_llm(&cfg).await;
         let intake = crate::case::intake::IntakeService::new(store.clone(), engine.clone(), cfg.llm_phrasing);
-        let estimates = crate::case::estimate::EstimateService::new(store.clone(), engine, cfg.store_id.clone());
+        // The catalogue HQ last sent (signed bundles), over the built-in starter files.
+        let catalog = crate::catalog::SharedCatalog::new(crate::sync::bundles::load_catalog(&cfg.bundles_dir()));
+        let estimates = crate::case::estimate::EstimateService::new(store.clone(), engine, catalog.clone(), cfg.store_id.clone());
         let detector = load_detector(&cfg).await;
         let analyzer = crate::case::photos::PhotoAnalyzer::start(
             store.clone(),
@@ -82,6 +84,8 @@ impl App {
             detector,
             crate::case::photos::AnalyzerConfig { review_threshold: cfg.review_threshold, quality: Default::default() },
         );
+
+        let sync = crate::sync::Sync::start(store.clone(), cfg.store_id.clone(), cfg.sync.clone(), catalog, cfg.bundles_dir());
 
         let initial_manager = if staff.user_count().await? == 0 {
             let (user, pw) = staff.add_user(&Actor::system("setup"), "manager", Some("店长 Manager"), Role::Manager).await?;
@@ -96,6 +100,7 @@ impl App {
             intake,
             estimates,
             analyzer,
+            sync,
             staff,
             files,
             store: store.clone(),
@@ -141,6 +146,8 @@ impl App {
         if let Some(t) = plain_task {
             let _ = t.await;
         }
+        // Tell HQ we are going offline (the last will covers a crash).
+        self.state.sync.stop().await;
         // Writer drains its queue, then the WAL is checkpointed.
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
@@ -152,7 +159,10 @@ async fn load_detector(cfg: &Config) -> Option<Box<dyn crate::vision::Detector>>
     if !cfg.vision_enabled {
         return None;
     }
-    let (dir, name) = (cfg.models_dir.clone(), cfg.vision_model.clone());
+    // A detector model HQ sent (signed bundle) wins over the installed one of the same name.
+    let bundled = crate::sync::bundles::current_dir(&cfg.bundles_dir(), crate::sync::wire::BundleKind::DetectorModel)
+        .filter(|d| d.join(format!("{}.safetensors", cfg.vision_model)).exists());
+    let (dir, name) = (bundled.unwrap_or_else(|| cfg.models_dir.clone()), cfg.vision_model.clone());
     match tokio::task::spawn_blocking(move || crate::vision::load_detector(&dir, &name, Default::default())).await {
         Ok(Ok(d)) => Some(d),
         Ok(Err(e)) => {
@@ -178,7 +188,7 @@ async fn load_llm(cfg: &Config) -> Arc<dyn crate::llm::TextGen> {
     }
 }
 
-fn write_secret(path: &PathBuf, text: &str) -> std::io::Result<()> {
+pub fn write_secret(path: &PathBuf, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

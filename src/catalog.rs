@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use chrono::NaiveTime;
 use serde::{Deserialize, Serialize};
@@ -188,6 +189,17 @@ impl Catalog {
     pub fn builtin() -> Catalog {
         Self::from_texts(OPERATIONS_TOML, PARTS_TOML, RATES_TOML, KNOWLEDGE_TOML)
             .unwrap_or_else(|e| panic!("builtin catalogue invalid: {e}"))
+    }
+
+    /// The text of a built-in starter file (`operations.toml`, `parts.toml`, `rates.toml`, `knowledge.toml`).
+    pub fn builtin_text(name: &str) -> Option<&'static str> {
+        match name {
+            "operations.toml" => Some(OPERATIONS_TOML),
+            "parts.toml" => Some(PARTS_TOML),
+            "rates.toml" => Some(RATES_TOML),
+            "knowledge.toml" => Some(KNOWLEDGE_TOML),
+            _ => None,
+        }
     }
 
     /// Loads and validates `operations.toml`, `parts.toml`, `rates.toml`, `knowledge.toml` from `dir`.
@@ -385,5 +397,30 @@ mod tests {
         let e = Catalog::from_texts(&bad, PARTS_TOML, RATES_TOML, KNOWLEDGE_TOML).unwrap_err();
         let m = e.to_string();
         assert!(m.contains("operations.toml") && m.contains("BP-DOOR-PANEL"), "{m}");
+    }
+}
+
+/// The catalogue in use, shared by the services that price work. HQ bundles replace it whole
+/// (already validated); readers keep the `Arc` they took, so a plan is priced from one catalogue.
+#[derive(Clone)]
+pub struct SharedCatalog(Arc<RwLock<Arc<Catalog>>>);
+
+impl SharedCatalog {
+    pub fn new(c: Catalog) -> SharedCatalog {
+        SharedCatalog(Arc::new(RwLock::new(Arc::new(c))))
+    }
+
+    pub fn get(&self) -> Arc<Catalog> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn replace(&self, c: Catalog) {
+        match self.0.write() {
+            Ok(mut g) => *g = Arc::new(c),
+            Err(p) => *p.into_inner() = Arc::new(c),
+        }
     }
 }

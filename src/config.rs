@@ -20,11 +20,11 @@ pub enum ConfigError {
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("config key `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid { key: String, message: String },
 }
 
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, message: message.into() }
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), message: message.into() }
 }
 
 // ---- raw file shape -------------------------------------------------------------------------
@@ -39,7 +39,36 @@ struct Raw {
     auth: RawAuth,
     llm: RawLlm,
     vision: RawVision,
+    sync: RawSync,
     log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSync {
+    enabled: bool,
+    /// Base64 of HQ's ed25519 public key (`servicebay hq-keygen` prints it); bundles need it.
+    hq_public_key: Option<String>,
+    batch_max_records: usize,
+    batch_max_bytes: usize,
+    window_batches: usize,
+    ack_timeout_secs: u64,
+    outbox_alarm_rows: i64,
+    mqtt: crate::sync::link::RawLink,
+}
+impl Default for RawSync {
+    fn default() -> Self {
+        RawSync {
+            enabled: false,
+            hq_public_key: None,
+            batch_max_records: 500,
+            batch_max_bytes: 512 * 1024,
+            window_batches: 4,
+            ack_timeout_secs: 30,
+            outbox_alarm_rows: 100_000,
+            mqtt: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,6 +211,8 @@ pub struct Config {
     pub vision_enabled: bool,
     pub vision_model: String,
     pub review_threshold: f32,
+    /// `Some` when `[sync] enabled = true`: the store talks to HQ.
+    pub sync: Option<crate::sync::SyncSettings>,
     pub log_json: bool,
     pub log_level: String,
 }
@@ -211,6 +242,11 @@ impl Config {
 
     pub fn photos_dir(&self) -> PathBuf {
         self.data_dir.join("photos")
+    }
+
+    /// Where signed bundles from HQ are installed (`sync::bundles`).
+    pub fn bundles_dir(&self) -> PathBuf {
+        self.data_dir.join("bundles")
     }
 }
 
@@ -299,6 +335,7 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
     if raw.llm.threads > 256 {
         return Err(invalid("llm.threads", "must be between 0 (all cores) and 256"));
     }
+    let sync = validate_sync(raw.sync, &raw.store.id)?;
     let log_json = match raw.log.format.as_str() {
         "human" => false,
         "json" => true,
@@ -336,9 +373,52 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
         vision_enabled: raw.vision.enabled,
         vision_model: raw.vision.model,
         review_threshold: raw.vision.review_threshold,
+        sync,
         log_json,
         log_level: raw.log.level,
     })
+}
+
+fn validate_sync(raw: RawSync, store_id: &str) -> Result<Option<crate::sync::SyncSettings>, ConfigError> {
+    let hq_key = match raw.hq_public_key.as_deref().filter(|k| !k.trim().is_empty()) {
+        None => None,
+        Some(k) => Some(
+            crate::sync::wire::parse_verifying_key(k)
+                .map_err(|e| invalid("sync.hq_public_key", format!("{e}; paste the line `servicebay hq-keygen` printed")))?,
+        ),
+    };
+    if !raw.enabled {
+        return Ok(None);
+    }
+    let link = raw.mqtt.validate("sync.mqtt").map_err(|e| match e {
+        crate::sync::link::LinkError::Invalid { key, message } => ConfigError::Invalid { key, message },
+        other => invalid("sync.mqtt", other.to_string()),
+    })?;
+    if !(1..=10_000).contains(&raw.batch_max_records) {
+        return Err(invalid("sync.batch_max_records", "must be between 1 and 10000"));
+    }
+    if !(4096..=crate::sync::wire::MAX_BATCH_DECOMPRESSED / 2).contains(&raw.batch_max_bytes) {
+        return Err(invalid("sync.batch_max_bytes", "must be between 4096 and 16777216"));
+    }
+    if !(1..=64).contains(&raw.window_batches) {
+        return Err(invalid("sync.window_batches", "must be between 1 and 64"));
+    }
+    if !(2..=3600).contains(&raw.ack_timeout_secs) {
+        return Err(invalid("sync.ack_timeout_secs", "must be between 2 and 3600"));
+    }
+    if raw.outbox_alarm_rows < 1 {
+        return Err(invalid("sync.outbox_alarm_rows", "must be at least 1"));
+    }
+    Ok(Some(crate::sync::SyncSettings {
+        store_id: store_id.to_string(),
+        link,
+        hq_key,
+        batch_max_records: raw.batch_max_records,
+        batch_max_bytes: raw.batch_max_bytes,
+        window: raw.window_batches,
+        ack_timeout: Duration::from_secs(raw.ack_timeout_secs),
+        alarm_rows: raw.outbox_alarm_rows,
+    }))
 }
 
 #[cfg(test)]

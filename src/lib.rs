@@ -17,6 +17,7 @@ pub mod llm;
 pub mod media;
 pub mod staff;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod tls;
 pub mod vision;

@@ -11,6 +11,8 @@ use servicebay::config::{Config, ConfigError};
 use servicebay::domain::{Actor, Role};
 use servicebay::staff::{StaffError, StaffService};
 use servicebay::store::{Store, StoreError};
+use servicebay::sync::hq::{self, HqConfig, HqError};
+use servicebay::sync::wire::BundleKind;
 use servicebay::vision::VisionError;
 
 #[derive(Parser)]
@@ -59,6 +61,34 @@ enum Command {
     /// Guided intake tools.
     #[command(subcommand)]
     Intake(IntakeCmd),
+    /// HQ: store every store's synced batches in PostgreSQL and acknowledge them (`--config hq.toml`).
+    /// Run several for more throughput; they share the work through an MQTT shared subscription.
+    HqIngest,
+    /// HQ: sign files as one bundle and publish it (retained) to one store or to all.
+    HqPublish {
+        /// The HQ signing key (from `servicebay hq-keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// price_list (parts.toml, operations.toml), labour_rates (rates.toml),
+        /// knowledge_base (knowledge.toml) or detector_model (NAME.safetensors + NAME.toml).
+        #[arg(long)]
+        kind: String,
+        /// Must grow with every bundle of this kind.
+        #[arg(long)]
+        version: u64,
+        /// A store id, or "all".
+        #[arg(long, default_value = "all")]
+        target: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// HQ: make the ed25519 key pair that signs bundles; prints the public key for the stores' config.
+    HqKeygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// HQ: per-store sync lag (last sequence, last seen, backlog estimate).
+    HqLag,
 }
 
 #[derive(Subcommand)]
@@ -141,8 +171,85 @@ fn exit_code(e: &AppError) -> u8 {
     }
 }
 
+fn hq_code(e: &HqError) -> u8 {
+    match e {
+        HqError::Read { .. } | HqError::Config { .. } | HqError::Link(_) => EX_CONFIG,
+        HqError::Postgres(_) | HqError::Mqtt(_) => EX_UNAVAILABLE,
+        HqError::Invalid(_) => EX_DATAERR,
+        HqError::Write { .. } => EX_IOERR,
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        eprintln!("servicebay: cannot start the runtime: {e}");
+        ExitCode::from(EX_SOFTWARE)
+    })
+}
+
+/// The HQ commands read `hq.toml`, not the store's config.
+fn hq_main(config: Option<PathBuf>, cmd: Command) -> ExitCode {
+    if let Command::HqKeygen { out } = &cmd {
+        return match hq::keygen(out) {
+            Ok(public) => {
+                println!("wrote {}/hq-signing.key (keep it secret) and hq-signing.pub", out.display());
+                println!("put this in every store's config:\n[sync]\nhq_public_key = \"{public}\"");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("servicebay: {e}");
+                ExitCode::from(hq_code(&e))
+            }
+        };
+    }
+    let Some(path) = config else {
+        eprintln!("servicebay: HQ commands need --config hq.toml (see assets/hq.example.toml)");
+        return ExitCode::from(EX_CONFIG);
+    };
+    let cfg = match HqConfig::from_file(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("servicebay: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    servicebay::telemetry::init(cfg.log_json, &cfg.log_level);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let r = rt.block_on(async move {
+        match cmd {
+            Command::HqIngest => hq::run_ingest(cfg, app::shutdown_signal()).await,
+            Command::HqLag => {
+                print!("{}", hq::lag_table(&cfg).await?);
+                Ok(())
+            }
+            Command::HqPublish { key, kind, version, target, files } => {
+                let kind = BundleKind::parse(&kind).ok_or_else(|| {
+                    HqError::Invalid(format!("--kind '{kind}' is not price_list, labour_rates, knowledge_base or detector_model"))
+                })?;
+                let (topic, bytes) = hq::publish(&cfg, hq::PublishRequest { key_file: key, kind, version, target, files }).await?;
+                println!("published {} v{version} ({bytes} bytes) on {topic}", kind.as_str());
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    });
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("servicebay: {e}");
+            ExitCode::from(hq_code(&e))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::HqIngest | Command::HqPublish { .. } | Command::HqKeygen { .. } | Command::HqLag) {
+        return hq_main(cli.config, cli.command);
+    }
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -151,12 +258,9 @@ fn main() -> ExitCode {
         }
     };
     servicebay::telemetry::init(cfg.log_json, &cfg.log_level);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("servicebay: cannot start the runtime: {e}");
-            return ExitCode::from(EX_SOFTWARE);
-        }
+        Err(code) => return code,
     };
     let models = cli.models.unwrap_or_else(|| cfg.models_dir.clone());
     match rt.block_on(dispatch(cli.command, cfg, models)) {
@@ -201,6 +305,7 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
             Ok(())
         }
         Command::Serve => app::run(cfg).await,
+        Command::HqIngest | Command::HqPublish { .. } | Command::HqKeygen { .. } | Command::HqLag => Ok(()),
         Command::CheckConfig => {
             println!("config OK ({})", cfg.source);
             println!("  store      {} ({})", cfg.store_id, cfg.store_name);
@@ -211,6 +316,16 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
             println!("  data_dir   {}", cfg.data_dir.display());
             println!("  tls        {} / {}", cfg.tls_cert.display(), cfg.tls_key.display());
             println!("  limits     json {} B, photo {} B, {} px", cfg.json_body_limit, cfg.photo_body_limit, cfg.photo_max_pixels);
+            match &cfg.sync {
+                Some(s) => println!(
+                    "  sync       to {}:{} ({}), HQ key {}",
+                    s.link.host,
+                    s.link.port,
+                    if s.link.tls { "TLS" } else { "plain, loopback" },
+                    if s.hq_key.is_some() { "set" } else { "not set: bundles are refused" }
+                ),
+                None => println!("  sync       off (standalone)"),
+            }
             Ok(())
         }
         Command::TlsFingerprint => {
@@ -247,7 +362,7 @@ async fn user_cmd(cmd: UserCmd, staff: &StaffService) -> Result<(), AppError> {
         UserCmd::Add { username, role, display_name } => {
             let role = Role::parse(&role).ok_or_else(|| {
                 let all: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
-                ConfigError::Invalid { key: "--role", message: format!("'{role}' is not a role; use one of {}", all.join(", ")) }
+                ConfigError::Invalid { key: "--role".into(), message: format!("'{role}' is not a role; use one of {}", all.join(", ")) }
             })?;
             let (user, pw) = staff.add_user(&actor, &username, display_name.as_deref(), role).await?;
             println!("created user {} (id {}, role {})", user.username, user.id, user.role);

@@ -80,12 +80,47 @@ pub fn fingerprint(cert: &Path) -> Result<String, TlsError> {
     Ok(d.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":"))
 }
 
+fn load_key(key: &Path) -> Result<rustls::pki_types::PrivateKeyDer<'static>, TlsError> {
+    let f = std::fs::File::open(key).map_err(io(key))?;
+    rustls_pemfile::private_key(&mut BufReader::new(f))
+        .map_err(io(key))?
+        .ok_or_else(|| TlsError::Invalid { path: key.into(), message: "no PEM private key found".into() })
+}
+
+/// A TLS client (the MQTT link to HQ): trust `ca` (or the system's roots when none is given), and
+/// present `client` (certificate, key) when HQ authenticates stores by certificate.
+pub fn client_config(ca: Option<&Path>, client: Option<(&Path, &Path)>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(ca) => {
+            for c in load_certs(ca)? {
+                roots.add(c).map_err(|e| TlsError::Invalid { path: ca.into(), message: e.to_string() })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Invalid { path: ca.unwrap_or(Path::new("-")).into(), message: e.to_string() })?
+        .with_root_certificates(roots);
+    let cfg = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+            .map_err(|e| TlsError::Invalid { path: cert.into(), message: e.to_string() })?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(cfg))
+}
+
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs = load_certs(cert)?;
-    let f = std::fs::File::open(key).map_err(io(key))?;
-    let key_der = rustls_pemfile::private_key(&mut BufReader::new(f))
-        .map_err(io(key))?
-        .ok_or_else(|| TlsError::Invalid { path: key.into(), message: "no PEM private key found".into() })?;
+    let key_der = load_key(key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -36,7 +36,7 @@ impl Metrics {
         self.sum_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub async fn render(&self, store: &Store) -> String {
+    pub async fn render(&self, store: &Store, sync: &crate::sync::Sync) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP servicebay_http_requests_total HTTP requests by method and status.");
         let _ = writeln!(out, "# TYPE servicebay_http_requests_total counter");
@@ -73,6 +73,36 @@ impl Metrics {
             }
             let _ = writeln!(out, "# TYPE servicebay_outbox_depth gauge");
             let _ = writeln!(out, "servicebay_outbox_depth {outbox}");
+        }
+        if let Ok(s) = sync.status().await {
+            let ts = |t: &Option<String>| {
+                t.as_deref()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.timestamp_millis() as f64 / 1000.0)
+                    .unwrap_or(0.0)
+            };
+            let _ = writeln!(out, "# TYPE servicebay_sync_enabled gauge");
+            let _ = writeln!(out, "servicebay_sync_enabled {}", s.enabled as u8);
+            let _ = writeln!(out, "# TYPE servicebay_sync_connected gauge");
+            let _ = writeln!(out, "servicebay_sync_connected {}", s.connected as u8);
+            let _ = writeln!(out, "# TYPE servicebay_outbox_oldest_unsent_age_seconds gauge");
+            let _ = writeln!(out, "servicebay_outbox_oldest_unsent_age_seconds {}", s.oldest_unsent_age_secs.unwrap_or(0.0));
+            let _ = writeln!(out, "# TYPE servicebay_outbox_alarm gauge");
+            let _ = writeln!(out, "servicebay_outbox_alarm {}", s.outbox_alarm as u8);
+            let _ = writeln!(out, "# TYPE servicebay_sync_acked_seq gauge");
+            let _ = writeln!(out, "servicebay_sync_acked_seq {}", s.acked_seq);
+            let _ = writeln!(out, "# TYPE servicebay_sync_last_ack_timestamp_seconds gauge");
+            let _ = writeln!(out, "servicebay_sync_last_ack_timestamp_seconds {}", ts(&s.last_ack_at));
+            let _ = writeln!(out, "# TYPE servicebay_sync_reconnects_total counter");
+            let _ = writeln!(out, "servicebay_sync_reconnects_total {}", s.reconnects);
+            let _ = writeln!(out, "# TYPE servicebay_sync_records_sent_total counter");
+            let _ = writeln!(out, "servicebay_sync_records_sent_total {}", s.records_sent);
+            let _ = writeln!(out, "# TYPE servicebay_bundles_rejected_total counter");
+            let _ = writeln!(out, "servicebay_bundles_rejected_total {}", s.bundles_rejected);
+            let _ = writeln!(out, "# TYPE servicebay_bundle_version gauge");
+            for (kind, b) in &s.bundles {
+                let _ = writeln!(out, "servicebay_bundle_version{{kind=\"{kind}\"}} {}", b.version);
+            }
         }
         out
     }

@@ -38,6 +38,7 @@ pub struct ApiState {
     pub intake: crate::case::intake::IntakeService,
     pub estimates: crate::case::estimate::EstimateService,
     pub analyzer: crate::case::photos::PhotoAnalyzer,
+    pub sync: Arc<crate::sync::Sync>,
     pub staff: StaffService,
     pub files: PhotoFiles,
     pub store: Store,
@@ -377,6 +378,7 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .then(h::reset_password)
         .boxed();
     let audit = v1.and(warp::path!("audit")).and(warp::get()).and(st()).and(a(AuditList)).and(query()).then(h::audit).boxed();
+    let sync_status = v1.and(warp::path!("sync" / "status")).and(warp::get()).and(st()).and(a(SyncStatus)).then(h::sync_status).boxed();
 
     health
         .or(openapi)
@@ -414,5 +416,6 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .or(users_enable)
         .or(users_reset)
         .or(audit)
+        .or(sync_status)
         .recover(error::recover)
 }

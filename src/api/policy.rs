@@ -42,6 +42,7 @@ pub enum RouteId {
     UsersEnable,
     UsersResetPassword,
     AuditList,
+    SyncStatus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +123,8 @@ pub const ROUTES: &[RouteSpec] = &[
     r(UsersEnable, "POST", "/api/v1/users/{id}/enable", Roles(MANAGERS)),
     r(UsersResetPassword, "POST", "/api/v1/users/{id}/reset-password", Roles(MANAGERS)),
     r(AuditList, "GET", "/api/v1/audit", Roles(AUDITORS)),
+    // Whether HQ gets the data: outbox depth, link, applied bundles (no personal data).
+    r(SyncStatus, "GET", "/api/v1/sync/status", Roles(AUDITORS)),
 ];
 
 pub fn spec(id: RouteId) -> &'static RouteSpec {

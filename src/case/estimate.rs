@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::CaseError;
-use crate::catalog::Catalog;
+use crate::catalog::SharedCatalog;
 use crate::domain::{new_id, now, Actor};
 use crate::estimate::{self, Booking, PartsChoice, PlanRequest, RepairPlan};
 use crate::intake::policy::IntakeState;
@@ -30,7 +30,7 @@ pub struct EstimateView {
 pub struct EstimateService {
     store: store::Store,
     engine: Arc<dyn TextGen>,
-    catalog: Arc<Catalog>,
+    catalog: SharedCatalog,
     templates: Arc<Templates>,
     store_id: String,
 }
@@ -44,8 +44,9 @@ fn parse_local(s: &str) -> Option<chrono::NaiveDateTime> {
 }
 
 impl EstimateService {
-    pub fn new(store: store::Store, engine: Arc<dyn TextGen>, store_id: String) -> EstimateService {
-        EstimateService { store, engine, catalog: Arc::new(Catalog::builtin()), templates: Arc::new(Templates::builtin()), store_id }
+    /// `catalog` is shared with the HQ bundle applier, which replaces it when HQ sends new prices.
+    pub fn new(store: store::Store, engine: Arc<dyn TextGen>, catalog: SharedCatalog, store_id: String) -> EstimateService {
+        EstimateService { store, engine, catalog, templates: Arc::new(Templates::builtin()), store_id }
     }
 
     pub async fn create(&self, actor: &Actor, case_id: String, parts_choice: PartsChoice) -> Result<EstimateView, CaseError> {
@@ -67,7 +68,7 @@ impl EstimateService {
         let booked: Vec<Booking> =
             bookings.iter().filter_map(|(a, b)| Some(Booking { start: parse_local(a)?, end: parse_local(b)? })).collect();
         let (engine, catalog, templates, store_id) =
-            (self.engine.clone(), self.catalog.clone(), self.templates.clone(), self.store_id.clone());
+            (self.engine.clone(), self.catalog.get(), self.templates.clone(), self.store_id.clone());
         let lang = state.lang.unwrap_or(Lang::Zh);
         // Planning is cheap; the explanation may call the LLM: both off the async runtime.
         let (plan, explanation) = tokio::task::spawn_blocking(move || -> Result<_, estimate::EstimateError> {

@@ -58,9 +58,12 @@ pub fn get(tx: &Tx, id: &str) -> Result<Option<FindingRecord>, StoreError> {
 
 /// Store a person's decision (and corrections) on a finding.
 pub fn save_review(tx: &Tx, f: &FindingRecord) -> Result<(), StoreError> {
-    tx.conn().execute(
-        "UPDATE findings SET part = ?2, position = ?3, damage_type = ?4, length_cm = ?5, review_status = ?6, updated_at = ?7 WHERE id = ?1",
+    // Each review is a new version, so HQ keeps the latest decision whatever order batches land in.
+    let version: i64 = tx.conn().query_row(
+        "UPDATE findings SET part = ?2, position = ?3, damage_type = ?4, length_cm = ?5, review_status = ?6, updated_at = ?7,
+                version = version + 1 WHERE id = ?1 RETURNING version",
         params![f.id, f.part, f.position, f.damage_type, f.length_cm, f.review_status, f.updated_at],
+        |r| r.get(0),
     )?;
-    super::outbox::append(tx, "finding", &f.id, 1, 1, &f.updated_at, &serde_json::to_string(f).unwrap_or_default())
+    super::outbox::append(tx, "finding", &f.id, version, 1, &f.updated_at, &serde_json::to_string(f).unwrap_or_default())
 }

@@ -19,6 +19,7 @@ pub mod intake;
 pub mod outbox;
 pub mod people;
 pub mod photos;
+pub mod sync;
 pub mod users;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -36,6 +37,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "intake", include_str!("migrations/0002_intake.sql")),
     (3, "estimate_plan", include_str!("migrations/0003_estimate_plan.sql")),
     (4, "photo_analysis", include_str!("migrations/0004_photo_analysis.sql")),
+    (5, "sync", include_str!("migrations/0005_sync.sql")),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

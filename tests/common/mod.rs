@@ -301,3 +301,4 @@ pub fn vision_models() -> Option<PathBuf> {
         None
     }
 }
+pub mod hq;

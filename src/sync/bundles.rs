@@ -1,0 +1,216 @@
+//! Signed config bundles from HQ: price list, labour rates, knowledge base, detector models.
+//!
+//! A bundle is applied only if its ed25519 signature verifies with the HQ key in the store's
+//! config, its target is this store (on the store's topic) or "all" (on the all-stores topic), its
+//! version is newer than the applied one of its kind, its files match the signed hashes, and its
+//! content validates (the whole catalogue re-checked; a detector model loaded). Otherwise it is
+//! refused, the refusal is recorded for the manager, and what was applied stays.
+//!
+//! On disk: `<data_dir>/bundles/<kind>/v<version>/` written in a temporary directory first, then
+//! renamed, then the `current` symlink is swapped with an atomic rename. The catalogue in memory is
+//! swapped after the files are in place; the version is recorded last. A crash in between leaves
+//! the new files active with the old version recorded: HQ's retained bundle is applied again on the
+//! next connect, which is harmless. Detector models take effect at the next start.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::wire::{self, BundleKind};
+use super::{topics, LinkState};
+use crate::catalog::{Catalog, SharedCatalog};
+use crate::store::sync::{AppliedBundle, Rejection};
+use crate::store::{self, Store};
+
+#[derive(Clone)]
+pub struct BundleApplier {
+    pub store: Store,
+    pub store_id: String,
+    pub dir: PathBuf,
+    pub key: Option<ed25519_dalek::VerifyingKey>,
+    pub catalog: SharedCatalog,
+    pub(super) state: Arc<Mutex<LinkState>>,
+}
+
+/// The directory of the active bundle of `kind`, if one was applied.
+pub fn current_dir(bundles_dir: &Path, kind: BundleKind) -> Option<PathBuf> {
+    let p = bundles_dir.join(kind.as_str()).join("current");
+    p.exists().then_some(p)
+}
+
+/// The catalogue from the applied bundles over the built-in starter files. A bundle directory that
+/// no longer validates is reported and the built-in files are used for its kinds.
+pub fn load_catalog(bundles_dir: &Path) -> Catalog {
+    match catalog_with(bundles_dir, &BTreeMap::new()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "applied catalogue bundles do not validate; using the built-in catalogue");
+            Catalog::builtin()
+        }
+    }
+}
+
+/// The catalogue texts: `overrides` first, then the applied bundles, then the built-in files.
+fn catalog_with(bundles_dir: &Path, overrides: &BTreeMap<String, Vec<u8>>) -> Result<Catalog, String> {
+    let text = |name: &str, kind: BundleKind| -> Result<String, String> {
+        if let Some(b) = overrides.get(name) {
+            return String::from_utf8(b.clone()).map_err(|_| format!("{name} is not UTF-8"));
+        }
+        if let Some(dir) = current_dir(bundles_dir, kind) {
+            let p = dir.join(name);
+            if p.exists() {
+                return std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()));
+            }
+        }
+        Ok(Catalog::builtin_text(name).unwrap_or_default().to_string())
+    };
+    let ops = text("operations.toml", BundleKind::PriceList)?;
+    let parts = text("parts.toml", BundleKind::PriceList)?;
+    let rates = text("rates.toml", BundleKind::LabourRates)?;
+    let knowledge = text("knowledge.toml", BundleKind::KnowledgeBase)?;
+    Catalog::from_texts(&ops, &parts, &rates, &knowledge).map_err(|e| e.to_string())
+}
+
+fn io(e: std::io::Error, p: &Path) -> String {
+    format!("{}: {e}", p.display())
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(|e| io(e, path))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| io(e, path))
+}
+
+/// Write the files as `<kind>/v<version>/` and point `<kind>/current` at it, atomically.
+fn install(bundles_dir: &Path, kind: BundleKind, version: u64, files: &BTreeMap<String, Vec<u8>>) -> Result<(), String> {
+    let kind_dir = bundles_dir.join(kind.as_str());
+    std::fs::create_dir_all(&kind_dir).map_err(|e| io(e, &kind_dir))?;
+    let tmp = kind_dir.join(format!(".tmp-v{version}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| io(e, &tmp))?;
+    for (name, bytes) in files {
+        write_synced(&tmp.join(name), bytes)?;
+    }
+    let final_dir = kind_dir.join(format!("v{version}"));
+    let _ = std::fs::remove_dir_all(&final_dir);
+    std::fs::rename(&tmp, &final_dir).map_err(|e| io(e, &final_dir))?;
+    let link_tmp = kind_dir.join(".current.tmp");
+    let _ = std::fs::remove_file(&link_tmp);
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(format!("v{version}"), &link_tmp).map_err(|e| io(e, &link_tmp))?;
+    std::fs::rename(&link_tmp, kind_dir.join("current")).map_err(|e| io(e, &kind_dir))?;
+    if let Ok(d) = std::fs::File::open(&kind_dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Outcome of one message on a config topic.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Applied { kind: BundleKind, version: u64 },
+    AlreadyApplied,
+    Rejected(String),
+}
+
+impl BundleApplier {
+    /// Verify, check and apply one bundle; a refusal is logged and recorded, never fatal.
+    pub async fn handle(&self, topic: &str, payload: bytes::Bytes) -> Outcome {
+        let this = self.clone();
+        let topic_owned = topic.to_string();
+        let outcome = tokio::task::spawn_blocking(move || this.apply_blocking(&topic_owned, &payload))
+            .await
+            .unwrap_or_else(|e| Err((None, format!("bundle worker failed: {e}"))));
+        match outcome {
+            Ok(o) => {
+                if let Outcome::Applied { kind, version } = &o {
+                    tracing::info!(kind = kind.as_str(), version, "HQ bundle applied");
+                }
+                o
+            }
+            Err((head, reason)) => {
+                tracing::warn!(topic, %reason, "HQ bundle refused; the applied one stays");
+                let r = Rejection {
+                    at: crate::domain::now(),
+                    topic: topic.to_string(),
+                    kind: head.map(|(k, _)| k.as_str().to_string()),
+                    version: head.map(|(_, v)| v),
+                    reason: reason.clone(),
+                };
+                if let Ok(mut s) = self.state.lock() {
+                    s.bundles_rejected += 1;
+                }
+                let _ = self.store.write(move |tx| store::sync::record_rejection(tx, &r)).await;
+                Outcome::Rejected(reason)
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn apply_blocking(&self, topic: &str, payload: &[u8]) -> Result<Outcome, (Option<(BundleKind, u64)>, String)> {
+        // A retained message is cleared by an empty payload: nothing to apply.
+        if payload.is_empty() {
+            return Ok(Outcome::AlreadyApplied);
+        }
+        let key = self.key.as_ref().ok_or((None, "no HQ public key configured (sync.hq_public_key)".to_string()))?;
+        let b = wire::open_bundle(payload, key).map_err(|e| (None, e.to_string()))?;
+        let (kind, version) = (b.manifest.kind, b.manifest.version);
+        let head = Some((kind, version));
+        let expected = if topic == topics::config("all") { "all" } else { self.store_id.as_str() };
+        if topic != topics::config("all") && topic != topics::config(&self.store_id) {
+            return Err((head, format!("bundle on an unexpected topic {topic}")));
+        }
+        if b.manifest.target != expected {
+            return Err((head, format!("bundle targets '{}' but arrived on the topic for '{expected}'", b.manifest.target)));
+        }
+        let rt = tokio::runtime::Handle::current();
+        let applied = rt.block_on(self.store.read(store::sync::applied_bundles)).map_err(|e| (head, e.to_string()))?;
+        if let Some(a) = applied.get(kind.as_str()) {
+            if version == a.version && b.sha256 == a.sha256 {
+                return Ok(Outcome::AlreadyApplied);
+            }
+            if version <= a.version {
+                return Err((head, format!("version {version} is not newer than the applied {}", a.version)));
+            }
+        }
+        let new_catalog = match kind {
+            BundleKind::DetectorModel => {
+                self.check_detector(&b.files).map_err(|e| (head, e))?;
+                None
+            }
+            _ => Some(catalog_with(&self.dir, &b.files).map_err(|e| (head, format!("catalogue does not validate: {e}")))?),
+        };
+        install(&self.dir, kind, version, &b.files).map_err(|e| (head, format!("cannot write the bundle: {e}")))?;
+        if let Some(c) = new_catalog {
+            self.catalog.replace(c);
+        }
+        let rec = AppliedBundle { version, sha256: b.sha256.clone(), target: b.manifest.target.clone(), applied_at: crate::domain::now() };
+        let k = kind.as_str();
+        rt.block_on(self.store.write(move |tx| store::sync::record_bundle(tx, k, &rec))).map_err(|e| (head, e.to_string()))?;
+        Ok(Outcome::Applied { kind, version })
+    }
+
+    /// A detector bundle must load: its card parses, its weights fit the card.
+    fn check_detector(&self, files: &BTreeMap<String, Vec<u8>>) -> Result<(), String> {
+        let names: Vec<&str> = files.keys().filter_map(|n| n.strip_suffix(".safetensors")).collect();
+        let [name] = names.as_slice() else {
+            return Err("a detector bundle holds exactly one NAME.safetensors and its NAME.toml".into());
+        };
+        if !files.contains_key(&format!("{name}.toml")) || files.len() != 2 {
+            return Err(format!("a detector bundle holds exactly {name}.safetensors and {name}.toml"));
+        }
+        let tmp = tempdir_in(&self.dir).map_err(|e| e.to_string())?;
+        for (n, bytes) in files {
+            write_synced(&tmp.join(n), bytes)?;
+        }
+        let loaded = crate::vision::load_detector(&tmp, name, Default::default());
+        let _ = std::fs::remove_dir_all(&tmp);
+        loaded.map(|_| ()).map_err(|e| format!("detector model does not load: {e}"))
+    }
+}
+
+fn tempdir_in(dir: &Path) -> std::io::Result<PathBuf> {
+    let p = dir.join(format!(".check-{}", crate::domain::new_id()));
+    std::fs::create_dir_all(&p)?;
+    Ok(p)
+}

@@ -1,0 +1,508 @@
+//! HQ's side: `hq-ingest` (MQTT shared subscription → PostgreSQL → ack), `hq-publish` (signed
+//! bundles down to stores), `hq-keygen`, `hq-lag`.
+//!
+//! Ingest, per batch: decode and check → one PostgreSQL transaction (lock the store's row, insert
+//! events ON CONFLICT DO NOTHING, keep the newest row per record, advance the contiguous sequence
+//! over stored ranges) → COMMIT → publish the ack (retained) → PUBACK to the broker. A crash at any
+//! point leaves either nothing or a committed batch that a redelivery or a store resend finds
+//! already there. Several workers share `$share/hq/servicebay/v1/+/events`; the per-store row lock
+//! serialises them per store only.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event};
+use serde::Deserialize;
+
+use super::link::{Link, LinkError, RawLink};
+use super::topics;
+use super::wire::{self, Batch, BundleKind};
+
+const SCHEMA: &[(i32, &str)] = &[(1, include_str!("hq_schema.sql"))];
+
+#[derive(Debug, thiserror::Error)]
+pub enum HqError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("HQ config {path}: {message}")]
+    Config { path: String, message: String },
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("MQTT: {0}")]
+    Mqtt(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+impl HqError {
+    /// Worth retrying (broker or database unreachable) rather than fixing the config.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, HqError::Postgres(_) | HqError::Mqtt(_))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHqFile {
+    hq: RawHq,
+    log: RawHqLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHq {
+    postgres: String,
+    worker_id: Option<String>,
+    mqtt: RawLink,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHqLog {
+    level: String,
+    format: String,
+}
+impl Default for RawHqLog {
+    fn default() -> Self {
+        RawHqLog { level: "info".into(), format: "human".into() }
+    }
+}
+
+/// Validated `hq.toml`.
+#[derive(Debug, Clone)]
+pub struct HqConfig {
+    pub postgres: String,
+    pub worker_id: String,
+    pub link: Link,
+    pub log_level: String,
+    pub log_json: bool,
+}
+
+impl HqConfig {
+    pub fn from_file(path: &Path) -> Result<HqConfig, HqError> {
+        let text = std::fs::read_to_string(path).map_err(|source| HqError::Read { path: path.into(), source })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    pub fn from_toml(text: &str, source: &str) -> Result<HqConfig, HqError> {
+        let bad = |m: String| HqError::Config { path: source.into(), message: m };
+        let raw: RawHqFile = toml::from_str(text).map_err(|e| bad(e.to_string().trim().to_string()))?;
+        if raw.hq.postgres.trim().is_empty() {
+            return Err(bad("key `hq.postgres`: set a connection string, e.g. \"host=127.0.0.1 user=hq dbname=servicebay_hq\"".into()));
+        }
+        raw.hq.postgres.parse::<tokio_postgres::Config>().map_err(|e| bad(format!("key `hq.postgres`: {e}")))?;
+        // systemd's servicebay-hq-ingest@N.service sets SERVICEBAY_HQ_WORKER=N.
+        let worker_id = raw
+            .hq
+            .worker_id
+            .or_else(|| std::env::var("SERVICEBAY_HQ_WORKER").ok().map(|w| format!("hq-{w}")))
+            .unwrap_or_else(|| format!("hq-{}", std::process::id()));
+        if !wire::valid_store_id(&worker_id) {
+            return Err(bad("key `hq.worker_id`: use letters, digits, '-' or '_'".into()));
+        }
+        let log_json = match raw.log.format.as_str() {
+            "human" => false,
+            "json" => true,
+            other => return Err(bad(format!("key `log.format`: '{other}' is not \"human\" or \"json\""))),
+        };
+        Ok(HqConfig { postgres: raw.hq.postgres, worker_id, link: raw.hq.mqtt.validate("hq.mqtt")?, log_level: raw.log.level, log_json })
+    }
+}
+
+// ---- PostgreSQL ------------------------------------------------------------------------------
+
+pub async fn connect_pg(conn: &str) -> Result<tokio_postgres::Client, HqError> {
+    let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Apply pending schema migrations; an advisory lock keeps concurrent workers from racing.
+pub async fn migrate(pg: &mut tokio_postgres::Client) -> Result<i32, HqError> {
+    let tx = pg.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock(7301)", &[]).await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS hq_schema (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        .await?;
+    let current: i32 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM hq_schema", &[]).await?.get(0);
+    for (version, sql) in SCHEMA.iter().filter(|(v, _)| *v > current) {
+        tx.batch_execute(sql).await?;
+        tx.execute("INSERT INTO hq_schema (version) VALUES ($1)", &[version]).await?;
+        tracing::info!(version, "HQ schema migrated");
+    }
+    let now: i32 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM hq_schema", &[]).await?.get(0);
+    tx.commit().await?;
+    Ok(now)
+}
+
+/// Store one batch; returns (the store's acked sequence after it, rows newly inserted).
+pub async fn store_batch(pg: &mut tokio_postgres::Client, b: &Batch, worker: &str) -> Result<(i64, u64), HqError> {
+    let tx = pg.transaction().await?;
+    tx.execute("INSERT INTO hq_stores (store_id) VALUES ($1) ON CONFLICT (store_id) DO NOTHING", &[&b.store_id]).await?;
+    let mut acked: i64 = tx.query_one("SELECT acked_seq FROM hq_stores WHERE store_id = $1 FOR UPDATE", &[&b.store_id]).await?.get(0);
+
+    let n = b.records.len();
+    let (mut seq, mut eid, mut rtype, mut rid, mut ver, mut sv, mut at, mut body) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for r in &b.records {
+        seq.push(r.seq);
+        eid.push(r.event_id.as_str());
+        rtype.push(r.record_type.as_str());
+        rid.push(r.record_id.as_str());
+        ver.push(r.version);
+        sv.push(r.schema_version as i32);
+        at.push(r.at.as_str());
+        // A body that is not JSON is still kept, as a JSON string, rather than losing the record.
+        body.push(if serde_json::from_str::<serde::de::IgnoredAny>(&r.body).is_ok() {
+            r.body.clone()
+        } else {
+            serde_json::Value::String(r.body.clone()).to_string()
+        });
+    }
+    let inserted = tx
+        .execute(
+            "INSERT INTO hq_events (store_id, seq, event_id, record_type, record_id, version, schema_version, at, body, worker)
+             SELECT $1, u.seq, u.eid, u.rtype, u.rid, u.ver, u.sv, u.at, u.body::jsonb, $10
+             FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[], $8::text[], $9::text[])
+                  AS u(seq, eid, rtype, rid, ver, sv, at, body)
+             ON CONFLICT DO NOTHING",
+            &[&b.store_id, &seq, &eid, &rtype, &rid, &ver, &sv, &at, &body, &worker],
+        )
+        .await?;
+    tx.execute(
+        "INSERT INTO hq_records (store_id, record_type, record_id, version, seq, at, body)
+         SELECT DISTINCT ON (u.rtype, u.rid) $1, u.rtype, u.rid, u.ver, u.seq, u.at, u.body::jsonb
+         FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[]) AS u(seq, rtype, rid, ver, at, body)
+         ORDER BY u.rtype, u.rid, u.seq DESC
+         ON CONFLICT (store_id, record_type, record_id) DO UPDATE
+            SET version = excluded.version, seq = excluded.seq, at = excluded.at, body = excluded.body
+            WHERE hq_records.seq < excluded.seq",
+        &[&b.store_id, &seq, &rtype, &rid, &ver, &at, &body],
+    )
+    .await?;
+
+    // Advance the contiguous sequence over this batch and any stored beyond an earlier gap.
+    if b.last_seq > acked {
+        tx.execute(
+            "INSERT INTO hq_ranges (store_id, after_seq, last_seq) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&b.store_id, &b.after_seq, &b.last_seq],
+        )
+        .await?;
+        loop {
+            let next: Option<i64> = tx
+                .query_one(
+                    "SELECT MAX(last_seq) FROM hq_ranges WHERE store_id = $1 AND after_seq <= $2 AND last_seq > $2",
+                    &[&b.store_id, &acked],
+                )
+                .await?
+                .get(0);
+            match next {
+                Some(n) => acked = n,
+                None => break,
+            }
+        }
+        tx.execute("DELETE FROM hq_ranges WHERE store_id = $1 AND last_seq <= $2", &[&b.store_id, &acked]).await?;
+    }
+    let dup = n as i64 - inserted as i64;
+    tx.execute(
+        "UPDATE hq_stores SET acked_seq = $2, head_seq = GREATEST(head_seq, $3), last_seen = now(), last_batch_at = now(),
+                batches = batches + 1, records = records + $4, duplicates = duplicates + $5
+         WHERE store_id = $1",
+        &[&b.store_id, &acked, &b.head_seq, &(inserted as i64), &dup],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((acked, inserted))
+}
+
+async fn record_status(pg: &tokio_postgres::Client, store_id: &str, payload: &[u8]) -> Result<(), HqError> {
+    let s = wire::decode_status(payload).map_err(|e| HqError::Invalid(e.to_string()))?;
+    if s.store_id != store_id {
+        return Err(HqError::Invalid(format!("status for {} on the topic of {store_id}", s.store_id)));
+    }
+    let bundles = serde_json::to_string(&s.bundles).unwrap_or_else(|_| "{}".into());
+    pg.execute(
+        "INSERT INTO hq_stores (store_id, link_state, link_state_at, bundles) VALUES ($1, $2, now(), $3::text::jsonb)
+         ON CONFLICT (store_id) DO UPDATE SET link_state = excluded.link_state, link_state_at = now(),
+             bundles = CASE WHEN $2 = 'offline' THEN hq_stores.bundles ELSE excluded.bundles END",
+        &[&store_id, &s.state, &bundles],
+    )
+    .await?;
+    Ok(())
+}
+
+// ---- ingest ----------------------------------------------------------------------------------
+
+/// Test hook: `SERVICEBAY_HQ_FAILPOINT=crash-after-commit:N` aborts the process after the N-th
+/// committed batch, before its ack is published (the "written but not acked" crash).
+fn failpoint_after_commit() -> Option<u64> {
+    std::env::var("SERVICEBAY_HQ_FAILPOINT").ok()?.strip_prefix("crash-after-commit:")?.parse().ok()
+}
+
+/// `servicebay hq-ingest`: runs until `shutdown`; reconnects to the broker and PostgreSQL with backoff.
+pub async fn run_ingest(cfg: HqConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), HqError> {
+    let mut pg = connect_pg(&cfg.postgres).await?;
+    let schema = migrate(&mut pg).await?;
+    tracing::info!(worker = %cfg.worker_id, schema, "HQ ingest started");
+    println!("hq-ingest {} ready (schema v{schema})", cfg.worker_id);
+    let crash_after = failpoint_after_commit();
+    let mut committed = 0u64;
+    tokio::pin!(shutdown);
+    let mut attempt = 0u32;
+    loop {
+        let session = ingest_session(&cfg, &mut pg, crash_after, &mut committed);
+        tokio::select! {
+            _ = &mut shutdown => {
+                tracing::info!("HQ ingest stopping");
+                return Ok(());
+            }
+            r = session => {
+                let why = match r { Ok(()) => "session ended".to_string(), Err(e) => e.to_string() };
+                if pg.is_closed() {
+                    match connect_pg(&cfg.postgres).await {
+                        Ok(c) => pg = c,
+                        Err(e) => tracing::error!(error = %e, "PostgreSQL unreachable"),
+                    }
+                }
+                let wait = super::link::backoff(attempt, cfg.link.backoff_max);
+                attempt = (attempt + 1).min(10);
+                tracing::warn!(reason = %why, retry_in_ms = wait.as_millis() as u64, "HQ ingest reconnecting");
+                tokio::select! { _ = &mut shutdown => return Ok(()), _ = tokio::time::sleep(wait) => {} }
+            }
+        }
+    }
+}
+
+async fn ingest_session(
+    cfg: &HqConfig,
+    pg: &mut tokio_postgres::Client,
+    crash_after: Option<u64>,
+    committed: &mut u64,
+) -> Result<(), HqError> {
+    let mut opts = cfg.link.options(&format!("servicebay-{}", cfg.worker_id))?;
+    // A clean session on purpose: Mosquitto keeps dealing a shared subscription's messages to a
+    // dead worker's persisted session, so a crashed worker would swallow every other batch. The
+    // store's outbox is the source of truth; what a dead worker held is resent after the ack timeout.
+    opts.set_clean_start(true);
+    opts.set_session_expiry_interval(None);
+    opts.set_manual_acks(true);
+    opts.set_max_packet_size(Some(wire::MAX_BATCH_COMPRESSED as u32 + 4096));
+    let (client, mut ev) = AsyncClient::new(opts, 256);
+    client.subscribe(topics::SHARED_EVENTS, QoS::AtLeastOnce).await.map_err(|e| HqError::Mqtt(e.to_string()))?;
+    // Status is retained, which shared subscriptions do not deliver: every worker reads it.
+    client.subscribe("servicebay/v1/+/status", QoS::AtLeastOnce).await.map_err(|e| HqError::Mqtt(e.to_string()))?;
+    // The event loop runs on its own task: publishing acks from the task that polls it deadlocks
+    // rumqttc once its request queue fills. With manual acks the broker sends at most its in-flight
+    // limit of unacknowledged messages, so this channel stays short.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<rumqttc::v5::mqttbytes::v5::Publish, String>>(1024);
+    let host = cfg.link.host.clone();
+    let poller = tokio::spawn(async move {
+        loop {
+            let item = match ev.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => Ok(p),
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    tracing::info!(broker = %host, "HQ ingest connected");
+                    continue;
+                }
+                Ok(_) => continue,
+                Err(e) => Err(e.to_string()),
+            };
+            let down = item.is_err();
+            if tx.send(item).await.is_err() || down {
+                return;
+            }
+        }
+    });
+    let r = ingest_loop(cfg, pg, &client, &mut rx, crash_after, committed).await;
+    poller.abort();
+    r
+}
+
+async fn ingest_loop(
+    cfg: &HqConfig,
+    pg: &mut tokio_postgres::Client,
+    client: &AsyncClient,
+    rx: &mut tokio::sync::mpsc::Receiver<Result<rumqttc::v5::mqttbytes::v5::Publish, String>>,
+    crash_after: Option<u64>,
+    committed: &mut u64,
+) -> Result<(), HqError> {
+    loop {
+        let p = match rx.recv().await {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return Err(HqError::Mqtt(e)),
+            None => return Err(HqError::Mqtt("event loop ended".into())),
+        };
+        let topic = String::from_utf8_lossy(&p.topic).into_owned();
+        if let Some(store) = topics::store_of(&topic, "status") {
+            if let Err(e) = record_status(pg, store, &p.payload).await {
+                tracing::warn!(topic, error = %e, "ignored a status message");
+                if matches!(e, HqError::Postgres(_)) {
+                    return Err(e);
+                }
+            }
+            client.ack(&p).await.map_err(|e| HqError::Mqtt(e.to_string()))?;
+            continue;
+        }
+        let Some(store) = topics::store_of(&topic, "events") else {
+            client.ack(&p).await.map_err(|e| HqError::Mqtt(e.to_string()))?;
+            continue;
+        };
+        let batch = match wire::decode_batch(&p.payload) {
+            Ok(b) if b.store_id == store => b,
+            Ok(b) => {
+                tracing::warn!(topic, claimed = %b.store_id, "refused a batch for another store's topic");
+                client.ack(&p).await.map_err(|e| HqError::Mqtt(e.to_string()))?;
+                continue;
+            }
+            Err(e) => {
+                // Bad input is refused and acknowledged so it is not redelivered forever.
+                tracing::warn!(topic, bytes = p.payload.len(), error = %e, "refused a malformed batch");
+                client.ack(&p).await.map_err(|e| HqError::Mqtt(e.to_string()))?;
+                continue;
+            }
+        };
+        let (acked, inserted) = store_batch(pg, &batch, &cfg.worker_id).await?;
+        *committed += 1;
+        if crash_after.is_some_and(|n| *committed >= n) {
+            eprintln!("hq-ingest: failpoint crash-after-commit reached");
+            std::process::abort();
+        }
+        tracing::debug!(store, after = batch.after_seq, last = batch.last_seq, inserted, acked, "batch stored");
+        let ack = wire::encode_ack(&wire::Ack { v: wire::WIRE_VERSION, store_id: store.to_string(), acked_seq: acked });
+        client.publish(topics::ack(store), QoS::AtLeastOnce, true, ack).await.map_err(|e| HqError::Mqtt(e.to_string()))?;
+        client.ack(&p).await.map_err(|e| HqError::Mqtt(e.to_string()))?;
+    }
+}
+
+// ---- publish, keys, lag ----------------------------------------------------------------------
+
+/// `servicebay hq-keygen`: a new ed25519 key pair; the private key file is owner-only.
+pub fn keygen(out: &Path) -> Result<String, HqError> {
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    std::fs::create_dir_all(out).map_err(|source| HqError::Write { path: out.into(), source })?;
+    let private = out.join("hq-signing.key");
+    if private.exists() {
+        return Err(HqError::Invalid(format!("{} exists; refusing to overwrite a signing key", private.display())));
+    }
+    crate::app::write_secret(&private, &format!("{}\n", wire::encode_key(&key.to_bytes())))
+        .map_err(|source| HqError::Write { path: private.clone(), source })?;
+    let public = wire::encode_key(key.verifying_key().as_bytes());
+    let pub_path = out.join("hq-signing.pub");
+    std::fs::write(&pub_path, format!("{public}\n")).map_err(|source| HqError::Write { path: pub_path, source })?;
+    Ok(public)
+}
+
+pub struct PublishRequest {
+    pub key_file: PathBuf,
+    pub kind: BundleKind,
+    pub version: u64,
+    pub target: String,
+    pub files: Vec<PathBuf>,
+}
+
+/// `servicebay hq-publish`: sign the files as one bundle and publish it, retained, on the target's
+/// config topic; returns once the broker has acknowledged it.
+pub async fn publish(cfg: &HqConfig, req: PublishRequest) -> Result<(String, usize), HqError> {
+    if req.target != "all" && !wire::valid_store_id(&req.target) {
+        return Err(HqError::Invalid(format!("--target '{}' is neither 'all' nor a store id", req.target)));
+    }
+    let key_text = std::fs::read_to_string(&req.key_file).map_err(|source| HqError::Read { path: req.key_file.clone(), source })?;
+    let key = wire::parse_signing_key(&key_text).map_err(|e| HqError::Invalid(format!("{}: {e}", req.key_file.display())))?;
+    let mut files = BTreeMap::new();
+    for f in &req.files {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let bytes = std::fs::read(f).map_err(|source| HqError::Read { path: f.clone(), source })?;
+        files.insert(name, bytes);
+    }
+    let payload = wire::seal_bundle(&key, req.kind, req.version, &req.target, &files).map_err(|e| HqError::Invalid(e.to_string()))?;
+    let topic = topics::config(&req.target);
+    publish_once(cfg, &topic, payload.clone(), true).await?;
+    Ok((topic, payload.len()))
+}
+
+/// Publish one QoS 1 message and wait for the broker's PUBACK.
+pub async fn publish_once(cfg: &HqConfig, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), HqError> {
+    let mut opts = cfg.link.options(&format!("servicebay-publisher-{}", crate::domain::new_id()))?;
+    opts.set_max_packet_size(Some(wire::MAX_BUNDLE_COMPRESSED as u32 + 4096));
+    let (client, mut ev) = AsyncClient::new(opts, 8);
+    client.publish(topic, QoS::AtLeastOnce, retain, payload).await.map_err(|e| HqError::Mqtt(e.to_string()))?;
+    let wait = async {
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(HqError::Mqtt(e.to_string())),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), wait).await.map_err(|_| HqError::Mqtt("no PUBACK within 60 s".into()))??;
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async { while ev.poll().await.is_ok() {} }).await;
+    Ok(())
+}
+
+/// `servicebay hq-lag`: the per-store view as a table.
+pub async fn lag_table(cfg: &HqConfig) -> Result<String, HqError> {
+    let mut pg = connect_pg(&cfg.postgres).await?;
+    migrate(&mut pg).await?;
+    let rows = pg
+        .query(
+            "SELECT store_id, last_seq, backlog_estimate, to_char(last_seen, 'YYYY-MM-DD HH24:MI:SS TZ'),
+                    EXTRACT(EPOCH FROM since_last_seen)::float8, COALESCE(link_state, '-'), records, duplicates
+             FROM hq_sync_lag ORDER BY backlog_estimate DESC, store_id",
+            &[],
+        )
+        .await?;
+    let mut out = format!(
+        "{:<24} {:>10} {:>8} {:<26} {:>10} {:<8} {:>10} {:>6}\n",
+        "store", "last_seq", "backlog", "last_seen", "age_s", "link", "records", "dups"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<24} {:>10} {:>8} {:<26} {:>10.0} {:<8} {:>10} {:>6}\n",
+            r.get::<_, String>(0),
+            r.get::<_, i64>(1),
+            r.get::<_, i64>(2),
+            r.get::<_, String>(3),
+            r.get::<_, f64>(4),
+            r.get::<_, String>(5),
+            r.get::<_, i64>(6),
+            r.get::<_, i64>(7)
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hq_config_validates() {
+        let ok = "[hq]\npostgres = \"host=127.0.0.1 user=postgres\"\nworker_id = \"w1\"\n[hq.mqtt]\nbroker = \"mqtt://127.0.0.1:1883\"\nusername = \"hq\"\npassword_file = \"/run/pw\"\n";
+        let c = HqConfig::from_toml(ok, "t").unwrap();
+        assert_eq!(c.worker_id, "w1");
+        let e = HqConfig::from_toml("[hq]\npostgres = \"host=x\"\nbogus = 1\n", "t").unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = HqConfig::from_toml("[hq]\n[hq.mqtt]\nbroker = \"mqtt://127.0.0.1\"\n", "t").unwrap_err().to_string();
+        assert!(e.contains("hq.postgres"), "{e}");
+    }
+}

@@ -1,0 +1,245 @@
+//! Store → HQ sync under faults, with real parts: the `servicebay` daemon (child process), a private
+//! Mosquitto over TLS with client certificates (killed with SIGKILL), `servicebay hq-ingest`
+//! workers, and a private PostgreSQL database. Every test ends with `assert_exact`: HQ holds each
+//! sequence the store committed exactly once, per-record versions in order, latest case states
+//! equal to the store's.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::hq::{assert_exact, produce, store_daemon, wait_synced, Broker, Hq, PgDb, Pki};
+
+struct Rig {
+    _tmp: tempfile::TempDir,
+    pki: Pki,
+    broker: Broker,
+    db: PgDb,
+    hq: Hq,
+    root: std::path::PathBuf,
+}
+
+async fn rig() -> Rig {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().to_path_buf();
+    let pki = Pki::new(&root.join("pki"));
+    let broker = Broker::new(&root.join("broker"), &pki);
+    let db = PgDb::create().await;
+    let hq = Hq::new(&root.join("hq"));
+    Rig { _tmp: tmp, pki, broker, db, hq, root }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (w, _) in &self.hq.workers {
+                eprintln!("---- {w} log ----\n{}", self.hq.log(w));
+            }
+            eprintln!("---- broker log ----\n{}", self.broker.log());
+            for e in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
+                let log = e.path().join("stdout.log");
+                if let Ok(t) = std::fs::read_to_string(&log) {
+                    let tail: Vec<&str> = t.lines().rev().take(40).collect();
+                    eprintln!("---- {} (tail) ----\n{}", log.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                }
+            }
+        }
+    }
+}
+
+impl Rig {
+    fn worker(&mut self, name: &str, failpoint: Option<&str>) {
+        let cfg = self.hq.config(name, &self.broker, &self.pki, &self.db);
+        self.hq.start_worker(name, &cfg, failpoint);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_records_made_while_the_broker_is_down_all_arrive() {
+    let mut r = rig().await;
+    let store = "store-backlog";
+    let mut d = store_daemon(&r.root.join("store"), store, &r.broker, &r.pki, None);
+    d.start();
+    d.wait_ready().await;
+    let api = d.api();
+    let m = api.manager().await;
+
+    // No broker: the store works standalone and keeps everything.
+    let ok = produce(&api, &m, 3334, 32).await;
+    assert_eq!(ok, 3334 * 3);
+    let (_, st) = api.get("/api/v1/sync/status", &m).await;
+    let committed = common::hq::store_max_seq(&d.data_dir());
+    assert!(committed >= 10_000, "{committed}");
+    assert_eq!(st["outbox_depth"].as_i64(), Some(committed), "{st}");
+    assert_eq!(st["connected"], false, "{st}");
+    assert_eq!(st["acked_seq"], 0);
+    assert!(st["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{st}");
+    assert!(st["oldest_unsent_age_secs"].as_f64().is_some(), "{st}");
+
+    r.broker.start();
+    r.worker("w1", None);
+    let pg = r.db.client().await;
+    let t0 = Instant::now();
+    wait_synced(&pg, store, &d.data_dir(), Duration::from_secs(180)).await;
+    eprintln!("{committed} records drained in {:?}", t0.elapsed());
+    assert_exact(&pg, store, &d.data_dir()).await;
+
+    let (_, st) = api.get("/api/v1/sync/status", &m).await;
+    assert_eq!(
+        (st["connected"].clone(), st["outbox_depth"].clone(), st["acked_seq"].as_i64()),
+        (true.into(), 0.into(), Some(committed)),
+        "{st}"
+    );
+    assert!(st["last_ack_at"].as_str().is_some(), "{st}");
+    // HQ's per-store view.
+    let lag =
+        pg.query_one("SELECT last_seq, backlog_estimate, link_state FROM hq_sync_lag WHERE store_id = $1", &[&store]).await.expect("lag");
+    assert_eq!((lag.get::<_, i64>(0), lag.get::<_, i64>(1)), (committed, 0));
+    assert_eq!(lag.get::<_, Option<String>>(2).as_deref(), Some("online"));
+
+    // A clean stop publishes the retained `offline` status.
+    d.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s: Option<String> =
+            pg.query_one("SELECT link_state FROM hq_stores WHERE store_id = $1", &[&store]).await.expect("state").get(0);
+        if s.as_deref() == Some("offline") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "store never reported offline");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_killed_repeatedly_during_transfer() {
+    let mut r = rig().await;
+    let store = "store-brokerkill";
+    r.broker.start();
+    r.worker("w1", None);
+    let mut d = store_daemon(&r.root.join("store"), store, &r.broker, &r.pki, None);
+    d.start();
+    d.wait_ready().await;
+    let api = d.api();
+    let m = api.manager().await;
+
+    let producer = {
+        let (api, m) = (api.clone(), m.clone());
+        tokio::spawn(async move { produce(&api, &m, 2000, 16).await })
+    };
+    for i in 0..6u64 {
+        tokio::time::sleep(Duration::from_millis(300 + (i * 211) % 700)).await;
+        r.broker.kill9();
+        tokio::time::sleep(Duration::from_millis(200 + (i * 97) % 500)).await;
+        r.broker.start();
+    }
+    assert_eq!(producer.await.expect("producer"), 6000, "the store keeps taking work while the broker dies");
+    let pg = r.db.client().await;
+    wait_synced(&pg, store, &d.data_dir(), Duration::from_secs(180)).await;
+    assert_exact(&pg, store, &d.data_dir()).await;
+    let (_, st) = api.get("/api/v1/sync/status", &m).await;
+    assert!(st["reconnects"].as_u64().unwrap_or(0) >= 1, "{st}");
+    assert_eq!(r.hq.exited("w1"), None, "ingest survives broker deaths:\n{}", r.hq.log("w1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appliance_killed_at_random_points_during_sync() {
+    let mut r = rig().await;
+    let store = "store-appkill";
+    r.broker.start();
+    r.worker("w1", None);
+    let mut d = store_daemon(&r.root.join("store"), store, &r.broker, &r.pki, None);
+    d.start();
+    d.wait_ready().await;
+    let api = d.api();
+    let m = api.manager().await;
+    let mut produced = 0;
+    for round in 0..5u64 {
+        let producer = {
+            let (api, m) = (api.clone(), m.clone());
+            tokio::spawn(async move { produce(&api, &m, 600, 16).await })
+        };
+        tokio::time::sleep(Duration::from_millis(400 + (round * 373) % 1100)).await;
+        d.kill9();
+        produced += producer.await.expect("producer");
+        d.start();
+        d.wait_ready().await;
+    }
+    assert!(produced > 0);
+    let pg = r.db.client().await;
+    wait_synced(&pg, store, &d.data_dir(), Duration::from_secs(180)).await;
+    assert_exact(&pg, store, &d.data_dir()).await;
+    // Every write the API answered 2xx is at HQ (the store may hold more: commits whose answer the
+    // kill cut off).
+    let at_hq: i64 = pg.query_one("SELECT COUNT(*) FROM hq_events WHERE store_id = $1", &[&store]).await.expect("n").get(0);
+    assert!(at_hq >= produced as i64, "{at_hq} < {produced}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_killed_after_writing_before_acking_makes_no_duplicates() {
+    let mut r = rig().await;
+    let store = "store-ingestkill";
+    r.broker.start();
+    // This worker aborts right after its second COMMIT, before publishing the ack.
+    r.worker("w1", Some("crash-after-commit:2"));
+    let mut d = store_daemon(&r.root.join("store"), store, &r.broker, &r.pki, None);
+    d.start();
+    d.wait_ready().await;
+    let api = d.api();
+    let m = api.manager().await;
+    assert_eq!(produce(&api, &m, 1000, 16).await, 3000);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while r.hq.exited("w1").is_none() {
+        assert!(Instant::now() < deadline, "failpoint never fired:\n{}", r.hq.log("w1"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(r.hq.log("w1").contains("failpoint crash-after-commit reached"));
+    let pg = r.db.client().await;
+    let before: i64 = pg.query_one("SELECT COUNT(*) FROM hq_events WHERE store_id = $1", &[&store]).await.expect("n").get(0);
+    assert!(before > 0, "the crashed worker committed batches");
+
+    r.worker("w2", None);
+    wait_synced(&pg, store, &d.data_dir(), Duration::from_secs(120)).await;
+    assert_exact(&pg, store, &d.data_dir()).await;
+    let dups: i64 = pg.query_one("SELECT duplicates FROM hq_stores WHERE store_id = $1", &[&store]).await.expect("dups").get(0);
+    assert!(dups > 0, "the committed-but-unacked batch came again and was ignored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ingest_workers_share_the_load() {
+    let mut r = rig().await;
+    r.broker.start();
+    r.worker("w1", None);
+    r.worker("w2", None);
+    let mut stores = Vec::new();
+    for i in 0..2 {
+        let id = format!("store-shared-{i}");
+        let mut d = store_daemon(&r.root.join(&id), &id, &r.broker, &r.pki, None);
+        d.start();
+        stores.push((id, d));
+    }
+    let mut producers = Vec::new();
+    for (_, d) in &stores {
+        d.wait_ready().await;
+        let api = d.api();
+        let m = api.manager().await;
+        producers.push(tokio::spawn(async move { produce(&api, &m, 1000, 16).await }));
+    }
+    for p in producers {
+        assert_eq!(p.await.expect("producer"), 3000);
+    }
+    let pg = r.db.client().await;
+    for (id, d) in &stores {
+        wait_synced(&pg, id, &d.data_dir(), Duration::from_secs(120)).await;
+        assert_exact(&pg, id, &d.data_dir()).await;
+    }
+    let workers: Vec<(String, i64)> = pg
+        .query("SELECT worker, COUNT(*) FROM hq_events GROUP BY worker ORDER BY worker", &[])
+        .await
+        .expect("workers")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(workers.len(), 2, "both workers stored batches: {workers:?}");
+}
