@@ -180,11 +180,22 @@ fn hq_code(e: &HqError) -> u8 {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+/// Config loaded, logging on, runtime up — or the exit code that says why not.
+fn boot<C>(
+    loaded: Result<C, impl std::fmt::Display>,
+    log: impl Fn(&C) -> (bool, String),
+) -> Result<(C, tokio::runtime::Runtime), ExitCode> {
+    let cfg = loaded.map_err(|e| {
+        eprintln!("servicebay: {e}");
+        ExitCode::from(EX_CONFIG)
+    })?;
+    let (json, level) = log(&cfg);
+    servicebay::telemetry::init(json, &level);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
         eprintln!("servicebay: cannot start the runtime: {e}");
         ExitCode::from(EX_SOFTWARE)
-    })
+    })?;
+    Ok((cfg, rt))
 }
 
 /// The HQ commands read `hq.toml`, not the store's config.
@@ -206,16 +217,8 @@ fn hq_main(config: Option<PathBuf>, cmd: Command) -> ExitCode {
         eprintln!("servicebay: HQ commands need --config hq.toml (see assets/hq.example.toml)");
         return ExitCode::from(EX_CONFIG);
     };
-    let cfg = match HqConfig::from_file(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("servicebay: {e}");
-            return ExitCode::from(EX_CONFIG);
-        }
-    };
-    servicebay::telemetry::init(cfg.log_json, &cfg.log_level);
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (cfg, rt) = match boot(HqConfig::from_file(&path), |c| (c.log_json, c.log_level.clone())) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let r = rt.block_on(async move {
@@ -250,16 +253,8 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::HqIngest | Command::HqPublish { .. } | Command::HqKeygen { .. } | Command::HqLag) {
         return hq_main(cli.config, cli.command);
     }
-    let cfg = match Config::load(cli.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("servicebay: {e}");
-            return ExitCode::from(EX_CONFIG);
-        }
-    };
-    servicebay::telemetry::init(cfg.log_json, &cfg.log_level);
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (cfg, rt) = match boot(Config::load(cli.config.as_deref()), |c| (c.log_json, c.log_level.clone())) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let models = cli.models.unwrap_or_else(|| cfg.models_dir.clone());

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::hq::{assert_exact, produce, store_daemon, wait_synced, Broker, Hq, PgDb, Pki};
+use common::hq::{assert_exact, produce, wait_synced, Rig};
 use reqwest::StatusCode;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
@@ -86,17 +86,13 @@ fn rates_with(rate: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_bundles_apply_and_bad_ones_are_refused() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let root = tmp.path();
-    let pki = Pki::new(&root.join("pki"));
-    let mut broker = Broker::new(&root.join("broker"), &pki);
-    broker.start();
-    let db = PgDb::create().await;
-    let mut hq = Hq::new(&root.join("hq"));
-    let hq_cfg_path = hq.config("w1", &broker, &pki, &db);
-    hq.start_worker("w1", &hq_cfg_path, None);
+    let mut r = Rig::new().await;
+    r.broker.start();
+    let hq_cfg_path = r.worker("w1", None);
     let hq_cfg = HqConfig::from_file(&hq_cfg_path).expect("hq config");
-    let topics_seen = sniff(&HqConfig::from_file(&hq.config("sniffer", &broker, &pki, &db)).expect("sniffer config"));
+    let topics_seen = sniff(&r.client_config("sniffer"));
+    let root = r.root.clone();
+    let root = root.as_path();
 
     // HQ's signing key, made by the real command.
     let keys = root.join("keys");
@@ -112,11 +108,7 @@ async fn signed_bundles_apply_and_bad_ones_are_refused() {
     assert!(!servicebay(&["hq-keygen", "--out", keys.to_str().unwrap()]).status.success(), "never overwrites a key");
 
     let store = "store-bundles";
-    let mut d = store_daemon(&root.join("store"), store, &broker, &pki, Some(&public));
-    d.start();
-    d.wait_ready().await;
-    let api = d.api();
-    let m = api.manager().await;
+    let (mut d, api, m) = r.store(store, Some(&public)).await;
     wait_for(&api, &m, "connects", |v| v["connected"] == true).await;
     assert_eq!(seed_total(&api, &m).await, 1300.0, "the starter catalogue");
 
@@ -222,7 +214,7 @@ async fn signed_bundles_apply_and_bad_ones_are_refused() {
     assert_eq!(seed_total(&api, &m).await, hq_total);
 
     // The store's data still reaches HQ, exactly.
-    let pg = db.client().await;
+    let pg = r.db.client().await;
     wait_synced(&pg, store, &d.data_dir(), Duration::from_secs(60)).await;
     assert_exact(&pg, store, &d.data_dir()).await;
     let bundles: String = pg.query_one("SELECT bundles::text FROM hq_stores WHERE store_id = $1", &[&store]).await.unwrap().get(0);
@@ -247,25 +239,15 @@ async fn signed_bundles_apply_and_bad_ones_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_messages_on_every_topic_harm_nothing() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let root = tmp.path();
-    let pki = Pki::new(&root.join("pki"));
-    let mut broker = Broker::new(&root.join("broker"), &pki);
-    broker.start();
-    let db = PgDb::create().await;
-    let mut hq = Hq::new(&root.join("hq"));
-    let hq_cfg_path = hq.config("w1", &broker, &pki, &db);
-    hq.start_worker("w1", &hq_cfg_path, None);
-    let attacker = HqConfig::from_file(&hq.config("attacker", &broker, &pki, &db)).expect("config");
+    let mut r = Rig::new().await;
+    r.broker.start();
+    r.worker("w1", None);
+    let attacker = r.client_config("attacker");
     let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
     let public = wire::encode_key(key.verifying_key().as_bytes());
 
     let store = "store-hostile";
-    let mut d = store_daemon(&root.join("store"), store, &broker, &pki, Some(&public));
-    d.start();
-    d.wait_ready().await;
-    let api = d.api();
-    let m = api.manager().await;
+    let (d, api, m) = r.store(store, Some(&public)).await;
     wait_for(&api, &m, "connects", |v| v["connected"] == true).await;
 
     // The store committed rows HQ has not seen yet; a forged ack for far beyond them must not
@@ -320,13 +302,13 @@ async fn hostile_messages_on_every_topic_harm_nothing() {
 
     // Both sides keep working: more work, then HQ holds exactly the store's records.
     assert_eq!(produce(&api, &m, 50, 8).await, 150);
-    let pg = db.client().await;
+    let pg = r.db.client().await;
     wait_synced(&pg, store, &d.data_dir(), Duration::from_secs(60)).await;
     assert_exact(&pg, store, &d.data_dir()).await;
-    assert_eq!(hq.exited("w1"), None, "ingest is alive:\n{}", hq.log("w1"));
+    assert_eq!(r.hq.exited("w1"), None, "ingest is alive:\n{}", r.hq.log("w1"));
     let victims: i64 = pg.query_one("SELECT COUNT(*) FROM hq_events WHERE store_id <> $1", &[&store]).await.unwrap().get(0);
     assert_eq!(victims, 0, "no batch was stored for a store that did not send it");
-    let log = hq.log("w1");
+    let log = r.hq.log("w1");
     assert!(log.contains("refused a malformed batch") && log.contains("refused a batch for another store"), "{log}");
     let (s, _) = api.get("/healthz", &m).await;
     assert_eq!(s, StatusCode::OK);

@@ -8,61 +8,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::hq::{assert_exact, produce, store_daemon, wait_synced, Broker, Hq, PgDb, Pki};
-
-struct Rig {
-    _tmp: tempfile::TempDir,
-    pki: Pki,
-    broker: Broker,
-    db: PgDb,
-    hq: Hq,
-    root: std::path::PathBuf,
-}
-
-async fn rig() -> Rig {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let root = tmp.path().to_path_buf();
-    let pki = Pki::new(&root.join("pki"));
-    let broker = Broker::new(&root.join("broker"), &pki);
-    let db = PgDb::create().await;
-    let hq = Hq::new(&root.join("hq"));
-    Rig { _tmp: tmp, pki, broker, db, hq, root }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for (w, _) in &self.hq.workers {
-                eprintln!("---- {w} log ----\n{}", self.hq.log(w));
-            }
-            eprintln!("---- broker log ----\n{}", self.broker.log());
-            for e in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
-                let log = e.path().join("stdout.log");
-                if let Ok(t) = std::fs::read_to_string(&log) {
-                    let tail: Vec<&str> = t.lines().rev().take(40).collect();
-                    eprintln!("---- {} (tail) ----\n{}", log.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-                }
-            }
-        }
-    }
-}
-
-impl Rig {
-    fn worker(&mut self, name: &str, failpoint: Option<&str>) {
-        let cfg = self.hq.config(name, &self.broker, &self.pki, &self.db);
-        self.hq.start_worker(name, &cfg, failpoint);
-    }
-}
+use common::hq::{assert_exact, produce, wait_synced, Rig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_records_made_while_the_broker_is_down_all_arrive() {
-    let mut r = rig().await;
+    let mut r = Rig::new().await;
     let store = "store-backlog";
-    let mut d = store_daemon(&r.root.join("store"), store, &r.broker, &r.pki, None);
-    d.start();
-    d.wait_ready().await;
-    let api = d.api();
-    let m = api.manager().await;
+    let (mut d, api, m) = r.store(store, None).await;
 
     // No broker: the store works standalone and keeps everything.
     let ok = produce(&api, &m, 3334, 32).await;
@@ -113,15 +65,11 @@ async fn ten_thousand_records_made_while_the_broker_is_down_all_arrive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_killed_repeatedly_during_transfer() {
-    let mut r = rig().await;
+    let mut r = Rig::new().await;
     let store = "store-brokerkill";
     r.broker.start();
     r.worker("w1", None);
-    let mut d = store_daemon(&r.root.join("store"), store, &r.broker, &r.pki, None);
-    d.start();
-    d.wait_ready().await;
-    let api = d.api();
-    let m = api.manager().await;
+    let (d, api, m) = r.store(store, None).await;
 
     let producer = {
         let (api, m) = (api.clone(), m.clone());
@@ -144,15 +92,11 @@ async fn broker_killed_repeatedly_during_transfer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appliance_killed_at_random_points_during_sync() {
-    let mut r = rig().await;
+    let mut r = Rig::new().await;
     let store = "store-appkill";
     r.broker.start();
     r.worker("w1", None);
-    let mut d = store_daemon(&r.root.join("store"), store, &r.broker, &r.pki, None);
-    d.start();
-    d.wait_ready().await;
-    let api = d.api();
-    let m = api.manager().await;
+    let (mut d, api, m) = r.store(store, None).await;
     let mut produced = 0;
     for round in 0..5u64 {
         let producer = {
@@ -177,16 +121,12 @@ async fn appliance_killed_at_random_points_during_sync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_killed_after_writing_before_acking_makes_no_duplicates() {
-    let mut r = rig().await;
+    let mut r = Rig::new().await;
     let store = "store-ingestkill";
     r.broker.start();
     // This worker aborts right after its second COMMIT, before publishing the ack.
     r.worker("w1", Some("crash-after-commit:2"));
-    let mut d = store_daemon(&r.root.join("store"), store, &r.broker, &r.pki, None);
-    d.start();
-    d.wait_ready().await;
-    let api = d.api();
-    let m = api.manager().await;
+    let (d, api, m) = r.store(store, None).await;
     assert_eq!(produce(&api, &m, 1000, 16).await, 3000);
 
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -208,29 +148,26 @@ async fn ingest_killed_after_writing_before_acking_makes_no_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_ingest_workers_share_the_load() {
-    let mut r = rig().await;
+    let mut r = Rig::new().await;
     r.broker.start();
     r.worker("w1", None);
     r.worker("w2", None);
     let mut stores = Vec::new();
     for i in 0..2 {
         let id = format!("store-shared-{i}");
-        let mut d = store_daemon(&r.root.join(&id), &id, &r.broker, &r.pki, None);
-        d.start();
-        stores.push((id, d));
+        let (d, api, m) = r.store(&id, None).await;
+        stores.push((id, d, api, m));
     }
     let mut producers = Vec::new();
-    for (_, d) in &stores {
-        d.wait_ready().await;
-        let api = d.api();
-        let m = api.manager().await;
+    for (_, _, api, m) in &stores {
+        let (api, m) = (api.clone(), m.clone());
         producers.push(tokio::spawn(async move { produce(&api, &m, 1000, 16).await }));
     }
     for p in producers {
         assert_eq!(p.await.expect("producer"), 3000);
     }
     let pg = r.db.client().await;
-    for (id, d) in &stores {
+    for (id, d, _, _) in &stores {
         wait_synced(&pg, id, &d.data_dir(), Duration::from_secs(120)).await;
         assert_exact(&pg, id, &d.data_dir()).await;
     }

@@ -3,8 +3,8 @@
 //! Topic tree (a documented API; `tests/sync_*` assert it):
 //! - `servicebay/v1/{store}/events`  store → HQ, QoS 1: gzip'd JSON batches of outbox rows.
 //! - `servicebay/v1/{store}/ack`     HQ → store, QoS 1, retained: highest contiguous sequence stored.
-//! - `servicebay/v1/{store}/status`  store → HQ, QoS 1, retained: online/offline (last will), acked
-//!                                   sequence, outbox depth, applied bundle versions.
+//! - `servicebay/v1/{store}/status`  store → HQ, QoS 1, retained: online/offline (last will),
+//!   acked sequence, outbox depth, applied bundle versions.
 //! - `servicebay/v1/{store}/config`  HQ → one store, QoS 1, retained: signed bundle.
 //! - `servicebay/v1/all/config`      HQ → every store, QoS 1, retained: signed bundle.
 //!

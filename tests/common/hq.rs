@@ -375,3 +375,67 @@ pub async fn produce(api: &Api, token: &str, cases: usize, concurrency: usize) -
     }
     ok
 }
+
+/// One test's whole HQ side: PKI, a private broker (not started), a private database, the ingest
+/// workers. On a failing test it prints every log it has.
+pub struct Rig {
+    pub pki: Pki,
+    pub broker: Broker,
+    pub db: PgDb,
+    pub hq: Hq,
+    pub root: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Rig {
+    pub async fn new() -> Rig {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().to_path_buf();
+        let pki = Pki::new(&root.join("pki"));
+        let broker = Broker::new(&root.join("broker"), &pki);
+        let db = PgDb::create().await;
+        let hq = Hq::new(&root.join("hq"));
+        Rig { _tmp: tmp, pki, broker, db, hq, root }
+    }
+
+    /// Start an ingest worker; returns its config file.
+    pub fn worker(&mut self, name: &str, failpoint: Option<&str>) -> PathBuf {
+        let cfg = self.hq.config(name, &self.broker, &self.pki, &self.db);
+        self.hq.start_worker(name, &cfg, failpoint);
+        cfg
+    }
+
+    /// An HQ config for a client that is not a worker (publisher, sniffer, attacker).
+    pub fn client_config(&self, name: &str) -> servicebay::sync::hq::HqConfig {
+        servicebay::sync::hq::HqConfig::from_file(&self.hq.config(name, &self.broker, &self.pki, &self.db)).expect("hq config")
+    }
+
+    /// A store daemon syncing to this rig's broker, started and ready, with its manager's token.
+    pub async fn store(&self, id: &str, hq_public_key: Option<&str>) -> (Daemon, Api, String) {
+        let mut d = store_daemon(&self.root.join(id), id, &self.broker, &self.pki, hq_public_key);
+        d.start();
+        d.wait_ready().await;
+        let api = d.api();
+        let token = api.manager().await;
+        (d, api, token)
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (w, _) in &self.hq.workers {
+            eprintln!("---- {w} log ----\n{}", self.hq.log(w));
+        }
+        eprintln!("---- broker log ----\n{}", self.broker.log());
+        for e in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
+            let log = e.path().join("stdout.log");
+            if let Ok(t) = std::fs::read_to_string(&log) {
+                let tail: Vec<&str> = t.lines().rev().take(40).collect();
+                eprintln!("---- {} (tail) ----\n{}", log.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            }
+        }
+    }
+}
