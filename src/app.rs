@@ -34,6 +34,8 @@ pub enum AppError {
     Vision(#[from] crate::vision::VisionError),
     #[error(transparent)]
     Intake(#[from] crate::intake::IntakeError),
+    #[error(transparent)]
+    Dataset(#[from] crate::case::dataset::DatasetError),
 }
 
 /// What start-up did, for the banner.

@@ -61,6 +61,9 @@ enum Command {
     /// Guided intake tools.
     #[command(subcommand)]
     Intake(IntakeCmd),
+    /// Retraining data from this store's reviewed photo findings.
+    #[command(subcommand)]
+    Dataset(DatasetCmd),
     /// HQ: store every store's synced batches in PostgreSQL and acknowledge them (`--config hq.toml`).
     /// Run several for more throughput; they share the work through an MQTT shared subscription.
     HqIngest,
@@ -117,6 +120,16 @@ enum IntakeCmd {
 }
 
 #[derive(Subcommand)]
+enum DatasetCmd {
+    /// Write confirmed and corrected photo findings as an Ultralytics YOLO dataset (images/,
+    /// labels/, data.yaml) into a new directory; images are privacy-blurred.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum UserCmd {
     /// Create an account; prints its one-time password.
     Add {
@@ -168,6 +181,9 @@ fn exit_code(e: &AppError) -> u8 {
         AppError::Vision(VisionError::Inference(_)) => EX_SOFTWARE,
         AppError::Vision(_) => EX_DATAERR,
         AppError::Intake(_) => EX_DATAERR,
+        AppError::Dataset(servicebay::case::dataset::DatasetError::Store(s)) => store_code(s),
+        AppError::Dataset(servicebay::case::dataset::DatasetError::Io { .. }) => EX_IOERR,
+        AppError::Dataset(_) => EX_DATAERR,
     }
 }
 
@@ -300,6 +316,21 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
             Ok(())
         }
         Command::Serve => app::run(cfg).await,
+        Command::Dataset(DatasetCmd::Export { out }) => {
+            let (store, _) = Store::open(&cfg.data_dir, 1)?;
+            let files = servicebay::media::PhotoFiles::new(cfg.photos_dir());
+            let r = servicebay::case::dataset::export(&store, &files, &out).await;
+            store.close();
+            let r = r?;
+            println!(
+                "exported {} images with {} boxes ({} rejected findings left unlabelled) to {}",
+                r.images,
+                r.boxes,
+                r.rejected,
+                out.display()
+            );
+            Ok(())
+        }
         Command::HqIngest | Command::HqPublish { .. } | Command::HqKeygen { .. } | Command::HqLag => Ok(()),
         Command::CheckConfig => {
             println!("config OK ({})", cfg.source);

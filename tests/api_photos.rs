@@ -5,32 +5,13 @@
 
 mod common;
 
+use common::{analysis, upload};
+
 use std::io::Cursor;
-use std::time::{Duration, Instant};
 
 use common::Server;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
-
-async fn upload(api: &common::Api, token: &str, case: &str, bytes: Vec<u8>) -> Value {
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name("p.jpg"));
-    let r = api.client.post(format!("{}/api/v1/cases/{case}/photos", api.base)).bearer_auth(token).multipart(form).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json().await.unwrap()
-}
-
-async fn analysis(api: &common::Api, token: &str, photo: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (s, v) = api.get(&format!("/api/v1/photos/{photo}/analysis"), token).await;
-        if s == StatusCode::OK {
-            return v;
-        }
-        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-        assert!(Instant::now() < deadline, "analysis did not finish");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use serde_json::json;
 
 async fn image_of(api: &common::Api, token: &str, path: &str) -> image::RgbImage {
     let r = api.client.get(format!("{}{}", api.base, path)).bearer_auth(token).send().await.unwrap();

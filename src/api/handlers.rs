@@ -261,6 +261,10 @@ pub async fn review_finding(id: String, s: Arc<ApiState>, c: Ctx, req: crate::ca
     respond(s.cases.review_finding(&c.actor, id, req).await.map(|v| js(&v)).map_err(ApiError::from))
 }
 
+pub async fn measure_finding(id: String, s: Arc<ApiState>, c: Ctx, req: crate::case::MarkedReference) -> Response {
+    respond(s.cases.measure_finding(&c.actor, id, req).await.map(|v| js(&v)).map_err(ApiError::from))
+}
+
 /// Multipart: one `file` part (the photo) and an optional `shot` (front, side, close_up, other).
 pub async fn upload_photo(case_id: String, s: Arc<ApiState>, c: Ctx, form: warp::multipart::FormData) -> Response {
     respond(upload(case_id, &s, &c, form).await)

@@ -321,6 +321,14 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .and(json_body(json))
         .then(h::review_finding)
         .boxed();
+    let findings_measure = v1
+        .and(warp::path!("findings" / String / "measure"))
+        .and(warp::post())
+        .and(st())
+        .and(a(FindingsMeasure))
+        .and(json_body(json))
+        .then(h::measure_finding)
+        .boxed();
     let photos_upload = v1
         .and(warp::path!("cases" / String / "photos"))
         .and(warp::post())
@@ -380,42 +388,48 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
     let audit = v1.and(warp::path!("audit")).and(warp::get()).and(st()).and(a(AuditList)).and(query()).then(h::audit).boxed();
     let sync_status = v1.and(warp::path!("sync" / "status")).and(warp::get()).and(st()).and(a(SyncStatus)).then(h::sync_status).boxed();
 
-    health
-        .or(openapi)
-        .or(metrics)
-        .or(login)
-        .or(logout)
-        .or(me)
-        .or(password)
-        .or(customers_create)
-        .or(customers_list)
-        .or(customers_get)
-        .or(vehicles_create)
-        .or(vehicles_get)
-        .or(cases_create)
-        .or(cases_list)
-        .or(cases_get)
-        .or(cases_transition)
-        .or(cases_escalate)
-        .or(cases_hand_back)
-        .or(cases_assign)
-        .or(messages_post)
-        .or(messages_list)
-        .or(estimate_post)
-        .or(estimate_get)
-        .or(findings_list)
-        .or(findings_review)
-        .or(photos_upload)
-        .or(photos_get)
-        .or(photo_analysis)
-        .or(photo_annotated)
-        .or(photo_blurred)
-        .or(users_list)
-        .or(users_create)
-        .or(users_disable)
-        .or(users_enable)
-        .or(users_reset)
-        .or(audit)
-        .or(sync_status)
-        .recover(error::recover)
+    // One flat list, folded with `unify` + `boxed` at each step: a 40-deep `Or` type overflows
+    // the compiler's query depth and gains nothing.
+    [
+        openapi,
+        metrics,
+        login,
+        logout,
+        me,
+        password,
+        customers_create,
+        customers_list,
+        customers_get,
+        vehicles_create,
+        vehicles_get,
+        cases_create,
+        cases_list,
+        cases_get,
+        cases_transition,
+        cases_escalate,
+        cases_hand_back,
+        cases_assign,
+        messages_post,
+        messages_list,
+        estimate_post,
+        estimate_get,
+        findings_list,
+        findings_review,
+        findings_measure,
+        photos_upload,
+        photos_get,
+        photo_analysis,
+        photo_annotated,
+        photo_blurred,
+        users_list,
+        users_create,
+        users_disable,
+        users_enable,
+        users_reset,
+        audit,
+        sync_status,
+    ]
+    .into_iter()
+    .fold(health, |acc, r| acc.or(r).unify().boxed())
+    .recover(error::recover)
 }

@@ -31,6 +31,7 @@ pub enum RouteId {
     CasesEstimateGet,
     CasesFindings,
     FindingsReview,
+    FindingsMeasure,
     PhotosUpload,
     PhotosGet,
     PhotosAnalysis,
@@ -110,6 +111,7 @@ pub const ROUTES: &[RouteSpec] = &[
     r(CasesFindings, "GET", "/api/v1/cases/{id}/findings", Roles(EVERYONE)),
     // Every AI finding can be taken over by a person in one step (advisors; QC for photo findings).
     r(FindingsReview, "POST", "/api/v1/findings/{id}/review", Roles(&[Advisor, QcInspector, Manager])),
+    r(FindingsMeasure, "POST", "/api/v1/findings/{id}/measure", Roles(&[Advisor, QcInspector, Manager])),
     r(PhotosUpload, "POST", "/api/v1/cases/{id}/photos", Roles(PHOTO_TAKERS)),
     // Unblurred originals stay with staff who work the car; HQ auditors get blurred exports later.
     r(PhotosGet, "GET", "/api/v1/photos/{id}", Roles(STAFF)),

@@ -5,6 +5,7 @@
 //! Every write commits together with its timeline event, outbox row and audit row (one transaction
 //! on the store's writer). Reads of a customer's personal data write an audit row first.
 
+pub mod dataset;
 pub mod estimate;
 pub mod intake;
 pub mod photos;
@@ -49,6 +50,26 @@ pub struct Review {
     pub damage_type: Option<String>,
     pub length_cm: Option<f64>,
     pub reason: Option<String>,
+}
+
+/// A segment an advisor marks on a finding's photo (pixels of the original) and its real length:
+/// the reference for measuring the finding when no part of known size is in the picture.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkedReference {
+    pub from: [f32; 2],
+    pub to: [f32; 2],
+    pub length_cm: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MeasureResult {
+    pub finding: store::findings::FindingRecord,
+    pub measurement: crate::vision::measure::Measurement,
+    /// What the customer said for the same part, if anything.
+    pub stated_cm: Vec<f64>,
+    /// Stated and measured differ by more than 15 %: the case went to a person.
+    pub needs_review: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -443,6 +464,53 @@ impl CaseService {
                 )?;
                 audit::record(tx, &actor, "finding.review", "finding", Some(&f.id), "ok")?;
                 Ok(f)
+            })
+            .await
+    }
+
+    /// Measure a photo finding against a reference the advisor marked; compare with the customer's
+    /// words and hand the case to a person when they differ by more than 15 %.
+    pub async fn measure_finding(&self, actor: &Actor, id: String, r: MarkedReference) -> Result<MeasureResult, CaseError> {
+        use crate::vision::measure::{self, Reference};
+        let finite = r.from.iter().chain(r.to.iter()).all(|v| v.is_finite() && *v >= 0.0 && *v <= 100_000.0);
+        if !finite {
+            return Err(validate::invalid("from", "pixel coordinates between 0 and 100000").into());
+        }
+        if !(0.1..=1000.0).contains(&r.length_cm) {
+            return Err(validate::invalid("length_cm", "must be between 0.1 and 1000").into());
+        }
+        let reference = Reference::Marked { from: r.from, to: r.to, length_cm: r.length_cm };
+        let actor = actor.clone();
+        self.store
+            .write(move |tx| -> Result<_, CaseError> {
+                let mut f = store::findings::get(tx, &id)?.ok_or(CaseError::NotFound("finding"))?;
+                let bbox: [f32; 4] = f
+                    .bbox
+                    .as_ref()
+                    .and_then(|b| serde_json::from_value(b.clone()).ok())
+                    .ok_or_else(|| CaseError::Store(StoreError::Conflict("only a photo finding has a box to measure".into())))?;
+                let m = measure::measure(&bbox, &reference)
+                    .ok_or_else(|| CaseError::from(validate::invalid("to", "the marked segment is too short (at least 2 pixels)")))?;
+                f.length_cm = Some(m.length_cm);
+                f.updated_at = now();
+                store::findings::save_review(tx, &f)?;
+                let stated = store::photos::stated_lengths(tx, &f.case_id, &f.part)?;
+                let disagree = stated.iter().find(|s| measure::disagreement(**s, m.length_cm).is_some()).copied();
+                let mut case = store::cases::get(tx, &f.case_id)?.ok_or(CaseError::NotFound("case"))?;
+                let expected = case.version;
+                case.version += 1;
+                case.updated_at = f.updated_at.clone();
+                case.needs_review |= disagree.is_some();
+                let what = match disagree {
+                    Some(s) => format!(
+                        "{}/{} measured {} cm against a marked reference; the customer said {s} cm (more than 15 % apart): a person decides",
+                        f.part, f.damage_type, m.length_cm
+                    ),
+                    None => format!("{}/{} measured {} cm against a marked reference", f.part, f.damage_type, m.length_cm),
+                };
+                store::cases::update(tx, &case, expected, &actor, Event { kind: "finding_measured", from: None, to: None, reason: Some(&what) })?;
+                audit::record(tx, &actor, "finding.measure", "finding", Some(&f.id), "ok")?;
+                Ok(MeasureResult { finding: f, measurement: m, stated_cm: stated, needs_review: disagree.is_some() })
             })
             .await
     }

@@ -15,6 +15,7 @@ use crate::media::PhotoFiles;
 use crate::store::cases::Event;
 use crate::store::photos::{self as repo, Analysis};
 use crate::store::{self, Store, StoreError};
+use crate::vision::measure::{self, Reference};
 use crate::vision::quality::{assess, QualityConfig};
 use crate::vision::{Detection, Detector, Role};
 
@@ -130,6 +131,26 @@ fn analyse(files: &PhotoFiles, detector: Option<&dyn Detector>, cfg: &AnalyzerCo
     )
 }
 
+/// The part a damage box lies on (a `part:` detection of the same photo) and, when that part has a
+/// typical size, the damage's length in cm.
+fn locate_and_measure(damage: &Detection, dets: &[Detection]) -> (Option<String>, Option<measure::Measurement>) {
+    let parts: Vec<(&str, [f32; 4])> = dets
+        .iter()
+        .filter_map(|d| match &d.role {
+            Role::Part(p) if crate::intake::Part::from_id(p).is_some() => Some((p.as_str(), d.bbox)),
+            _ => None,
+        })
+        .collect();
+    let boxes: Vec<[f32; 4]> = parts.iter().map(|(_, b)| *b).collect();
+    let Some(i) = measure::part_under(&damage.bbox, &boxes) else { return (None, None) };
+    let (name, bbox) = parts[i];
+    let measured =
+        PANEL_SIZES.get(name).and_then(|size| measure::measure(&damage.bbox, &Reference::Part { name: name.into(), bbox, size }));
+    (Some(name.to_string()), measured)
+}
+
+static PANEL_SIZES: std::sync::LazyLock<measure::PanelSizes> = std::sync::LazyLock::new(measure::PanelSizes::builtin);
+
 async fn save(
     store: &Store,
     actor: &Actor,
@@ -144,13 +165,28 @@ async fn save(
             repo::save_analysis(tx, &analysis)?;
             let at = now();
             let mut low_confidence = false;
+            let mut disagreement: Option<String> = None;
             for d in &dets {
                 if let Role::Damage(kind) = &d.role {
-                    repo::insert_vision_finding(tx, &photo.case_id, &photo.id, kind, d.confidence, &d.bbox, &at)?;
+                    let (part, measured) = locate_and_measure(d, &dets);
+                    if let (Some(part), Some(m)) = (&part, &measured) {
+                        for stated in repo::stated_lengths(tx, &photo.case_id, part)? {
+                            if measure::disagreement(stated, m.length_cm).is_some() {
+                                disagreement = Some(format!(
+                                    "the customer said {stated} cm but the photo measures {} cm on the {part} (more than 15 % apart): a person decides",
+                                    m.length_cm
+                                ));
+                            }
+                        }
+                    }
+                    let part = part.unwrap_or_else(|| "other".into());
+                    repo::insert_vision_finding(tx, &photo.case_id, &photo.id, &part, kind, measured.map(|m| m.length_cm), d.confidence, &d.bbox, &at)?;
                     low_confidence |= d.confidence < review_threshold;
                 }
             }
-            let reason = if analysis.status != "done" {
+            let reason = if let Some(why) = &disagreement {
+                Some(why.as_str())
+            } else if analysis.status != "done" {
                 Some("photo analysis failed; an advisor must assess the photo")
             } else if !damage_model {
                 Some("needs advisor assessment: no damage model is installed, so no damage is inferred from photos")
@@ -160,7 +196,8 @@ async fn save(
                 None
             };
             if let (Some(reason), Some(mut case)) = (reason, store::cases::get(tx, &photo.case_id)?) {
-                if !case.needs_review {
+                // A disagreement is always put on the timeline; other reasons only when they flag it.
+                if !case.needs_review || disagreement.is_some() {
                     let expected = case.version;
                     case.needs_review = true;
                     case.version += 1;

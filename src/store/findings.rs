@@ -67,3 +67,15 @@ pub fn save_review(tx: &Tx, f: &FindingRecord) -> Result<(), StoreError> {
     )?;
     super::outbox::append(tx, "finding", &f.id, version, 1, &f.updated_at, &serde_json::to_string(f).unwrap_or_default())
 }
+
+/// Photo findings a person has reviewed, grouped by photo (ordered), for the retraining export.
+/// Photos that still have a pending photo finding are left out: they are not ground truth yet.
+pub fn reviewed_photo_findings(tx: &Tx) -> Result<Vec<FindingRecord>, StoreError> {
+    let mut st = tx.conn().prepare_cached(&format!(
+        "SELECT {COLS} FROM findings f WHERE source = 'vision' AND photo_id IS NOT NULL AND bbox IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM findings p WHERE p.photo_id = f.photo_id AND p.source = 'vision' AND p.review_status = 'pending')
+         ORDER BY photo_id, created_at, id"
+    ))?;
+    let v = st.query_map([], row)?.collect::<Result<_, _>>()?;
+    Ok(v)
+}

@@ -115,15 +115,28 @@ pub fn insert_vision_finding(
     tx: &Tx,
     case_id: &str,
     photo_id: &str,
+    part: &str,
     damage: &str,
+    length_cm: Option<f64>,
     confidence: f32,
     bbox: &[f32; 4],
     at: &str,
 ) -> Result<(), StoreError> {
     tx.conn().execute(
-        "INSERT INTO findings (id, case_id, source, part, damage_type, confidence, photo_id, bbox, created_at, updated_at)
-         VALUES (?1, ?2, 'vision', 'other', ?3, ?4, ?5, ?6, ?7, ?7)",
-        params![crate::domain::new_id(), case_id, damage, confidence, photo_id, serde_json::json!(bbox).to_string(), at],
+        "INSERT INTO findings (id, case_id, source, part, damage_type, length_cm, confidence, photo_id, bbox, created_at, updated_at)
+         VALUES (?1, ?2, 'vision', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+        params![crate::domain::new_id(), case_id, part, damage, length_cm, confidence, photo_id, serde_json::json!(bbox).to_string(), at],
     )?;
     Ok(())
+}
+
+/// Lengths the customer stated for damage of `part` on a case (intake findings), for comparison
+/// with what a photo measures.
+pub fn stated_lengths(tx: &Tx, case_id: &str, part: &str) -> Result<Vec<f64>, StoreError> {
+    let mut st = tx.conn().prepare_cached(
+        "SELECT length_cm FROM findings WHERE case_id = ?1 AND source = 'customer' AND part = ?2 AND length_cm IS NOT NULL
+           AND review_status <> 'rejected'",
+    )?;
+    let v = st.query_map(params![case_id, part], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(v)
 }

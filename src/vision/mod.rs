@@ -24,6 +24,7 @@ pub mod cli;
 pub mod cpu_conv;
 pub mod engine;
 pub mod import;
+pub mod measure;
 pub mod onnx;
 pub mod postprocess;
 pub mod preprocess;

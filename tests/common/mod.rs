@@ -301,4 +301,26 @@ pub fn vision_models() -> Option<PathBuf> {
         None
     }
 }
+
+/// Upload a photo to a case (multipart); returns the created photo.
+pub async fn upload(api: &Api, token: &str, case: &str, bytes: Vec<u8>) -> Value {
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name("p.jpg"));
+    let r = api.client.post(format!("{}/api/v1/cases/{case}/photos", api.base)).bearer_auth(token).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json().await.unwrap()
+}
+
+pub async fn analysis(api: &Api, token: &str, photo: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (s, v) = api.get(&format!("/api/v1/photos/{photo}/analysis"), token).await;
+        if s == StatusCode::OK {
+            return v;
+        }
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        assert!(Instant::now() < deadline, "analysis did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub mod hq;
