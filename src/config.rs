@@ -92,10 +92,33 @@ struct RawLlm {
     model: String,
     threads: u32,
     phrasing: bool,
+    remote: RawRemote,
 }
 impl Default for RawLlm {
     fn default() -> Self {
-        RawLlm { enabled: true, models_dir: None, model: crate::llm::DEFAULT_MODEL_FILE.into(), threads: 0, phrasing: false }
+        RawLlm {
+            enabled: true,
+            models_dir: None,
+            model: crate::llm::DEFAULT_MODEL_FILE.into(),
+            threads: 0,
+            phrasing: false,
+            remote: RawRemote::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRemote {
+    enabled: bool,
+    base_url: String,
+    api_key_file: Option<PathBuf>,
+    model: String,
+    timeout_secs: u64,
+}
+impl Default for RawRemote {
+    fn default() -> Self {
+        RawRemote { enabled: false, base_url: String::new(), api_key_file: None, model: String::new(), timeout_secs: 20 }
     }
 }
 
@@ -208,6 +231,8 @@ pub struct Config {
     pub llm_model: PathBuf,
     pub llm_threads: Option<i32>,
     pub llm_phrasing: bool,
+    /// The OpenAI-compatible fallback provider, when `[llm.remote] enabled = true`.
+    pub llm_remote: Option<crate::llm::remote::RemoteConfig>,
     pub vision_enabled: bool,
     pub vision_model: String,
     pub review_threshold: f32,
@@ -332,6 +357,30 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
     if raw.vision.model.is_empty() || !raw.vision.model.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return Err(invalid("vision.model", "an installed model name (see `servicebay model list`)"));
     }
+    let llm_remote = if raw.llm.remote.enabled {
+        let r = &raw.llm.remote;
+        let local = r.base_url.starts_with("http://127.0.0.1") || r.base_url.starts_with("http://localhost");
+        if !(r.base_url.starts_with("https://") || local) {
+            return Err(invalid(
+                "llm.remote.base_url",
+                "use https:// (plain http only to a loopback address), e.g. \"https://api.example.com/v1\"",
+            ));
+        }
+        if r.model.is_empty() {
+            return Err(invalid("llm.remote.model", "name the provider's model"));
+        }
+        if !(1..=300).contains(&r.timeout_secs) {
+            return Err(invalid("llm.remote.timeout_secs", "must be between 1 and 300"));
+        }
+        Some(crate::llm::remote::RemoteConfig {
+            base_url: r.base_url.clone(),
+            api_key_file: r.api_key_file.clone(),
+            model: r.model.clone(),
+            timeout: Duration::from_secs(r.timeout_secs),
+        })
+    } else {
+        None
+    };
     if raw.llm.threads > 256 {
         return Err(invalid("llm.threads", "must be between 0 (all cores) and 256"));
     }
@@ -370,6 +419,7 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
         models_dir,
         llm_threads: (raw.llm.threads > 0).then_some(raw.llm.threads as i32),
         llm_phrasing: raw.llm.phrasing,
+        llm_remote,
         vision_enabled: raw.vision.enabled,
         vision_model: raw.vision.model,
         review_threshold: raw.vision.review_threshold,

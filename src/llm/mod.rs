@@ -13,6 +13,7 @@
 
 pub mod llama;
 pub mod prompts;
+pub mod remote;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -216,6 +217,20 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(LlmError::Busy { retry_after_s: 2 }.is_retriable());
+    }
+}
+
+/// The local engine, with the remote provider behind it when one is configured (the remote one
+/// answers only when the local one cannot). A remote provider that cannot start (unreadable key
+/// file) is logged and left out.
+pub fn open_engine(local: Box<dyn TextGen>, remote: Option<&remote::RemoteConfig>) -> Box<dyn TextGen> {
+    let Some(cfg) = remote else { return local };
+    match remote::RemoteTextGen::new(cfg.clone()) {
+        Ok(r) => Box::new(remote::FallbackTextGen::new(local, Box::new(r))),
+        Err(e) => {
+            tracing::error!(error = %e, "remote LLM provider not started");
+            local
+        }
     }
 }
 
