@@ -49,6 +49,11 @@ pub fn ack(tx: &Tx, acked_seq: i64, at: &str) -> Result<i64, StoreError> {
     Ok(acked_seq)
 }
 
+/// The newest sequence in the outbox (0 when empty): an index lookup, cheap on every batch.
+pub fn head_seq(tx: &Tx) -> Result<i64, StoreError> {
+    Ok(tx.conn().query_row("SELECT COALESCE(MAX(seq), 0) FROM outbox", [], |r| r.get(0))?)
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OutboxState {
     pub acked_seq: i64,

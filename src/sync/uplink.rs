@@ -247,7 +247,7 @@ impl Uplink {
                         let (after, n, bytes) = (cursor, self.settings.batch_max_records, self.settings.batch_max_bytes);
                         let batch = self.store.read(move |tx| {
                             let records = store::sync::batch_after(tx, after, n, bytes)?;
-                            let head = store::sync::outbox_state(tx)?.head_seq;
+                            let head = store::sync::head_seq(tx)?;
                             Ok::<_, store::StoreError>((records, head))
                         }).await;
                         let (records, head) = match batch {
