@@ -295,7 +295,10 @@ async fn hostile_messages_on_every_topic_harm_nothing() {
         publish_once(&attacker, &topic, payload, false).await.expect("publish");
     }
     // The forged far-ahead ack is refused and shown to the manager; rows stay.
-    let st = wait_for(&api, &m, "ack conflict reported", |v| v["ack_conflict"].is_string()).await;
+    let st = wait_for(&api, &m, "ack conflict and refused bundles reported", |v| {
+        v["ack_conflict"].is_string() && v["bundles_rejected"].as_u64() >= Some(2)
+    })
+    .await;
     assert!(st["ack_conflict"].as_str().unwrap().contains("database reset"), "{st}");
     assert!(st["bundles_rejected"].as_u64() >= Some(2), "{st}");
     assert!(st["bundles"].as_object().unwrap().is_empty(), "nothing applied: {st}");

@@ -137,10 +137,11 @@ impl BundleApplier {
                     version: head.map(|(_, v)| v),
                     reason: reason.clone(),
                 };
+                // The row first, then the counter: a status read never sees a count without its row.
+                let _ = self.store.write(move |tx| store::sync::record_rejection(tx, &r)).await;
                 if let Ok(mut s) = self.state.lock() {
                     s.bundles_rejected += 1;
                 }
-                let _ = self.store.write(move |tx| store::sync::record_rejection(tx, &r)).await;
                 Outcome::Rejected(reason)
             }
         }
