@@ -443,10 +443,6 @@ impl CaseService {
                 .into();
                 f.updated_at = now();
                 store::findings::save_review(tx, &f)?;
-                let mut case = store::cases::get(tx, &f.case_id)?.ok_or(CaseError::NotFound("case"))?;
-                let expected = case.version;
-                case.version += 1;
-                case.updated_at = f.updated_at.clone();
                 let what = format!(
                     "{} {} {}/{}{}",
                     f.review_status,
@@ -455,13 +451,8 @@ impl CaseService {
                     f.damage_type,
                     reason.map(|r| format!(": {r}")).unwrap_or_default()
                 );
-                store::cases::update(
-                    tx,
-                    &case,
-                    expected,
-                    &actor,
-                    Event { kind: "finding_reviewed", from: None, to: None, reason: Some(&what) },
-                )?;
+                let ev = Event { kind: "finding_reviewed", from: None, to: None, reason: Some(&what) };
+                store::cases::note(tx, &f.case_id, &actor, &f.updated_at, false, ev)?;
                 audit::record(tx, &actor, "finding.review", "finding", Some(&f.id), "ok")?;
                 Ok(f)
             })
@@ -494,13 +485,7 @@ impl CaseService {
                 f.length_cm = Some(m.length_cm);
                 f.updated_at = now();
                 store::findings::save_review(tx, &f)?;
-                let stated = store::photos::stated_lengths(tx, &f.case_id, &f.part)?;
-                let disagree = stated.iter().find(|s| measure::disagreement(**s, m.length_cm).is_some()).copied();
-                let mut case = store::cases::get(tx, &f.case_id)?.ok_or(CaseError::NotFound("case"))?;
-                let expected = case.version;
-                case.version += 1;
-                case.updated_at = f.updated_at.clone();
-                case.needs_review |= disagree.is_some();
+                let (stated, disagree) = photos::stated_vs_measured(tx, &f.case_id, &f.part, m.length_cm)?;
                 let what = match disagree {
                     Some(s) => format!(
                         "{}/{} measured {} cm against a marked reference; the customer said {s} cm (more than 15 % apart): a person decides",
@@ -508,7 +493,8 @@ impl CaseService {
                     ),
                     None => format!("{}/{} measured {} cm against a marked reference", f.part, f.damage_type, m.length_cm),
                 };
-                store::cases::update(tx, &case, expected, &actor, Event { kind: "finding_measured", from: None, to: None, reason: Some(&what) })?;
+                let ev = Event { kind: "finding_measured", from: None, to: None, reason: Some(&what) };
+                store::cases::note(tx, &f.case_id, &actor, &f.updated_at, disagree.is_some(), ev)?;
                 audit::record(tx, &actor, "finding.measure", "finding", Some(&f.id), "ok")?;
                 Ok(MeasureResult { finding: f, measurement: m, stated_cm: stated, needs_review: disagree.is_some() })
             })

@@ -129,6 +129,18 @@ pub fn insert(tx: &Tx, case: &Case, actor: &Actor, event: Event) -> Result<(), S
 
 /// Persist a changed case (status, prior, assignment, review flag) with its event and outbox row.
 /// `expected_version` guards against a lost update from a concurrent writer's stale read.
+/// Put an event on a case's timeline that changes nothing but the case's version (and, with
+/// `flag`, hands it to a person): finding reviews, measurements, photo assessments.
+pub fn note(tx: &Tx, case_id: &str, actor: &Actor, at: &str, flag: bool, event: Event) -> Result<Case, StoreError> {
+    let mut case = get(tx, case_id)?.ok_or(StoreError::NotFound("case"))?;
+    let expected = case.version;
+    case.version += 1;
+    case.updated_at = at.to_string();
+    case.needs_review |= flag;
+    update(tx, &case, expected, actor, event)?;
+    Ok(case)
+}
+
 pub fn update(tx: &Tx, case: &Case, expected_version: i64, actor: &Actor, event: Event) -> Result<(), StoreError> {
     let n = tx.conn().execute(
         "UPDATE cases SET status = ?2, prior_status = ?3, assigned_to = ?4, needs_review = ?5, updated_at = ?6, version = ?7
