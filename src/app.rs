@@ -181,7 +181,8 @@ async fn load_detector(cfg: &Config) -> Option<Box<dyn crate::vision::Detector>>
 /// The local LLM, loaded once (mmap) off the async runtime; without it intake runs degraded.
 async fn load_llm(cfg: &Config) -> Arc<dyn crate::llm::TextGen> {
     let (model, threads, disabled, remote) = (cfg.llm_model.clone(), cfg.llm_threads, !cfg.llm_enabled, cfg.llm_remote.clone());
-    let open = move || crate::llm::open_engine(crate::llm::open_local(&model, threads, disabled), remote.as_ref());
+    let isolation = cfg.llm_isolation.clone();
+    let open = move || crate::llm::open_engine(crate::llm::open_local(&model, threads, disabled, isolation), remote.as_ref());
     match tokio::task::spawn_blocking(open).await {
         Ok(engine) => Arc::from(engine),
         Err(e) => {

@@ -92,6 +92,8 @@ struct RawLlm {
     model: String,
     threads: u32,
     phrasing: bool,
+    isolation: String,
+    worker_program: Option<PathBuf>,
     remote: RawRemote,
 }
 impl Default for RawLlm {
@@ -102,6 +104,8 @@ impl Default for RawLlm {
             model: crate::llm::DEFAULT_MODEL_FILE.into(),
             threads: 0,
             phrasing: false,
+            isolation: "process".into(),
+            worker_program: None,
             remote: RawRemote::default(),
         }
     }
@@ -231,6 +235,7 @@ pub struct Config {
     pub llm_model: PathBuf,
     pub llm_threads: Option<i32>,
     pub llm_phrasing: bool,
+    pub llm_isolation: crate::llm::Isolation,
     /// The OpenAI-compatible fallback provider, when `[llm.remote] enabled = true`.
     pub llm_remote: Option<crate::llm::remote::RemoteConfig>,
     pub vision_enabled: bool,
@@ -384,6 +389,11 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
     if raw.llm.threads > 256 {
         return Err(invalid("llm.threads", "must be between 0 (all cores) and 256"));
     }
+    let llm_isolation = match raw.llm.isolation.as_str() {
+        "process" => crate::llm::Isolation::Process { program: raw.llm.worker_program.clone() },
+        "thread" => crate::llm::Isolation::Thread,
+        _ => return Err(invalid("llm.isolation", "\"process\" (default: the model runs in a supervised worker) or \"thread\"")),
+    };
     let sync = validate_sync(raw.sync, &raw.store.id)?;
     let log_json = match raw.log.format.as_str() {
         "human" => false,
@@ -419,6 +429,7 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
         models_dir,
         llm_threads: (raw.llm.threads > 0).then_some(raw.llm.threads as i32),
         llm_phrasing: raw.llm.phrasing,
+        llm_isolation,
         llm_remote,
         vision_enabled: raw.vision.enabled,
         vision_model: raw.vision.model,

@@ -92,6 +92,14 @@ enum Command {
     },
     /// HQ: per-store sync lag (last sequence, last seen, backlog estimate).
     HqLag,
+    /// Internal: the daemon's supervised LLM worker (JSON lines on stdin/stdout).
+    #[command(hide = true)]
+    LlmWorker {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        threads: Option<i32>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -116,6 +124,17 @@ enum IntakeCmd {
         /// Lexicon only, without the local LLM (what the appliance does when the model is missing).
         #[arg(long)]
         no_model: bool,
+    },
+    /// Precision, recall and F1 per slot on a labelled set (JSON lines: text + gold findings),
+    /// e.g. tests/data/intake_eval.jsonl.
+    Eval {
+        file: PathBuf,
+        /// Lexicon only, without the local LLM.
+        #[arg(long)]
+        no_model: bool,
+        /// Also print every utterance the extractor got wrong.
+        #[arg(long)]
+        misses: bool,
     },
 }
 
@@ -266,6 +285,16 @@ fn hq_main(config: Option<PathBuf>, cmd: Command) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::LlmWorker { model, threads } = cli.command {
+        // No config, no runtime: the daemon that started it owns those.
+        return match servicebay::llm::worker::serve_stdio(model, threads) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("servicebay llm-worker: {e}");
+                ExitCode::from(EX_UNAVAILABLE)
+            }
+        };
+    }
     if matches!(cli.command, Command::HqIngest | Command::HqPublish { .. } | Command::HqKeygen { .. } | Command::HqLag) {
         return hq_main(cli.config, cli.command);
     }
@@ -302,13 +331,20 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
             print!("{}", servicebay::vision::cli::cli_list(&models)?);
             Ok(())
         }
-        Command::Intake(IntakeCmd::Extract { text, json, no_model }) => {
+        Command::Intake(cmd) => {
             let out = tokio::task::spawn_blocking(move || -> Result<String, AppError> {
-                let engine = servicebay::llm::open_local(&models.join(servicebay::llm::DEFAULT_MODEL_FILE), None, no_model);
+                let no_model = match &cmd {
+                    IntakeCmd::Extract { no_model, .. } | IntakeCmd::Eval { no_model, .. } => *no_model,
+                };
+                let model = models.join(servicebay::llm::DEFAULT_MODEL_FILE);
+                let engine = servicebay::llm::open_local(&model, None, no_model, servicebay::llm::Isolation::Thread);
                 if !engine.is_available() && !no_model {
                     eprintln!("warning: the local LLM could not be loaded from {}; lexicon only (degraded)", models.display());
                 }
-                Ok(servicebay::intake::cli_extract(&text, json, engine.as_ref())?)
+                Ok(match cmd {
+                    IntakeCmd::Extract { text, json, .. } => servicebay::intake::cli_extract(&text, json, engine.as_ref())?,
+                    IntakeCmd::Eval { file, misses, .. } => servicebay::intake::eval::cli_eval(&file, engine.as_ref(), misses)?,
+                })
             })
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;
@@ -331,7 +367,7 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
             );
             Ok(())
         }
-        Command::HqIngest | Command::HqPublish { .. } | Command::HqKeygen { .. } | Command::HqLag => Ok(()),
+        Command::HqIngest | Command::HqPublish { .. } | Command::HqKeygen { .. } | Command::HqLag | Command::LlmWorker { .. } => Ok(()),
         Command::CheckConfig => {
             println!("config OK ({})", cfg.source);
             println!("  store      {} ({})", cfg.store_id, cfg.store_name);

@@ -43,12 +43,27 @@ fn lexicon_only_and_with_llm() {
     assert!(both.slot("finding").f1() >= 0.70);
 }
 
-/// Utterances written after the lexicon was tuned and never used to tune it: an honest
-/// estimate of how the lexicon generalises. Floors are deliberately lower.
+/// Sets written later by someone who never saw the lexicon, each measured once before it was
+/// used for tuning (the closing notes keep those first figures). `intake_heldout.jsonl` (25) and
+/// `intake_heldout2.jsonl` (80) have since been used to tune it: development sets, high floors.
+#[test]
+fn development_sets() {
+    for (file, floor) in [("intake_heldout.jsonl", 0.9), ("intake_heldout2.jsonl", 0.95)] {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file);
+        let cases = load_cases(&p).unwrap();
+        let lex = evaluate(&cases, |t| extract(t, &NoneTextGen));
+        println!("{}", lex.table(&format!("{file} (development) lexicon only")));
+        assert!(lex.slot("finding").f1() >= floor, "{file}: finding F1 {}", lex.slot("finding").f1());
+    }
+}
+
+/// `intake_heldout3.jsonl` (80) has never been used to tune anything: the honest estimate of how
+/// extraction generalises to a new writer's words. Floors are what it reaches, not what we want.
 #[test]
 fn held_out_set() {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/intake_heldout.jsonl");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/intake_heldout3.jsonl");
     let cases = load_cases(&p).unwrap();
+    assert_eq!(cases.len(), 80);
     let lex = evaluate(&cases, |t| extract(t, &NoneTextGen));
     println!("{}", lex.table("HELD-OUT lexicon only"));
     if std::env::var_os("SHOW_MISSES").is_some() {
@@ -59,5 +74,7 @@ fn held_out_set() {
     let e = common::engine();
     let both = evaluate(&cases, |t| extract(t, e));
     println!("{}", both.table("HELD-OUT lexicon + LLM where unsure"));
-    assert!(both.slot("part").f1() >= 0.6, "{}", both.slot("part").f1());
+    assert!(lex.slot("part").f1() >= 0.8, "{}", lex.slot("part").f1());
+    assert!(lex.slot("finding").f1() >= 0.65, "{}", lex.slot("finding").f1());
+    assert!(both.slot("part").f1() >= lex.slot("part").f1() - 0.03, "the model must not make parts worse");
 }

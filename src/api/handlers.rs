@@ -142,7 +142,7 @@ pub async fn metrics(s: Arc<ApiState>, addr: Option<ClientAddr>, authz: Option<S
             Err(e) => return ApiError::from(e).into_response(),
         }
     }
-    let mut r = Response::new(s.metrics.render(&s.store, &s.sync).await.into());
+    let mut r = Response::new(s.metrics.render(&s.store, &s.sync, &s.intake.engine_status()).await.into());
     r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }
@@ -474,6 +474,10 @@ pub async fn audit(s: Arc<ApiState>, _c: Ctx, q: AuditQuery) -> Response {
         Ok::<_, ApiError>(js(&json!({ "items": rows })))
     };
     respond(r.await)
+}
+
+pub async fn llm_status(s: Arc<ApiState>, _c: Ctx) -> Response {
+    js(&s.intake.engine_status()).into_response()
 }
 
 pub async fn sync_status(s: Arc<ApiState>, _c: Ctx) -> Response {

@@ -36,7 +36,7 @@ impl Metrics {
         self.sum_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub async fn render(&self, store: &Store, sync: &crate::sync::Sync) -> String {
+    pub async fn render(&self, store: &Store, sync: &crate::sync::Sync, llm: &crate::llm::EngineStatus) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP servicebay_http_requests_total HTTP requests by method and status.");
         let _ = writeln!(out, "# TYPE servicebay_http_requests_total counter");
@@ -59,6 +59,14 @@ impl Metrics {
         let _ = writeln!(out, "servicebay_tls_handshake_failures_total {}", self.tls_handshake_failures.load(Ordering::Relaxed));
         let _ = writeln!(out, "# TYPE servicebay_connections_refused_total counter");
         let _ = writeln!(out, "servicebay_connections_refused_total {}", self.connections_refused.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP servicebay_llm_up Whether the language model answers (0: restarting, down or none; intake runs degraded)."
+        );
+        let _ = writeln!(out, "# TYPE servicebay_llm_up gauge");
+        let _ = writeln!(out, "servicebay_llm_up {}", (llm.state == crate::llm::EngineState::Ready) as u8);
+        let _ = writeln!(out, "# TYPE servicebay_llm_worker_restarts_total counter");
+        let _ = writeln!(out, "servicebay_llm_worker_restarts_total {}", llm.restarts);
         let _ = writeln!(out, "# TYPE servicebay_store_write_queue gauge");
         let _ = writeln!(out, "servicebay_store_write_queue {}", store.write_queue_depth());
         let stats = store

@@ -387,6 +387,7 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .boxed();
     let audit = v1.and(warp::path!("audit")).and(warp::get()).and(st()).and(a(AuditList)).and(query()).then(h::audit).boxed();
     let sync_status = v1.and(warp::path!("sync" / "status")).and(warp::get()).and(st()).and(a(SyncStatus)).then(h::sync_status).boxed();
+    let llm_status = v1.and(warp::path!("llm" / "status")).and(warp::get()).and(st()).and(a(LlmStatus)).then(h::llm_status).boxed();
 
     // One flat list, folded with `unify` + `boxed` at each step: a 40-deep `Or` type overflows
     // the compiler's query depth and gains nothing.
@@ -428,6 +429,7 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         users_reset,
         audit,
         sync_status,
+        llm_status,
     ]
     .into_iter()
     .fold(health, |acc, r| acc.or(r).unify().boxed())

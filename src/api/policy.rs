@@ -44,6 +44,7 @@ pub enum RouteId {
     UsersResetPassword,
     AuditList,
     SyncStatus,
+    LlmStatus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +128,8 @@ pub const ROUTES: &[RouteSpec] = &[
     r(AuditList, "GET", "/api/v1/audit", Roles(AUDITORS)),
     // Whether HQ gets the data: outbox depth, link, applied bundles (no personal data).
     r(SyncStatus, "GET", "/api/v1/sync/status", Roles(AUDITORS)),
+    // Whether the language model answers, its worker and restarts (no customer data).
+    r(LlmStatus, "GET", "/api/v1/llm/status", Roles(MANAGERS)),
 ];
 
 pub fn spec(id: RouteId) -> &'static RouteSpec {

@@ -51,6 +51,11 @@ impl IntakeService {
         self.engine.name().to_string()
     }
 
+    /// The language model's health (worker state, restarts) for operators.
+    pub fn engine_status(&self) -> crate::llm::EngineStatus {
+        self.engine.status()
+    }
+
     pub async fn message(&self, actor: &Actor, case_id: String, text: String) -> Result<TurnView, CaseError> {
         let text = validate::text("text", &text, MAX_TEXT_CHARS)?;
         let id = case_id.clone();

@@ -242,3 +242,18 @@ pub fn evaluate(cases: &[EvalCase], mut extract: impl FnMut(&str) -> Result<Extr
     }
     r
 }
+
+/// `servicebay intake eval FILE`: the P/R/F1 table for a labelled set, lexicon + the engine given
+/// (the model is consulted where the lexicon is unsure), optionally with every miss listed.
+pub fn cli_eval(path: &Path, engine: &dyn crate::llm::TextGen, misses: bool) -> Result<String, IntakeError> {
+    let cases = load_cases(path)?;
+    let report = evaluate(&cases, |t| super::extract(t, engine));
+    let title = format!("{} ({} utterances, engine {})", path.display(), cases.len(), engine.name());
+    let mut out = report.table(&title);
+    if misses {
+        for m in &report.misses {
+            out.push_str(&format!("\nMISS {m}"));
+        }
+    }
+    Ok(out)
+}

@@ -70,6 +70,8 @@ const SITUATIONS: &[(&str, &str, Option<Part>, bool)] = &[
     ("打方向盘", "打方向", Some(Part::Steering), false),
     ("过减速带", "过减速带", Some(Part::Suspension), false),
     ("过坎", "过坎", Some(Part::Suspension), false),
+    ("过坑", "过坑", Some(Part::Suspension), false),
+    ("坑洼", "颠簸路面", Some(Part::Suspension), false),
     ("颠簸路", "颠簸路面", Some(Part::Suspension), false),
     ("颠簸", "颠簸路面", Some(Part::Suspension), false),
     ("坑洼路", "颠簸路面", Some(Part::Suspension), false),
@@ -87,6 +89,7 @@ const SITUATIONS: &[(&str, &str, Option<Part>, bool)] = &[
     ("挂挡", "挂挡", Some(Part::Transmission), false),
     ("挂档", "挂挡", Some(Part::Transmission), false),
     ("开空调", "开空调", Some(Part::AirConditioning), false),
+    ("空调一开", "开空调", Some(Part::AirConditioning), false),
     ("下雨", "下雨", None, false),
     ("洗车", "洗车", None, false),
     ("一直", "一直", None, true),
@@ -150,6 +153,7 @@ const COMPOUNDS: &[(&str, Part, DamageType, Option<&str>)] = &[
     ("不制冷", Part::AirConditioning, DamageType::NotWorking, None),
     ("不凉", Part::AirConditioning, DamageType::NotWorking, None),
     ("吹热风", Part::AirConditioning, DamageType::NotWorking, None),
+    ("还是热风", Part::AirConditioning, DamageType::NotWorking, None),
     ("冷气不冷", Part::AirConditioning, DamageType::NotWorking, None),
     ("no cold air", Part::AirConditioning, DamageType::NotWorking, None),
     ("blows warm", Part::AirConditioning, DamageType::NotWorking, None),
@@ -180,6 +184,8 @@ const COMPOUNDS: &[(&str, Part, DamageType, Option<&str>)] = &[
     ("漏油", Part::Engine, DamageType::Leak, None),
     ("漏防冻液", Part::Engine, DamageType::Leak, None),
     ("oil leak", Part::Engine, DamageType::Leak, None),
+    ("pulls to the", Part::Steering, DamageType::Other, None),
+    ("pulling to the", Part::Steering, DamageType::Other, None),
     ("leaking oil", Part::Engine, DamageType::Leak, None),
     ("异味", Part::AirConditioning, DamageType::Other, None),
     ("有味道", Part::AirConditioning, DamageType::Other, None),
@@ -195,6 +201,10 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("前杠", Part::Bumper, Some(Lon::F), None),
     ("后杠", Part::Bumper, Some(Lon::B), None),
     ("前脸", Part::Bumper, Some(Lon::F), None),
+    // Locators: the end of the car, i.e. its bumper, unless a part is named with them (LOCATORS).
+    ("车头", Part::Bumper, Some(Lon::F), None),
+    ("车屁股", Part::Bumper, Some(Lon::B), None),
+    ("车尾", Part::Bumper, Some(Lon::B), None),
     ("bumper", Part::Bumper, None, None),
     ("发动机盖", Part::Hood, None, None),
     ("引擎盖", Part::Hood, None, None),
@@ -299,7 +309,10 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("发动机", Part::Engine, None, None),
     ("引擎", Part::Engine, None, None),
     ("机油", Part::Engine, None, None),
-    ("车头", Part::Engine, None, None),
+    ("防冻液", Part::Engine, None, None),
+    ("冷却液", Part::Engine, None, None),
+    ("水箱", Part::Engine, None, None),
+    ("coolant", Part::Engine, None, None),
     ("engine", Part::Engine, None, None),
     ("motor", Part::Engine, None, None),
     ("变速箱", Part::Transmission, None, None),
@@ -313,6 +326,10 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("刹车盘", Part::Brakes, None, None),
     ("刹车", Part::Brakes, None, None),
     ("制动", Part::Brakes, None, None),
+    ("电子手刹", Part::Brakes, None, None),
+    ("手刹", Part::Brakes, None, None),
+    ("parking brake", Part::Brakes, None, None),
+    ("handbrake", Part::Brakes, None, None),
     ("brakes", Part::Brakes, None, None),
     ("brake", Part::Brakes, None, None),
     ("底盘", Part::Suspension, None, None),
@@ -380,7 +397,11 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("划了", DamageType::Scratch, false),
     ("刮到", DamageType::Scratch, false),
     ("道子", DamageType::Scratch, false),
+    // Bare verbs last (longest match wins), also catching typos like 刮横 for 刮痕.
+    ("刮", DamageType::Scratch, false),
+    ("划", DamageType::Scratch, false),
     ("scratch", DamageType::Scratch, false),
+    ("scrach", DamageType::Scratch, false),
     ("scrape", DamageType::Scratch, false),
     ("keyed", DamageType::Scratch, false),
     ("凹陷", DamageType::Dent, false),
@@ -404,6 +425,10 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("掉了点漆", DamageType::PaintDamage, false),
     ("掉了块漆", DamageType::PaintDamage, false),
     ("掉了一块漆", DamageType::PaintDamage, false),
+    ("掉一块漆", DamageType::PaintDamage, false),
+    ("掉块漆", DamageType::PaintDamage, false),
+    ("掉一片漆", DamageType::PaintDamage, false),
+    ("掉了一片漆", DamageType::PaintDamage, false),
     ("漆掉了", DamageType::PaintDamage, false),
     ("脱漆", DamageType::PaintDamage, false),
     ("起皮", DamageType::PaintDamage, false),
@@ -421,6 +446,12 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("变形", DamageType::Broken, false),
     ("鼓包", DamageType::Broken, false),
     ("撞碎", DamageType::Broken, false),
+    ("砸碎", DamageType::Broken, false),
+    ("砸烂", DamageType::Broken, false),
+    ("砸坏", DamageType::Broken, false),
+    ("稀碎", DamageType::Broken, false),
+    ("碎", DamageType::Broken, false),
+    ("bent", DamageType::Broken, false),
     ("撞烂", DamageType::Broken, false),
     ("撞坏", DamageType::Broken, false),
     ("撞掉", DamageType::Broken, false),
@@ -446,6 +477,14 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("咯噔", DamageType::AbnormalNoise, false),
     ("嗡嗡", DamageType::AbnormalNoise, false),
     ("哐哐", DamageType::AbnormalNoise, false),
+    ("哐当", DamageType::AbnormalNoise, false),
+    ("咣当", DamageType::AbnormalNoise, false),
+    ("咚咚", DamageType::AbnormalNoise, false),
+    ("嘎嘎", DamageType::AbnormalNoise, false),
+    ("吱嘎", DamageType::AbnormalNoise, false),
+    ("click", DamageType::AbnormalNoise, false),
+    ("thump", DamageType::AbnormalNoise, false),
+    ("whistl", DamageType::AbnormalNoise, false),
     ("响", DamageType::AbnormalNoise, false),
     ("noise", DamageType::AbnormalNoise, false),
     ("squeak", DamageType::AbnormalNoise, false),
@@ -505,6 +544,17 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("降不下来", DamageType::NotWorking, false),
     ("没声音", DamageType::NotWorking, false),
     ("连不上", DamageType::NotWorking, false),
+    ("没画面", DamageType::NotWorking, false),
+    ("没有画面", DamageType::NotWorking, false),
+    ("不显示", DamageType::NotWorking, false),
+    ("no sound", DamageType::NotWorking, false),
+    ("no picture", DamageType::NotWorking, false),
+    ("放不下", DamageType::NotWorking, false),
+    ("松不开", DamageType::NotWorking, false),
+    ("下不来", DamageType::NotWorking, false),
+    ("dying", DamageType::NotWorking, false),
+    ("drains", DamageType::NotWorking, false),
+    ("draining", DamageType::NotWorking, false),
     ("not working", DamageType::NotWorking, false),
     ("doesn't work", DamageType::NotWorking, false),
     ("does not work", DamageType::NotWorking, false),
@@ -513,6 +563,12 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("dead", DamageType::NotWorking, false),
     ("is out", DamageType::NotWorking, false),
     ("跑偏", DamageType::Other, false),
+    ("臭味", DamageType::Other, false),
+    ("焦味", DamageType::Other, false),
+    ("霉味", DamageType::Other, false),
+    ("烧焦", DamageType::Other, false),
+    ("味道", DamageType::Other, false),
+    ("smell", DamageType::Other, false),
     ("pulls to", DamageType::Other, false),
 ];
 
@@ -538,6 +594,19 @@ const MASK: &[&str] = &[
     "back then",
     "油门",
     "门槛",
+    // Negated paint damage: a fact about the primer, not a finding.
+    "漆面没破",
+    "漆没破",
+    "漆面没事",
+    "漆面没问题",
+    "没掉漆",
+    "漆没掉",
+    "没伤到漆",
+    "没伤到底漆",
+    "没破漆",
+    // "用钥匙划的" is a scratch, not the key.
+    "用钥匙",
+    "拿钥匙",
 ];
 
 const SINCE: &[&str] = &[
@@ -648,6 +717,8 @@ fn sides_in(s: &str, from: usize, to: usize, used: &[bool]) -> (Option<Lat>, Opt
         ("主驾", Some(Lat::L), Some(Lon::F)),
         ("驾驶", Some(Lat::L), Some(Lon::F)),
         ("副驾", Some(Lat::R), Some(Lon::F)),
+        ("司机", Some(Lat::L), Some(Lon::F)),
+        ("乘客", Some(Lat::R), Some(Lon::F)),
         ("前", None, Some(Lon::F)),
         ("后", None, Some(Lon::B)),
         ("left", Some(Lat::L), None),
@@ -731,6 +802,13 @@ pub fn analyse(text: &str) -> LexResult {
         let s = cl.as_str();
         let mut used = vec![false; s.len()];
         mask(s, MASK, &mut used);
+        if res.findings.last().is_some_and(|f| f.damage_type == DamageType::Dent) {
+            mask(s, PAINT_ON_DENT, &mut used);
+        }
+        // Parts whose names start with a situation ("倒车影像", "倒车镜") before the situations.
+        let early_tbl: Vec<(&str, (Part, Option<Lon>, Option<Lat>))> =
+            parts_tbl.iter().filter(|(w, _)| w.starts_with("倒车")).cloned().collect();
+        let early = find(s, &early_tbl, &mut used);
         let marker = TIME_MARKERS.iter().any(|m| s.contains(m));
         let sit_tbl: Vec<(&str, Option<Part>)> =
             SITUATIONS.iter().filter(|(_, _, _, need)| !need || marker).map(|(w, _, p, _)| (*w, *p)).collect();
@@ -738,8 +816,16 @@ pub fn analyse(text: &str) -> LexResult {
         if let Some(p) = sits.iter().find_map(|h| h.val) {
             situation_part = Some(p);
         }
+        let braking = sits.iter().any(|h| h.val == Some(Part::Brakes));
         let comps = find(s, &comp_tbl, &mut used);
-        let parts = find(s, &parts_tbl, &mut used);
+        let mut parts = find(s, &parts_tbl, &mut used);
+        parts.extend(early);
+        parts.sort_by_key(|h| h.start);
+        // "车头引擎盖": a locator next to a named part only says where that part is.
+        let is_locator = |h: &Hit<(Part, Option<Lon>, Option<Lat>)>| LOCATORS.contains(&&s[h.start..h.end]);
+        if parts.iter().any(|h| !is_locator(h)) {
+            parts.retain(|h| !is_locator(h));
+        }
         let dmgs = find(s, &dmg_tbl, &mut used);
         if !comps.is_empty() || !dmgs.is_empty() {
             res.has_problem_words = true;
@@ -761,6 +847,14 @@ pub fn analyse(text: &str) -> LexResult {
             let lat = ilat.or(lat);
             let lon = ilon.or(if side_free(p) { None } else { lon });
             let lat = if side_free(p) && p != Part::Steering { lat.filter(|_| false) } else { lat };
+            // Conventions: a bumper is front or rear, a mirror left or right, a rear fender is the
+            // quarter panel.
+            let (lat, lon) = match p {
+                Part::Bumper => (None, lon),
+                Part::Mirror => (lat, None),
+                _ => (lat, lon),
+            };
+            let p = if p == Part::Fender && lon == Some(Lon::B) { Part::QuarterPanel } else { p };
             mentions.push((h.start, p, compose(lat, lon)));
             from = h.end;
         }
@@ -779,6 +873,8 @@ pub fn analyse(text: &str) -> LexResult {
         .iter()
         .any(|w| s.contains(w));
         let four_doors = ["四个门", "所有门", "四个车门", "all doors", "all four doors"].iter().any(|w| s.contains(w));
+        // "两侧后视镜", "左右两边前翼子板": the part on both sides (not bare 左右: "30公分左右").
+        let both_sides = ["两侧", "两边", "左右两", "both sides", "both mirrors", "两个后视镜"].iter().any(|w| s.contains(w));
         let mut expanded = Vec::new();
         for (i, p, pos) in mentions {
             if p == Part::Door && four_doors {
@@ -797,6 +893,10 @@ pub fn analyse(text: &str) -> LexResult {
                 };
                 expanded.push((i, p, Some(a)));
                 expanded.push((i, p, Some(b)));
+            } else if both_sides && p != Part::Door && p != Part::Bumper && !side_free(p) {
+                let lon = split(pos).1;
+                expanded.push((i, p, compose(Some(Lat::L), lon)));
+                expanded.push((i, p, compose(Some(Lat::R), lon)));
             } else {
                 expanded.push((i, p, pos));
             }
@@ -814,11 +914,26 @@ pub fn analyse(text: &str) -> LexResult {
 
         let mut new: Vec<Finding> = Vec::new();
         for c in &comps {
-            let (p, d) = c.val;
-            let pos = mentions.iter().find(|m| m.1 == p).and_then(|m| m.2);
+            let (mut p, d) = c.val;
+            // "变速箱那块在漏油": the part named wins over the oil leak's default engine.
+            if d == DamageType::Leak && p == Part::Engine {
+                if let Some(m) = mentions
+                    .iter()
+                    .find(|m| matches!(m.1, Part::Transmission | Part::Brakes | Part::Steering | Part::Suspension | Part::AirConditioning))
+                {
+                    p = m.1;
+                }
+            }
+            // The side of the same part in this clause, else in the previous one ("左前轮胎…，一直漏气").
+            let pos = mentions
+                .iter()
+                .find(|m| m.1 == p)
+                .and_then(|m| m.2)
+                .or_else(|| prev.filter(|x| x.0 == p).and_then(|x| x.1))
+                .or_else(|| orphan.filter(|x| x.0 == p).and_then(|x| x.1));
             new.push(Finding::new(p, pos, d));
         }
-        let comp_parts: Vec<Part> = comps.iter().map(|c| c.val.0).collect();
+        let comp_parts: Vec<Part> = new.iter().map(|f| f.part).collect();
         // "check engine light is on": the compound already said it; "light is on" adds nothing.
         let comp_dmgs: Vec<DamageType> = comps.iter().map(|c| c.val.1).collect();
         let dmgs: Vec<Hit<(DamageType, bool)>> = dmgs.into_iter().filter(|d| !comp_dmgs.contains(&d.val.0)).collect();
@@ -841,6 +956,11 @@ pub fn analyse(text: &str) -> LexResult {
                 // previous clause, else the previous finding's part ("右前门有刮痕，还有异响").
                 let (part, pos) = if let Some(p) = situation_part {
                     let pos = prev.filter(|x| x.0 == p).and_then(|x| x.1).or_else(|| orphan.filter(|x| x.0 == p).and_then(|x| x.1));
+                    // "过减速带的时候后面咯噔一声": where the symptom comes from.
+                    let pos = pos.or_else(|| {
+                        let (la, lo) = sides_in(s, 0, s.len(), &used);
+                        compose(la, lo)
+                    });
                     (p, pos)
                 } else if let Some(o) = orphan {
                     o
@@ -855,20 +975,29 @@ pub fn analyse(text: &str) -> LexResult {
             } else if dmgs.len() == 1 {
                 // One symptom word shared by every part named ("左前门和左后门都有划痕").
                 for (_, p, pos) in &mentions {
-                    push_unique(&mut new, fix_broken(Finding::new(*p, *pos, dmgs[0].val.0), dmgs[0].val.1));
+                    let d = dmgs[0].val.0;
+                    push_unique(&mut new, fix_broken(Finding::new(brake_part(*p, d, braking), *pos, d), dmgs[0].val.1));
                 }
             } else {
                 // Several symptoms: each goes to the nearest part named before it (or the first part).
                 for d in &dmgs {
                     let m = mentions.iter().rev().find(|m| m.0 < d.start).or(mentions.first());
                     if let Some((_, p, pos)) = m {
-                        push_unique(&mut new, fix_broken(Finding::new(*p, *pos, d.val.0), d.val.1));
+                        let dt = d.val.0;
+                        push_unique(&mut new, fix_broken(Finding::new(brake_part(*p, dt, braking), *pos, dt), d.val.1));
                     }
                 }
             }
             orphan = None;
         } else if new.is_empty() {
-            if let Some(m) = mentions.first() {
+            let unplaced = mentions.first().and_then(|m| {
+                let pos = m.2?;
+                res.findings.iter_mut().find(|f| f.part == m.1 && f.position.is_none()).map(|f| (f, pos))
+            });
+            if let Some((f, pos)) = unplaced {
+                // "胎压灯亮了，显示右后轮胎压低": the side of an earlier finding.
+                f.position = Some(pos);
+            } else if let Some(m) = mentions.first() {
                 // A part named alone: its symptom may follow in the next clause.
                 orphan = Some((m.1, m.2));
             } else {
@@ -913,6 +1042,35 @@ pub fn analyse(text: &str) -> LexResult {
         apply_loose(f, &loose);
     }
     res
+}
+
+/// After a dent, the paint's state is a fact of that dent (paint broken), not a second finding.
+const PAINT_ON_DENT: &[&str] = &["漆也裂", "漆裂了", "漆也破", "漆破了", "漆也掉"];
+
+/// Words that name an end of the car rather than a part ("车头", "车屁股").
+const LOCATORS: &[&str] = &["车头", "车屁股", "车尾"];
+
+fn split(pos: Option<Position>) -> (Option<Lat>, Option<Lon>) {
+    match pos {
+        Some(Position::LeftFront) => (Some(Lat::L), Some(Lon::F)),
+        Some(Position::RightFront) => (Some(Lat::R), Some(Lon::F)),
+        Some(Position::LeftRear) => (Some(Lat::L), Some(Lon::B)),
+        Some(Position::RightRear) => (Some(Lat::R), Some(Lon::B)),
+        Some(Position::Left) => (Some(Lat::L), None),
+        Some(Position::Right) => (Some(Lat::R), None),
+        Some(Position::Front) => (None, Some(Lon::F)),
+        Some(Position::Rear) => (None, Some(Lon::B)),
+        None => (None, None),
+    }
+}
+
+/// "踩刹车的时候前轮咯吱响": a wheel's noise while braking is the brakes.
+fn brake_part(p: Part, d: DamageType, braking: bool) -> Part {
+    if braking && matches!(p, Part::Tire | Part::WheelRim) && matches!(d, DamageType::AbnormalNoise | DamageType::Vibration) {
+        Part::Brakes
+    } else {
+        p
+    }
 }
 
 fn push_unique(v: &mut Vec<Finding>, f: Finding) {

@@ -16,8 +16,8 @@
 //! tested against the grammar alone (one candidate), and only when it is rejected is the grammar
 //! applied to the whole vocabulary (~150k candidates, 30+ ms on this machine).
 //!
-//! Known limit: a llama.cpp `abort()` (GGML_ASSERT) kills the whole process; that needs the
-//! supervised worker process the main crate plans, which is out of scope here.
+//! A llama.cpp `abort()` (GGML_ASSERT) kills the whole process; the daemon therefore runs this
+//! engine inside a supervised worker process (`super::worker`).
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -105,7 +105,7 @@ struct GenJob {
     events: mpsc::Sender<Event>,
 }
 
-enum Event {
+pub(super) enum Event {
     Piece(String),
     Done(Result<Completion, LlmError>),
 }
@@ -246,6 +246,17 @@ impl TextGen for LlamaEngine {
         true
     }
 
+    fn status(&self) -> super::EngineStatus {
+        super::EngineStatus {
+            name: self.name.clone(),
+            state: super::EngineState::Ready,
+            isolated: false,
+            worker_pid: None,
+            restarts: u64::from(self.restarts()),
+            last_error: None,
+        }
+    }
+
     fn generate(
         &self,
         messages: &[ChatMessage],
@@ -271,7 +282,7 @@ impl TextGen for LlamaEngine {
 
 /// Caller side of a job: forwards pieces to the callback, enforces the deadline even when the
 /// worker hangs inside llama.cpp (we then stop waiting; the worker notices the flag later).
-fn wait_for(
+pub(super) fn wait_for(
     ev_rx: &Receiver<Event>,
     cancel: &CancelToken,
     params: &GenParams,

@@ -14,13 +14,17 @@
 pub mod llama;
 pub mod prompts;
 pub mod remote;
+pub mod worker;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// Who said a chat message. Kept to the three roles every chat template knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     System,
     User,
@@ -37,7 +41,7 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: Role,
     pub content: String,
@@ -57,7 +61,8 @@ impl ChatMessage {
 
 /// How the next token is chosen. Greedy is what structured extraction uses: the same text
 /// must give the same answer.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Sampling {
     Greedy,
     Temperature { temperature: f32, top_p: f32, seed: u32 },
@@ -105,7 +110,8 @@ impl Default for GenParams {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// The model emitted its end-of-generation token.
     Eos,
@@ -114,7 +120,7 @@ pub enum FinishReason {
 }
 
 /// Measured cost of one call; the benchmark and the logs read these.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GenTimings {
     pub queue_ms: f64,
     /// Tokens in the templated prompt, and how many of them were already in the KV cache.
@@ -127,15 +133,17 @@ pub struct GenTimings {
     pub first_token_ms: f64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
     pub text: String,
     pub finish: FinishReason,
     pub timings: GenTimings,
 }
 
-/// Errors of the LLM engines. The messages tell the operator what to do.
-#[derive(Debug, thiserror::Error)]
+/// Errors of the LLM engines. The messages tell the operator what to do. Serializable because
+/// the worker process reports them to the daemon.
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LlmError {
     #[error("no language model is configured; the workflow runs degraded and a person takes over")]
     Unavailable,
@@ -164,6 +172,32 @@ impl LlmError {
     }
 }
 
+/// Where an engine stands, for `GET /api/v1/llm/status` and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineState {
+    /// Answering calls.
+    Ready,
+    /// The worker died or hung and is being started again; calls answer degraded meanwhile.
+    Restarting,
+    /// The worker cannot start (retried with back-off); calls answer degraded.
+    Down,
+    /// No model configured (`NoneTextGen`).
+    None,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineStatus {
+    pub name: String,
+    pub state: EngineState,
+    /// Whether the model runs in its own process (a llama.cpp crash cannot take the API down).
+    pub isolated: bool,
+    pub worker_pid: Option<u32>,
+    /// Worker deaths and hangs since start.
+    pub restarts: u64,
+    pub last_error: Option<String>,
+}
+
 /// A text generator: chat messages in, completion out.
 ///
 /// `on_token` receives decoded text pieces as they are generated (always on the calling
@@ -173,6 +207,17 @@ pub trait TextGen: Send + Sync {
     fn name(&self) -> &str;
     /// False for `NoneTextGen`: callers use their deterministic fallback without trying.
     fn is_available(&self) -> bool;
+    /// Health for operators; engines without a worker of their own need not override it.
+    fn status(&self) -> EngineStatus {
+        EngineStatus {
+            name: self.name().to_string(),
+            state: if self.is_available() { EngineState::Ready } else { EngineState::None },
+            isolated: false,
+            worker_pid: None,
+            restarts: 0,
+            last_error: None,
+        }
+    }
     fn generate(
         &self,
         messages: &[ChatMessage],
@@ -234,17 +279,45 @@ pub fn open_engine(local: Box<dyn TextGen>, remote: Option<&remote::RemoteConfig
     }
 }
 
+/// Where the local model runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Isolation {
+    /// In this process (the CLI tools, tests of the engine itself).
+    Thread,
+    /// In a supervised `servicebay llm-worker` child (the daemon): a llama.cpp abort or hang costs
+    /// a restart of the worker, not the API. `program`: the servicebay binary to run (default: this
+    /// process's own executable).
+    Process { program: Option<std::path::PathBuf> },
+}
+
 /// The local engine (model file, CPU threads), or `NoneTextGen` — degraded: the lexicon answers
 /// alone and unclear cases are flagged for a person — when disabled or when the model cannot load.
 /// Blocking (mmap + warm-up): call it off the async runtime.
-pub fn open_local(model: &std::path::Path, threads: Option<i32>, disabled: bool) -> Box<dyn TextGen> {
+pub fn open_local(model: &std::path::Path, threads: Option<i32>, disabled: bool, isolation: Isolation) -> Box<dyn TextGen> {
     if disabled {
         return Box::new(NoneTextGen);
     }
-    let mut cfg = llama::LlamaConfig::new(model);
-    cfg.n_threads = threads;
-    match llama::LlamaEngine::load(cfg) {
-        Ok(e) => Box::new(e),
+    let opened: Result<Box<dyn TextGen>, LlmError> = match isolation {
+        Isolation::Thread => {
+            let mut cfg = llama::LlamaConfig::new(model);
+            cfg.n_threads = threads;
+            llama::LlamaEngine::load(cfg).map(|e| Box::new(e) as Box<dyn TextGen>)
+        }
+        Isolation::Process { program } => {
+            if !model.is_file() {
+                Err(LlmError::Load { path: model.display().to_string(), reason: "file not found".into() })
+            } else {
+                let cmd = match program {
+                    Some(p) => Ok(worker::WorkerCommand::of(p, model, threads)),
+                    None => worker::WorkerCommand::this_binary(model, threads),
+                };
+                cmd.and_then(|cmd| worker::SupervisedEngine::start(cmd, llama::LlamaConfig::new(model).queue_capacity))
+                    .map(|e| Box::new(e) as Box<dyn TextGen>)
+            }
+        }
+    };
+    match opened {
+        Ok(e) => e,
         Err(e) => {
             tracing::warn!(error = %e, "local LLM unavailable; running degraded (lexicon only, flagged for a person)");
             Box::new(NoneTextGen)

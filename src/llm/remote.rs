@@ -192,6 +192,11 @@ impl TextGen for FallbackTextGen {
         self.primary.is_available() || self.secondary.is_available()
     }
 
+    fn status(&self) -> super::EngineStatus {
+        // The operator cares about the local worker; the name says a fallback exists.
+        super::EngineStatus { name: self.name.clone(), ..self.primary.status() }
+    }
+
     fn generate(
         &self,
         messages: &[ChatMessage],

@@ -16,6 +16,9 @@ use servicebay::config::Config;
 /// off unless a test configures [llm] / [vision] itself (only the engine tests need the models).
 pub fn config_text(data_dir: &Path, listen: &str, extra: &str) -> String {
     let llm = if extra.contains("[llm]") { "" } else { "\n[llm]\nenabled = false\n" };
+    // The LLM runs in a supervised `servicebay llm-worker`, as in the daemon; a test binary is not
+    // servicebay, so name the real one.
+    let extra = extra.replacen("[llm]\n", &format!("[llm]\nworker_program = \"{}\"\n", env!("CARGO_BIN_EXE_servicebay")), 1);
     let vision = if extra.contains("[vision]") { "" } else { "\n[vision]\nenabled = false\n" };
     format!("[storage]\ndata_dir = \"{}\"\n\n[server]\nlisten = \"{listen}\"\n{extra}\n{llm}{vision}", data_dir.display())
 }
