@@ -19,6 +19,7 @@ use servicebay::intake::policy::{turn, IntakeContext, IntakeState, Policy};
 use servicebay::intake::{extraction_grammar, extraction_prefix, llm_extract};
 use servicebay::llm::llama::{backend, LlamaConfig, LlamaEngine};
 use servicebay::llm::prompts::Templates;
+use servicebay::llm::worker::{SupervisedEngine, WorkerCommand};
 use servicebay::llm::{ChatMessage, GenParams, TextGen};
 
 const GEN: usize = 64;
@@ -88,7 +89,7 @@ fn raw_once(model: &LlamaModel, ctx: &mut llama_cpp_2::context::LlamaContext<'_>
 }
 
 /// One repetition on our engine (fresh prompt, so nothing is reused from the cache).
-fn ours_once(e: &LlamaEngine, i: usize) -> (f64, f64, f64) {
+fn ours_once(e: &dyn TextGen, i: usize) -> (f64, f64, f64) {
     let p = GenParams { max_tokens: GEN as u32, ..Default::default() };
     let t0 = Instant::now();
     let mut first: Option<f64> = None;
@@ -142,6 +143,34 @@ fn raw_grammar(model: &LlamaModel, ctx: &mut llama_cpp_2::context::LlamaContext<
     (g0.elapsed().as_secs_f64() * 1000.0 / n.max(1) as f64, String::from_utf8_lossy(&out).into_owned())
 }
 
+fn raw_context<'m>(
+    be: &'static llama_cpp_2::llama_backend::LlamaBackend,
+    model: &'m LlamaModel,
+    threads: i32,
+) -> llama_cpp_2::context::LlamaContext<'m> {
+    let cp = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(2048))
+        .with_n_batch(512)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    model.new_context(be, cp).expect("context")
+}
+
+/// The raw path alone in a process of its own (this benchmark binary, re-run), as the worker
+/// process runs alone: the fair reference for the daemon's path.
+fn raw_own_process(prompt: &str, threads: i32) -> (f64, f64, f64) {
+    let out = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .env("BENCH_RAW_CHILD", "1")
+        .env("BENCH_RAW_PROMPT", prompt)
+        .env("BENCH_THREADS", threads.to_string())
+        .output()
+        .expect("raw child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<f64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    assert_eq!(v.len(), 3, "raw child printed {text:?} / {}", String::from_utf8_lossy(&out.stderr));
+    (v[0], v[1], v[2])
+}
+
 fn main() {
     let dir = std::env::var_os("SERVICEBAY_MODELS")
         .map(PathBuf::from)
@@ -151,6 +180,14 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(2));
+    if let (Some(_), Ok(prompt)) = (std::env::var_os("BENCH_RAW_CHILD"), std::env::var("BENCH_RAW_PROMPT")) {
+        let be = backend().expect("backend");
+        let model = LlamaModel::load_from_file(be, &path, &LlamaModelParams::default()).expect("load");
+        let mut ctx = raw_context(be, &model, threads);
+        let (a, b, c) = raw_once(&model, &mut ctx, &prompt);
+        println!("{a} {b} {c}");
+        return;
+    }
     let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let mut cfg = LlamaConfig::new(&path);
     cfg.n_threads = Some(threads);
@@ -163,21 +200,22 @@ fn main() {
     // Raw and ours alternate per repetition, so machine load (shared CPU) hits both alike.
     let be = backend().expect("backend");
     let raw_model = LlamaModel::load_from_file(be, &path, &LlamaModelParams::default()).expect("load");
-    let cp = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(2048))
-        .with_n_batch(512)
-        .with_n_threads(threads)
-        .with_n_threads_batch(threads);
-    let mut raw_ctx = raw_model.new_context(be, cp).expect("context");
-    let (mut rv, mut ov) = (Vec::new(), Vec::new());
+    let mut raw_ctx = raw_context(be, &raw_model, threads);
+    // What the daemon runs: the same engine in a supervised `servicebay llm-worker` process.
+    let wcmd = WorkerCommand::of(PathBuf::from(env!("CARGO_BIN_EXE_servicebay")), &path, Some(threads));
+    let worker = SupervisedEngine::start(wcmd, 4).expect("start worker");
+    let (mut rv, mut ov, mut wv, mut pv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..reps {
-        // Swap the order every repetition so neither path always runs first.
-        if i % 2 == 0 {
-            rv.push(raw_once(&raw_model, &mut raw_ctx, &prompts[i]));
-            ov.push(ours_once(&engine, 2000 + i));
-        } else {
-            ov.push(ours_once(&engine, 2000 + i));
-            rv.push(raw_once(&raw_model, &mut raw_ctx, &prompts[i]));
+        // Rotate the order every repetition so no path always runs first.
+        let mut order: Vec<u8> = vec![0, 1, 2, 3];
+        order.rotate_left(i % 4);
+        for k in order {
+            match k {
+                0 => rv.push(raw_once(&raw_model, &mut raw_ctx, &prompts[i])),
+                1 => ov.push(ours_once(&engine, 2000 + i)),
+                2 => wv.push(ours_once(&worker, 3000 + i)),
+                _ => pv.push(raw_own_process(&prompts[i], threads)),
+            }
         }
     }
     let row = |v: &Vec<(f64, f64, f64)>| Row {
@@ -200,10 +238,14 @@ fn main() {
         let ours_ms = c.timings.gen_ms / (c.timings.generated_tokens + 1) as f64;
         gram_rows.push((text, raw_ms, ours_ms, raw_text == c.text, c.text.clone()));
     }
-    let (r, o) = (row(&rv), row(&ov));
+    let (r, o, w, rp) = (row(&rv), row(&ov), row(&wv), row(&pv));
+    drop(worker);
     if std::env::var_os("BENCH_VERBOSE").is_some() {
-        for (a, b) in rv.iter().zip(&ov) {
-            eprintln!("rep raw {:.1}/{:.1}/{:.0}  ours {:.1}/{:.1}/{:.0}", a.0, a.1, a.2, b.0, b.1, b.2);
+        for (((a, b), c), d) in rv.iter().zip(&ov).zip(&pv).zip(&wv) {
+            eprintln!(
+                "rep raw {:.1}/{:.1}/{:.0}  ours {:.1}/{:.1}/{:.0}  raw-proc {:.1}/{:.1}/{:.0}  worker {:.1}/{:.1}/{:.0}",
+                a.0, a.1, a.2, b.0, b.1, b.2, c.0, c.1, c.2, d.0, d.1, d.2
+            );
         }
     }
     drop(raw_ctx);
@@ -268,6 +310,14 @@ fn main() {
     println!("| raw llama-cpp-2 | {:.1} | {:.1} | {:.0} |", r.prompt_tps, r.gen_tps, r.ttft_ms);
     println!("| our engine (queue + stream) | {:.1} | {:.1} | {:.0} |", o.prompt_tps, o.gen_tps, o.ttft_ms);
     println!("| ratio ours/raw | {:.2} | {:.2} | {:.2} |", o.prompt_tps / r.prompt_tps, o.gen_tps / r.gen_tps, o.ttft_ms / r.ttft_ms);
+    println!("| raw llama-cpp-2, alone in its own process | {:.1} | {:.1} | {:.0} |", rp.prompt_tps, rp.gen_tps, rp.ttft_ms);
+    println!("| our engine in the worker process (the daemon's path) | {:.1} | {:.1} | {:.0} |", w.prompt_tps, w.gen_tps, w.ttft_ms);
+    println!(
+        "| ratio worker/raw own process | {:.2} | {:.2} | {:.2} |",
+        w.prompt_tps / rp.prompt_tps,
+        w.gen_tps / rp.gen_tps,
+        w.ttft_ms / rp.ttft_ms
+    );
     println!("| our engine, system prompt cached ({warm_new} new tokens) | | | {:.0} |", median(warm_ttft));
     println!();
     println!("| grammar-constrained extraction | raw: grammar on full vocab (ms/token) | ours: proposal checked first (ms/token) | same output | output |");
