@@ -378,6 +378,15 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
             println!("  data_dir   {}", cfg.data_dir.display());
             println!("  tls        {} / {}", cfg.tls_cert.display(), cfg.tls_key.display());
             println!("  limits     json {} B, photo {} B, {} px", cfg.json_body_limit, cfg.photo_body_limit, cfg.photo_max_pixels);
+            if cfg.llm_enabled {
+                let how = match &cfg.llm_isolation {
+                    servicebay::llm::Isolation::Thread => "in the daemon",
+                    servicebay::llm::Isolation::Process { .. } => "supervised worker process",
+                };
+                println!("  llm        {} ({how})", cfg.llm_model.display());
+            } else {
+                println!("  llm        off (lexicon only; unclear messages go to a person)");
+            }
             match &cfg.sync {
                 Some(s) => println!(
                     "  sync       to {}:{} ({}), HQ key {}",
