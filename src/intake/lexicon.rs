@@ -79,6 +79,7 @@ const SITUATIONS: &[(&str, &str, Option<Part>, bool)] = &[
     ("加速", "加速", None, false),
     ("高速", "高速", Some(Part::Tire), true),
     ("怠速", "怠速", Some(Part::Engine), false),
+    ("等红灯", "等红灯", Some(Part::Engine), false),
     ("冷车启动", "冷车启动", Some(Part::Engine), false),
     ("冷车", "冷车", Some(Part::Engine), false),
     ("启动", "启动", Some(Part::Engine), true),
@@ -198,6 +199,10 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("后保险杠", Part::Bumper, Some(Lon::B), None),
     ("保险杠", Part::Bumper, None, None),
     ("保险杆", Part::Bumper, None, None),
+    // Pinyin-input homophones, as customers type them.
+    ("前保险扛", Part::Bumper, Some(Lon::F), None),
+    ("后保险扛", Part::Bumper, Some(Lon::B), None),
+    ("保险扛", Part::Bumper, None, None),
     ("前杠", Part::Bumper, Some(Lon::F), None),
     ("后杠", Part::Bumper, Some(Lon::B), None),
     ("前脸", Part::Bumper, Some(Lon::F), None),
@@ -215,6 +220,8 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("后备箱盖", Part::TrunkLid, None, None),
     ("后备箱", Part::TrunkLid, None, None),
     ("后备厢", Part::TrunkLid, None, None),
+    ("后被箱", Part::TrunkLid, None, None),
+    ("hatch", Part::TrunkLid, None, None),
     ("行李箱", Part::TrunkLid, None, None),
     ("尾门", Part::TrunkLid, None, None),
     ("后盖", Part::TrunkLid, None, None),
@@ -266,6 +273,8 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("前叶子板", Part::Fender, Some(Lon::F), None),
     ("翼子板", Part::Fender, None, None),
     ("叶子板", Part::Fender, None, None),
+    ("翼子版", Part::Fender, None, None),
+    ("叶子版", Part::Fender, None, None),
     ("轮眉", Part::Fender, None, None),
     ("fender", Part::Fender, None, None),
     ("wing", Part::Fender, None, None),
@@ -295,6 +304,9 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("轮圈", Part::WheelRim, None, None),
     ("钢圈", Part::WheelRim, None, None),
     ("铝圈", Part::WheelRim, None, None),
+    ("轮鼓", Part::WheelRim, None, None),
+    ("wheels", Part::WheelRim, None, None),
+    ("wheel", Part::WheelRim, None, None),
     ("rim", Part::WheelRim, None, None),
     ("alloy", Part::WheelRim, None, None),
     ("轮胎", Part::Tire, None, None),
@@ -343,6 +355,7 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("方向机", Part::Steering, None, None),
     ("转向", Part::Steering, None, None),
     ("跑偏", Part::Steering, None, None),
+    ("steering wheel", Part::Steering, None, None),
     ("steering", Part::Steering, None, None),
     ("空调", Part::AirConditioning, None, None),
     ("冷气", Part::AirConditioning, None, None),
@@ -397,6 +410,9 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("划了", DamageType::Scratch, false),
     ("刮到", DamageType::Scratch, false),
     ("道子", DamageType::Scratch, false),
+    ("画痕", DamageType::Scratch, false),
+    ("scuff", DamageType::Scratch, false),
+    ("curb rash", DamageType::Scratch, false),
     // Bare verbs last (longest match wins), also catching typos like 刮横 for 刮痕.
     ("刮", DamageType::Scratch, false),
     ("划", DamageType::Scratch, false),
@@ -416,6 +432,8 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("ding", DamageType::Dent, false),
     ("裂纹", DamageType::Crack, false),
     ("裂缝", DamageType::Crack, false),
+    ("裂口", DamageType::Crack, false),
+    ("split open", DamageType::Crack, false),
     ("裂痕", DamageType::Crack, false),
     ("裂了", DamageType::Crack, false),
     ("开裂", DamageType::Crack, false),
@@ -428,6 +446,9 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("掉一块漆", DamageType::PaintDamage, false),
     ("掉块漆", DamageType::PaintDamage, false),
     ("掉一片漆", DamageType::PaintDamage, false),
+    ("掉了一大块漆", DamageType::PaintDamage, false),
+    ("掉一大块漆", DamageType::PaintDamage, false),
+    ("掉了一大片漆", DamageType::PaintDamage, false),
     ("掉了一片漆", DamageType::PaintDamage, false),
     ("漆掉了", DamageType::PaintDamage, false),
     ("脱漆", DamageType::PaintDamage, false),
@@ -445,6 +466,9 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("碎了", DamageType::Broken, false),
     ("变形", DamageType::Broken, false),
     ("鼓包", DamageType::Broken, false),
+    ("鼓了个包", DamageType::Broken, false),
+    ("鼓了包", DamageType::Broken, false),
+    ("缺口", DamageType::Broken, false),
     ("撞碎", DamageType::Broken, false),
     ("砸碎", DamageType::Broken, false),
     ("砸烂", DamageType::Broken, false),
@@ -455,7 +479,8 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("撞烂", DamageType::Broken, false),
     ("撞坏", DamageType::Broken, false),
     ("撞掉", DamageType::Broken, false),
-    ("断了", DamageType::Broken, false),
+    // Ambiguous: a broken panel, a dropped connection ("蓝牙…断了").
+    ("断了", DamageType::Broken, true),
     ("掉了", DamageType::Broken, false),
     ("破了", DamageType::Broken, false),
     ("坏了", DamageType::Broken, true),
@@ -480,6 +505,7 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("哐当", DamageType::AbnormalNoise, false),
     ("咣当", DamageType::AbnormalNoise, false),
     ("咚咚", DamageType::AbnormalNoise, false),
+    ("一声", DamageType::AbnormalNoise, false),
     ("嘎嘎", DamageType::AbnormalNoise, false),
     ("吱嘎", DamageType::AbnormalNoise, false),
     ("click", DamageType::AbnormalNoise, false),
@@ -497,6 +523,10 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("whin", DamageType::AbnormalNoise, false),
     ("漏水", DamageType::Leak, false),
     ("滴水", DamageType::Leak, false),
+    ("滴油", DamageType::Leak, false),
+    ("撒气", DamageType::Leak, false),
+    ("跑气", DamageType::Leak, false),
+    ("被扎", DamageType::Leak, false),
     ("漏", DamageType::Leak, false),
     ("leak", DamageType::Leak, false),
     ("drip", DamageType::Leak, false),
@@ -525,6 +555,7 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("judder", DamageType::Vibration, false),
     ("wobbl", DamageType::Vibration, false),
     ("jerk", DamageType::Vibration, false),
+    ("pulsat", DamageType::Vibration, false),
     ("不工作", DamageType::NotWorking, false),
     ("不动了", DamageType::NotWorking, false),
     ("不动", DamageType::NotWorking, false),
@@ -544,6 +575,8 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("降不下来", DamageType::NotWorking, false),
     ("没声音", DamageType::NotWorking, false),
     ("连不上", DamageType::NotWorking, false),
+    ("doesn't latch", DamageType::NotWorking, false),
+    ("won't latch", DamageType::NotWorking, false),
     ("没画面", DamageType::NotWorking, false),
     ("没有画面", DamageType::NotWorking, false),
     ("不显示", DamageType::NotWorking, false),
@@ -564,6 +597,18 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("is out", DamageType::NotWorking, false),
     ("跑偏", DamageType::Other, false),
     ("臭味", DamageType::Other, false),
+    ("糊味", DamageType::Other, false),
+    ("焦糊", DamageType::Other, false),
+    ("没劲", DamageType::Other, false),
+    ("没力", DamageType::Other, false),
+    ("动力不足", DamageType::Other, false),
+    ("打不动", DamageType::Other, false),
+    ("方向盘沉", DamageType::Other, false),
+    ("特别沉", DamageType::Other, false),
+    ("很沉", DamageType::Other, false),
+    ("foggy", DamageType::Other, false),
+    ("lack of power", DamageType::Other, false),
+    ("sluggish", DamageType::Other, false),
     ("焦味", DamageType::Other, false),
     ("霉味", DamageType::Other, false),
     ("烧焦", DamageType::Other, false),
@@ -607,6 +652,11 @@ const MASK: &[&str] = &[
     // "用钥匙划的" is a scratch, not the key.
     "用钥匙",
     "拿钥匙",
+    "isn't broken",
+    "not broken",
+    // Vehicles that hit ours, and "顶" as a verb ("被后面的车顶了").
+    "电瓶车",
+    "车顶了",
 ];
 
 const SINCE: &[&str] = &[
@@ -816,7 +866,8 @@ pub fn analyse(text: &str) -> LexResult {
         if let Some(p) = sits.iter().find_map(|h| h.val) {
             situation_part = Some(p);
         }
-        let braking = sits.iter().any(|h| h.val == Some(Part::Brakes));
+        // A wheel's noise while braking is the brakes; over bumps, the suspension.
+        let wheel_noise_part = sits.iter().find_map(|h| h.val.filter(|p| matches!(p, Part::Brakes | Part::Suspension)));
         let comps = find(s, &comp_tbl, &mut used);
         let mut parts = find(s, &parts_tbl, &mut used);
         parts.extend(early);
@@ -855,7 +906,9 @@ pub fn analyse(text: &str) -> LexResult {
                 _ => (lat, lon),
             };
             let p = if p == Part::Fender && lon == Some(Lon::B) { Part::QuarterPanel } else { p };
-            mentions.push((h.start, p, compose(lat, lon)));
+            // "副驾门磕到柱子上，门边掉了一块漆": the same part again, without its side.
+            let pos = compose(lat, lon).or_else(|| [orphan, prev].into_iter().flatten().find(|x| x.0 == p).and_then(|x| x.1));
+            mentions.push((h.start, p, pos));
             from = h.end;
         }
         // "右边两个门" / "前后门" / "四个门": expand doors.
@@ -875,21 +928,21 @@ pub fn analyse(text: &str) -> LexResult {
         let four_doors = ["四个门", "所有门", "四个车门", "all doors", "all four doors"].iter().any(|w| s.contains(w));
         // "两侧后视镜", "左右两边前翼子板": the part on both sides (not bare 左右: "30公分左右").
         let both_sides = ["两侧", "两边", "左右两", "both sides", "both mirrors", "两个后视镜"].iter().any(|w| s.contains(w));
+        let two_wheels = ["两个", "两只", "both"].iter().any(|w| s.contains(w));
         let mut expanded = Vec::new();
         for (i, p, pos) in mentions {
             if p == Part::Door && four_doors {
                 for q in [Position::LeftFront, Position::RightFront, Position::LeftRear, Position::RightRear] {
                     expanded.push((i, p, Some(q)));
                 }
-            } else if p == Part::Door
-                && two_doors
-                && matches!(pos, Some(Position::Left) | Some(Position::Right) | Some(Position::Front) | Some(Position::Rear) | None)
-            {
-                let (a, b) = match pos {
-                    Some(Position::Right) => (Position::RightFront, Position::RightRear),
-                    Some(Position::Left) | None => (Position::LeftFront, Position::LeftRear),
-                    Some(Position::Front) => (Position::LeftFront, Position::RightFront),
-                    _ => (Position::LeftRear, Position::RightRear),
+            } else if p == Part::Door && two_doors {
+                // A side named ("乘客侧两个门", "左边前后门") means its front and rear door;
+                // otherwise "两个前门" / "两个后门" are the pair across.
+                let (a, b) = match split(pos) {
+                    (Some(Lat::R), _) => (Position::RightFront, Position::RightRear),
+                    (Some(Lat::L), _) | (None, None) => (Position::LeftFront, Position::LeftRear),
+                    (None, Some(Lon::F)) => (Position::LeftFront, Position::RightFront),
+                    (None, Some(Lon::B)) => (Position::LeftRear, Position::RightRear),
                 };
                 expanded.push((i, p, Some(a)));
                 expanded.push((i, p, Some(b)));
@@ -897,6 +950,15 @@ pub fn analyse(text: &str) -> LexResult {
                 let lon = split(pos).1;
                 expanded.push((i, p, compose(Some(Lat::L), lon)));
                 expanded.push((i, p, compose(Some(Lat::R), lon)));
+            } else if two_wheels && matches!(p, Part::WheelRim | Part::Tire) && pos.is_some() {
+                // "右边两个轮毂": the front and rear wheel of that side; "both front wheels": across.
+                let (a, b) = match split(pos) {
+                    (Some(la), None) => (compose(Some(la), Some(Lon::F)), compose(Some(la), Some(Lon::B))),
+                    (None, Some(lo)) => (compose(Some(Lat::L), Some(lo)), compose(Some(Lat::R), Some(lo))),
+                    _ => (pos, pos),
+                };
+                expanded.push((i, p, a));
+                expanded.push((i, p, b));
             } else {
                 expanded.push((i, p, pos));
             }
@@ -959,7 +1021,7 @@ pub fn analyse(text: &str) -> LexResult {
                     // "过减速带的时候后面咯噔一声": where the symptom comes from.
                     let pos = pos.or_else(|| {
                         let (la, lo) = sides_in(s, 0, s.len(), &used);
-                        compose(la, lo)
+                        compose(la, lo).filter(|_| !side_free(p) || p == Part::Steering)
                     });
                     (p, pos)
                 } else if let Some(o) = orphan {
@@ -976,7 +1038,7 @@ pub fn analyse(text: &str) -> LexResult {
                 // One symptom word shared by every part named ("左前门和左后门都有划痕").
                 for (_, p, pos) in &mentions {
                     let d = dmgs[0].val.0;
-                    push_unique(&mut new, fix_broken(Finding::new(brake_part(*p, d, braking), *pos, d), dmgs[0].val.1));
+                    push_unique(&mut new, fix_broken(Finding::new(wheel_part(*p, d, wheel_noise_part), *pos, d), dmgs[0].val.1));
                 }
             } else {
                 // Several symptoms: each goes to the nearest part named before it (or the first part).
@@ -984,7 +1046,7 @@ pub fn analyse(text: &str) -> LexResult {
                     let m = mentions.iter().rev().find(|m| m.0 < d.start).or(mentions.first());
                     if let Some((_, p, pos)) = m {
                         let dt = d.val.0;
-                        push_unique(&mut new, fix_broken(Finding::new(brake_part(*p, dt, braking), *pos, dt), d.val.1));
+                        push_unique(&mut new, fix_broken(Finding::new(wheel_part(*p, dt, wheel_noise_part), *pos, dt), d.val.1));
                     }
                 }
             }
@@ -1064,12 +1126,12 @@ fn split(pos: Option<Position>) -> (Option<Lat>, Option<Lon>) {
     }
 }
 
-/// "踩刹车的时候前轮咯吱响": a wheel's noise while braking is the brakes.
-fn brake_part(p: Part, d: DamageType, braking: bool) -> Part {
-    if braking && matches!(p, Part::Tire | Part::WheelRim) && matches!(d, DamageType::AbnormalNoise | DamageType::Vibration) {
-        Part::Brakes
-    } else {
-        p
+/// "踩刹车的时候前轮咯吱响", "过坑的时候右前轮咚咚响": a wheel's noise in that situation is the
+/// brakes or the suspension behind the wheel.
+fn wheel_part(p: Part, d: DamageType, situation: Option<Part>) -> Part {
+    match situation {
+        Some(sp) if matches!(p, Part::Tire | Part::WheelRim) && matches!(d, DamageType::AbnormalNoise | DamageType::Vibration) => sp,
+        _ => p,
     }
 }
 
