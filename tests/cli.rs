@@ -23,6 +23,7 @@ fn check_config_names_key_and_fix() {
         ("[server]\nhttp_listen = \"0.0.0.0:8080\"\n", "server.http_listen"),
         ("[storage]\nread_connections = 0\n", "storage.read_connections"),
         ("[log]\nformat = \"yaml\"\n", "log.format"),
+        ("[llm]\nisolation = \"fork\"\n", "llm.isolation"),
         ("[server\nlisten = 1", "c.toml"),
     ] {
         std::fs::write(&cfg, body).unwrap();

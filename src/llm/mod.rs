@@ -304,16 +304,13 @@ pub fn open_local(model: &std::path::Path, threads: Option<i32>, disabled: bool,
             llama::LlamaEngine::load(cfg).map(|e| Box::new(e) as Box<dyn TextGen>)
         }
         Isolation::Process { program } => {
-            if !model.is_file() {
-                Err(LlmError::Load { path: model.display().to_string(), reason: "file not found".into() })
-            } else {
-                let cmd = match program {
-                    Some(p) => Ok(worker::WorkerCommand::of(p, model, threads)),
-                    None => worker::WorkerCommand::this_binary(model, threads),
-                };
-                cmd.and_then(|cmd| worker::SupervisedEngine::start(cmd, llama::LlamaConfig::new(model).queue_capacity))
-                    .map(|e| Box::new(e) as Box<dyn TextGen>)
-            }
+            // A missing or broken model is reported by the worker itself (a `Load` error).
+            let cmd = match program {
+                Some(p) => Ok(worker::WorkerCommand::of(p, model, threads)),
+                None => worker::WorkerCommand::this_binary(model, threads),
+            };
+            cmd.and_then(|cmd| worker::SupervisedEngine::start(cmd, llama::LlamaConfig::new(model).queue_capacity))
+                .map(|e| Box::new(e) as Box<dyn TextGen>)
         }
     };
     match opened {
