@@ -43,14 +43,14 @@ fn lexicon_only_and_with_llm() {
     assert!(both.slot("finding").f1() >= 0.70);
 }
 
-/// Sets written later by someone who never saw the lexicon, each measured once before it was
-/// used for tuning (the closing notes keep those first figures). `intake_heldout.jsonl` (25),
-/// `intake_heldout2.jsonl` and `intake_heldout3.jsonl` (80 each) have since been used to tune it:
-/// development sets, high floors.
+/// Sets written later by someone who never saw the lexicon (sets 5 on: by `tests/data/LABELING.md`),
+/// each measured once before it was used for tuning (the closing notes keep those first figures).
+/// These have since been used to tune it: development sets, high floors.
 #[test]
 fn development_sets() {
-    for (file, floor) in [("intake_heldout.jsonl", 0.9), ("intake_heldout2.jsonl", 0.95), ("intake_heldout3.jsonl", 0.9)] {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file);
+    for n in ["", "2", "3", "4", "5", "6", "7", "8", "9"] {
+        let (file, floor) = (format!("intake_heldout{n}.jsonl"), 0.93);
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(&file);
         let cases = load_cases(&p).unwrap();
         let lex = evaluate(&cases, |t| extract(t, &NoneTextGen));
         println!("{}", lex.table(&format!("{file} (development) lexicon only")));
@@ -58,13 +58,16 @@ fn development_sets() {
     }
 }
 
-/// `intake_heldout4.jsonl` (80) has never been used to tune anything: the honest estimate of how
-/// extraction generalises to a new writer's words. Floors are what it reaches, not what we want.
+/// `intake_heldout10.jsonl` and `intake_heldout11.jsonl` (80 each, two writers) have never been
+/// used to tune anything: the honest estimate of how extraction generalises to a new writer's
+/// words. Floors are below what they reach, not what we want (the seed asks for 0.9).
 #[test]
 fn held_out_set() {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/intake_heldout4.jsonl");
-    let cases = load_cases(&p).unwrap();
-    assert_eq!(cases.len(), 80);
+    let mut cases = Vec::new();
+    for file in ["intake_heldout10.jsonl", "intake_heldout11.jsonl"] {
+        cases.extend(load_cases(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file)).unwrap());
+    }
+    assert_eq!(cases.len(), 160);
     let lex = evaluate(&cases, |t| extract(t, &NoneTextGen));
     println!("{}", lex.table("HELD-OUT lexicon only"));
     if std::env::var_os("SHOW_MISSES").is_some() {
@@ -75,7 +78,7 @@ fn held_out_set() {
     let e = common::engine();
     let both = evaluate(&cases, |t| extract(t, e));
     println!("{}", both.table("HELD-OUT lexicon + LLM where unsure"));
-    assert!(lex.slot("part").f1() >= 0.8, "{}", lex.slot("part").f1());
-    assert!(lex.slot("finding").f1() >= 0.65, "{}", lex.slot("finding").f1());
+    assert!(lex.slot("part").f1() >= 0.85, "{}", lex.slot("part").f1());
+    assert!(lex.slot("finding").f1() >= 0.8, "{}", lex.slot("finding").f1());
     assert!(both.slot("part").f1() >= lex.slot("part").f1() - 0.03, "the model must not make parts worse");
 }

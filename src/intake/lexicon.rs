@@ -9,6 +9,9 @@
 //! hit, longest match first, so "后视镜" is a mirror, never "rear", and "开关门" is a situation,
 //! never a door.
 
+use std::sync::OnceLock;
+
+use super::homophone::Homophones;
 use super::{DamageType, Finding, Part};
 use crate::intake::Position;
 
@@ -68,6 +71,10 @@ const SITUATIONS: &[(&str, &str, Option<Part>, bool)] = &[
     ("转弯", "转弯", Some(Part::Steering), false),
     ("打方向", "打方向", Some(Part::Steering), false),
     ("打方向盘", "打方向", Some(Part::Steering), false),
+    ("打满方向", "打满方向", Some(Part::Steering), false),
+    ("方向打满", "打满方向", Some(Part::Steering), false),
+    ("掉头", "掉头", Some(Part::Steering), false),
+    ("搓板路", "搓板路", Some(Part::Suspension), false),
     ("过减速带", "过减速带", Some(Part::Suspension), false),
     ("过坎", "过坎", Some(Part::Suspension), false),
     ("过坑", "过坑", Some(Part::Suspension), false),
@@ -85,11 +92,17 @@ const SITUATIONS: &[(&str, &str, Option<Part>, bool)] = &[
     ("启动", "启动", Some(Part::Engine), true),
     ("点火", "启动", Some(Part::Engine), true),
     ("倒车", "倒车", None, false),
+    ("挂倒挡", "挂倒挡", Some(Part::Transmission), false),
+    ("挂倒档", "挂倒挡", Some(Part::Transmission), false),
     ("换挡", "换挡", Some(Part::Transmission), false),
     ("换档", "换挡", Some(Part::Transmission), false),
     ("挂挡", "挂挡", Some(Part::Transmission), false),
+    ("挂r挡", "挂倒挡", Some(Part::Transmission), false),
+    ("挂r档", "挂倒挡", Some(Part::Transmission), false),
+    ("倒挡", "挂倒挡", Some(Part::Transmission), false),
     ("挂档", "挂挡", Some(Part::Transmission), false),
     ("开空调", "开空调", Some(Part::AirConditioning), false),
+    ("开着空调", "开空调", Some(Part::AirConditioning), false),
     ("空调一开", "开空调", Some(Part::AirConditioning), false),
     ("下雨", "下雨", None, false),
     ("洗车", "洗车", None, false),
@@ -116,6 +129,8 @@ const SITUATIONS: &[(&str, &str, Option<Part>, bool)] = &[
     ("high speed", "highway", Some(Part::Tire), false),
     ("accelerating", "accelerating", None, false),
     ("shifting", "shifting", Some(Part::Transmission), false),
+    ("pulling away", "pulling away", Some(Part::Transmission), false),
+    ("from a stop", "pulling away", Some(Part::Transmission), false),
     ("changing gear", "shifting", Some(Part::Transmission), false),
     ("reversing", "reversing", None, false),
     ("in reverse", "reversing", None, false),
@@ -153,6 +168,10 @@ const COMPOUNDS: &[(&str, Part, DamageType, Option<&str>)] = &[
     ("airbag light", Part::Electrical, DamageType::WarningLight, Some("airbag")),
     ("不制冷", Part::AirConditioning, DamageType::NotWorking, None),
     ("不凉", Part::AirConditioning, DamageType::NotWorking, None),
+    ("不太凉", Part::AirConditioning, DamageType::NotWorking, None),
+    ("不够凉", Part::AirConditioning, DamageType::NotWorking, None),
+    ("挂不进", Part::Transmission, DamageType::NotWorking, None),
+    ("central locking", Part::Electrical, DamageType::NotWorking, None),
     ("吹热风", Part::AirConditioning, DamageType::NotWorking, None),
     ("还是热风", Part::AirConditioning, DamageType::NotWorking, None),
     ("冷气不冷", Part::AirConditioning, DamageType::NotWorking, None),
@@ -169,7 +188,18 @@ const COMPOUNDS: &[(&str, Part, DamageType, Option<&str>)] = &[
     ("wont start", Part::Electrical, DamageType::NotWorking, None),
     ("doesn't start", Part::Electrical, DamageType::NotWorking, None),
     ("dead battery", Part::Electrical, DamageType::NotWorking, None),
+    ("仪表盘黑屏", Part::Electrical, DamageType::NotWorking, None),
+    ("仪表黑屏", Part::Electrical, DamageType::NotWorking, None),
     ("黑屏", Part::Infotainment, DamageType::NotWorking, None),
+    ("汽油味", Part::Other, DamageType::Other, None),
+    ("black screen", Part::Infotainment, DamageType::NotWorking, None),
+    ("电流声", Part::Electrical, DamageType::AbnormalNoise, None),
+    ("往右跑", Part::Steering, DamageType::Other, None),
+    ("往左跑", Part::Steering, DamageType::Other, None),
+    ("往右偏", Part::Steering, DamageType::Other, None),
+    ("往左偏", Part::Steering, DamageType::Other, None),
+    ("吃胎", Part::Tire, DamageType::Other, None),
+    ("偏磨", Part::Tire, DamageType::Other, None),
     ("死机", Part::Infotainment, DamageType::NotWorking, None),
     ("方向盘抖", Part::Steering, DamageType::Vibration, None),
     ("方向盘发抖", Part::Steering, DamageType::Vibration, None),
@@ -199,10 +229,6 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("后保险杠", Part::Bumper, Some(Lon::B), None),
     ("保险杠", Part::Bumper, None, None),
     ("保险杆", Part::Bumper, None, None),
-    // Pinyin-input homophones, as customers type them.
-    ("前保险扛", Part::Bumper, Some(Lon::F), None),
-    ("后保险扛", Part::Bumper, Some(Lon::B), None),
-    ("保险扛", Part::Bumper, None, None),
     ("前杠", Part::Bumper, Some(Lon::F), None),
     ("后杠", Part::Bumper, Some(Lon::B), None),
     ("前脸", Part::Bumper, Some(Lon::F), None),
@@ -220,7 +246,6 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("后备箱盖", Part::TrunkLid, None, None),
     ("后备箱", Part::TrunkLid, None, None),
     ("后备厢", Part::TrunkLid, None, None),
-    ("后被箱", Part::TrunkLid, None, None),
     ("hatch", Part::TrunkLid, None, None),
     ("行李箱", Part::TrunkLid, None, None),
     ("尾门", Part::TrunkLid, None, None),
@@ -245,6 +270,8 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("后风挡", Part::RearWindshield, None, None),
     ("后挡", Part::RearWindshield, None, None),
     ("rear window", Part::RearWindshield, None, None),
+    ("后窗玻璃", Part::RearWindshield, None, None),
+    ("后窗", Part::RearWindshield, None, None),
     ("rear windshield", Part::RearWindshield, None, None),
     ("主驾驶门", Part::Door, Some(Lon::F), Some(Lat::L)),
     ("主驾门", Part::Door, Some(Lon::F), Some(Lat::L)),
@@ -273,8 +300,6 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("前叶子板", Part::Fender, Some(Lon::F), None),
     ("翼子板", Part::Fender, None, None),
     ("叶子板", Part::Fender, None, None),
-    ("翼子版", Part::Fender, None, None),
-    ("叶子版", Part::Fender, None, None),
     ("轮眉", Part::Fender, None, None),
     ("fender", Part::Fender, None, None),
     ("wing", Part::Fender, None, None),
@@ -297,6 +322,7 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("倒车镜", Part::Mirror, None, None),
     ("反光镜", Part::Mirror, None, None),
     ("外后视镜", Part::Mirror, None, None),
+    ("倒后镜", Part::Mirror, None, None),
     ("mirror", Part::Mirror, None, None),
     ("前轮毂", Part::WheelRim, Some(Lon::F), None),
     ("后轮毂", Part::WheelRim, Some(Lon::B), None),
@@ -304,7 +330,6 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("轮圈", Part::WheelRim, None, None),
     ("钢圈", Part::WheelRim, None, None),
     ("铝圈", Part::WheelRim, None, None),
-    ("轮鼓", Part::WheelRim, None, None),
     ("wheels", Part::WheelRim, None, None),
     ("wheel", Part::WheelRim, None, None),
     ("rim", Part::WheelRim, None, None),
@@ -315,6 +340,8 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("后轮胎", Part::Tire, Some(Lon::B), None),
     ("前轮", Part::Tire, Some(Lon::F), None),
     ("后轮", Part::Tire, Some(Lon::B), None),
+    ("轮子", Part::Tire, None, None),
+    ("轱辘", Part::Tire, None, None),
     ("胎", Part::Tire, None, None),
     ("tyre", Part::Tire, None, None),
     ("tire", Part::Tire, None, None),
@@ -324,6 +351,9 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("防冻液", Part::Engine, None, None),
     ("冷却液", Part::Engine, None, None),
     ("水箱", Part::Engine, None, None),
+    ("水温", Part::Engine, None, None),
+    ("机头", Part::Engine, None, None),
+    ("皮带", Part::Engine, None, None),
     ("coolant", Part::Engine, None, None),
     ("engine", Part::Engine, None, None),
     ("motor", Part::Engine, None, None),
@@ -364,11 +394,14 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("a/c", Part::AirConditioning, None, None),
     ("air conditioning", Part::AirConditioning, None, None),
     ("air con", Part::AirConditioning, None, None),
+    ("ac ", Part::AirConditioning, None, None),
     ("电瓶", Part::Electrical, None, None),
     ("蓄电池", Part::Electrical, None, None),
     ("电路", Part::Electrical, None, None),
     ("车窗", Part::Electrical, None, None),
+    ("电动窗", Part::Electrical, None, None),
     ("玻璃升降", Part::Electrical, None, None),
+    ("雨刮器", Part::Electrical, None, None),
     ("雨刮", Part::Electrical, None, None),
     ("喇叭", Part::Electrical, None, None),
     ("中控锁", Part::Electrical, None, None),
@@ -392,6 +425,8 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("screen", Part::Infotainment, None, None),
     ("radio", Part::Infotainment, None, None),
     ("bluetooth", Part::Infotainment, None, None),
+    // Inside the cabin: no part of its own in the vocabulary.
+    ("座椅", Part::Other, None, None),
 ];
 
 // (pattern, damage, "坏"-type word whose meaning depends on the part)
@@ -399,18 +434,21 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("刮痕", DamageType::Scratch, false),
     ("划痕", DamageType::Scratch, false),
     ("刮花", DamageType::Scratch, false),
+    ("蹭花", DamageType::Scratch, false),
+    ("剐", DamageType::Scratch, false),
+    ("印子", DamageType::Scratch, false),
     ("划花", DamageType::Scratch, false),
     ("刮伤", DamageType::Scratch, false),
     ("划伤", DamageType::Scratch, false),
     ("剐蹭", DamageType::Scratch, false),
     ("刮蹭", DamageType::Scratch, false),
     ("蹭了", DamageType::Scratch, false),
+    ("蹭", DamageType::Scratch, false),
     ("蹭到", DamageType::Scratch, false),
     ("刮了", DamageType::Scratch, false),
     ("划了", DamageType::Scratch, false),
     ("刮到", DamageType::Scratch, false),
     ("道子", DamageType::Scratch, false),
-    ("画痕", DamageType::Scratch, false),
     ("scuff", DamageType::Scratch, false),
     ("curb rash", DamageType::Scratch, false),
     // Bare verbs last (longest match wins), also catching typos like 刮横 for 刮痕.
@@ -425,6 +463,7 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("凹进去", DamageType::Dent, false),
     ("凹了", DamageType::Dent, false),
     ("瘪了", DamageType::Dent, false),
+    ("瘪", DamageType::Dent, false),
     ("撞瘪", DamageType::Dent, false),
     ("坑", DamageType::Dent, false),
     ("凹", DamageType::Dent, false),
@@ -454,6 +493,17 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("脱漆", DamageType::PaintDamage, false),
     ("起皮", DamageType::PaintDamage, false),
     ("起泡", DamageType::PaintDamage, false),
+    ("个泡", DamageType::PaintDamage, false),
+    ("腐蚀", DamageType::PaintDamage, false),
+    ("掉了一小块漆", DamageType::PaintDamage, false),
+    ("蹭掉一块漆", DamageType::PaintDamage, false),
+    ("蹭掉了一块漆", DamageType::PaintDamage, false),
+    ("刮掉一块漆", DamageType::PaintDamage, false),
+    ("刮掉了一块漆", DamageType::PaintDamage, false),
+    ("掉一小块漆", DamageType::PaintDamage, false),
+    ("掉了一小片漆", DamageType::PaintDamage, false),
+    ("bubbl", DamageType::PaintDamage, false),
+    ("corrod", DamageType::PaintDamage, false),
     ("褪色", DamageType::PaintDamage, false),
     ("生锈", DamageType::PaintDamage, false),
     ("锈", DamageType::PaintDamage, false),
@@ -465,9 +515,9 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("faded", DamageType::PaintDamage, false),
     ("碎了", DamageType::Broken, false),
     ("变形", DamageType::Broken, false),
-    ("鼓包", DamageType::Broken, false),
-    ("鼓了个包", DamageType::Broken, false),
-    ("鼓了包", DamageType::Broken, false),
+    ("鼓包", DamageType::Other, false),
+    ("鼓了个包", DamageType::Other, false),
+    ("鼓了包", DamageType::Other, false),
     ("缺口", DamageType::Broken, false),
     ("撞碎", DamageType::Broken, false),
     ("砸碎", DamageType::Broken, false),
@@ -479,10 +529,17 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("撞烂", DamageType::Broken, false),
     ("撞坏", DamageType::Broken, false),
     ("撞掉", DamageType::Broken, false),
+    ("刮掉", DamageType::Broken, false),
+    ("busted", DamageType::Broken, false),
     // Ambiguous: a broken panel, a dropped connection ("蓝牙…断了").
     ("断了", DamageType::Broken, true),
     ("掉了", DamageType::Broken, false),
     ("破了", DamageType::Broken, false),
+    ("漆都坏", DamageType::PaintDamage, false),
+    ("漆面都坏", DamageType::PaintDamage, false),
+    ("漆坏", DamageType::PaintDamage, false),
+    ("刮断", DamageType::Broken, false),
+    ("甩咗", DamageType::Broken, false),
     ("坏了", DamageType::Broken, true),
     ("坏掉", DamageType::Broken, true),
     ("broken", DamageType::Broken, false),
@@ -499,8 +556,12 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("咔咔", DamageType::AbnormalNoise, false),
     ("咔哒", DamageType::AbnormalNoise, false),
     ("哒哒", DamageType::AbnormalNoise, false),
+    ("嗒嗒", DamageType::AbnormalNoise, false),
     ("咯噔", DamageType::AbnormalNoise, false),
     ("嗡嗡", DamageType::AbnormalNoise, false),
+    ("呜呜", DamageType::AbnormalNoise, false),
+    ("滋滋", DamageType::AbnormalNoise, false),
+    ("破音", DamageType::AbnormalNoise, false),
     ("哐哐", DamageType::AbnormalNoise, false),
     ("哐当", DamageType::AbnormalNoise, false),
     ("咣当", DamageType::AbnormalNoise, false),
@@ -517,17 +578,20 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("squeal", DamageType::AbnormalNoise, false),
     ("rattl", DamageType::AbnormalNoise, false),
     ("clunk", DamageType::AbnormalNoise, false),
-    ("grinding", DamageType::AbnormalNoise, false),
+    ("grind", DamageType::AbnormalNoise, false),
     ("knocking", DamageType::AbnormalNoise, false),
     ("creak", DamageType::AbnormalNoise, false),
     ("whin", DamageType::AbnormalNoise, false),
     ("漏水", DamageType::Leak, false),
+    ("渗水", DamageType::Leak, false),
+    ("进水", DamageType::Leak, false),
     ("滴水", DamageType::Leak, false),
     ("滴油", DamageType::Leak, false),
     ("撒气", DamageType::Leak, false),
     ("跑气", DamageType::Leak, false),
     ("被扎", DamageType::Leak, false),
     ("漏", DamageType::Leak, false),
+    ("滴", DamageType::Leak, false),
     ("leak", DamageType::Leak, false),
     ("drip", DamageType::Leak, false),
     ("故障灯", DamageType::WarningLight, false),
@@ -541,13 +605,16 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("报警", DamageType::WarningLight, false),
     ("warning light", DamageType::WarningLight, false),
     ("light came on", DamageType::WarningLight, false),
+    ("warning came on", DamageType::WarningLight, false),
     ("light is on", DamageType::WarningLight, false),
     ("抖动", DamageType::Vibration, false),
     ("发抖", DamageType::Vibration, false),
     ("震动", DamageType::Vibration, false),
     ("振动", DamageType::Vibration, false),
+    ("震", DamageType::Vibration, false),
     ("抖", DamageType::Vibration, false),
     ("顿挫", DamageType::Vibration, false),
+    ("顿一下", DamageType::Vibration, false),
     ("闯", DamageType::Vibration, false),
     ("vibrat", DamageType::Vibration, false),
     ("shak", DamageType::Vibration, false),
@@ -555,6 +622,7 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("judder", DamageType::Vibration, false),
     ("wobbl", DamageType::Vibration, false),
     ("jerk", DamageType::Vibration, false),
+    ("slip", DamageType::Other, false),
     ("pulsat", DamageType::Vibration, false),
     ("不工作", DamageType::NotWorking, false),
     ("不动了", DamageType::NotWorking, false),
@@ -567,6 +635,8 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("不出风", DamageType::NotWorking, false),
     ("没反应", DamageType::NotWorking, false),
     ("失灵", DamageType::NotWorking, false),
+    ("溜车", DamageType::NotWorking, false),
+    ("就断", DamageType::NotWorking, false),
     ("不灵", DamageType::NotWorking, false),
     ("用不了", DamageType::NotWorking, false),
     ("打不开", DamageType::NotWorking, false),
@@ -574,6 +644,18 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("升不上去", DamageType::NotWorking, false),
     ("降不下来", DamageType::NotWorking, false),
     ("没声音", DamageType::NotWorking, false),
+    ("没声了", DamageType::NotWorking, false),
+    ("卡死", DamageType::NotWorking, false),
+    ("重启", DamageType::NotWorking, false),
+    ("下不去", DamageType::NotWorking, false),
+    ("影像不出来", DamageType::NotWorking, false),
+    ("画面不出来", DamageType::NotWorking, false),
+    ("是黑的", DamageType::NotWorking, false),
+    ("不热了", DamageType::NotWorking, false),
+    ("溜", DamageType::NotWorking, false),
+    ("goes black", DamageType::NotWorking, false),
+    ("disconnect", DamageType::NotWorking, false),
+    ("freez", DamageType::NotWorking, false),
     ("连不上", DamageType::NotWorking, false),
     ("doesn't latch", DamageType::NotWorking, false),
     ("won't latch", DamageType::NotWorking, false),
@@ -596,6 +678,7 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("dead", DamageType::NotWorking, false),
     ("is out", DamageType::NotWorking, false),
     ("跑偏", DamageType::Other, false),
+    ("磨平", DamageType::Other, false),
     ("臭味", DamageType::Other, false),
     ("糊味", DamageType::Other, false),
     ("焦糊", DamageType::Other, false),
@@ -642,6 +725,22 @@ const MASK: &[&str] = &[
     // Negated paint damage: a fact about the primer, not a finding.
     "漆面没破",
     "漆没破",
+    "漆倒是没破",
+    "漆倒是没掉",
+    // Weather and roads, not damage: 刮风 is wind, a 水坑 is a puddle.
+    "没漏",
+    // The noise stops: not a device that fell silent.
+    "就没声了",
+    // Directions of travel, not sides ("手一松方向盘就往左边走").
+    "往左边",
+    "往右边",
+    "向左",
+    "向右",
+    "刮大风",
+    // A wiper's stroke.
+    "一刮",
+    "刮风",
+    "水坑",
     "漆面没事",
     "漆面没问题",
     "没掉漆",
@@ -688,6 +787,20 @@ const SINCE: &[&str] = &[
     "recently",
     "since",
 ];
+
+/// Two-character homophone typos common enough to list: the homophone pass repairs only
+/// longer words (see `homophone.rs`).
+const TYPOS: &[(&str, &str)] =
+    &[("杀车", "刹车"), ("花痕", "划痕"), ("列纹", "裂纹"), ("画痕", "划痕"), ("轮鼓", "轮毂"), ("副架", "副驾"), ("异想", "异响")];
+
+/// The lexicon's own Chinese words, for repairing homophone typos before matching.
+fn homophones() -> &'static Homophones {
+    static H: OnceLock<Homophones> = OnceLock::new();
+    H.get_or_init(|| {
+        let words = PARTS.iter().map(|x| x.0).chain(DAMAGES.iter().map(|x| x.0)).chain(COMPOUNDS.iter().map(|x| x.0));
+        Homophones::new(words.chain(SITUATIONS.iter().map(|x| x.0)))
+    })
+}
 
 /// Lower-case, full-width ASCII to half-width, unify punctuation.
 pub fn normalize(text: &str) -> String {
@@ -837,7 +950,7 @@ fn side_free(p: Part) -> bool {
 }
 
 pub fn analyse(text: &str) -> LexResult {
-    let norm = normalize(text);
+    let norm = homophones().repair(&TYPOS.iter().fold(normalize(text), |t, (typo, word)| t.replace(typo, word)));
     let mut res = LexResult { findings: Vec::new(), loose: LooseFacts::default(), unsure: false, has_problem_words: false };
     res.loose = loose_facts(&norm);
     let mut prev: Option<(Part, Option<Position>)> = None;
@@ -852,7 +965,7 @@ pub fn analyse(text: &str) -> LexResult {
         let s = cl.as_str();
         let mut used = vec![false; s.len()];
         mask(s, MASK, &mut used);
-        if res.findings.last().is_some_and(|f| f.damage_type == DamageType::Dent) {
+        if res.findings.last().is_some_and(|f| f.damage_type == DamageType::Dent) || DENT_WORDS.iter().any(|w| s.contains(w)) {
             mask(s, PAINT_ON_DENT, &mut used);
         }
         // Parts whose names start with a situation ("倒车影像", "倒车镜") before the situations.
@@ -863,7 +976,8 @@ pub fn analyse(text: &str) -> LexResult {
         let sit_tbl: Vec<(&str, Option<Part>)> =
             SITUATIONS.iter().filter(|(_, _, _, need)| !need || marker).map(|(w, _, p, _)| (*w, *p)).collect();
         let sits = find(s, &sit_tbl, &mut used);
-        if let Some(p) = sits.iter().find_map(|h| h.val) {
+        // "怠速开着空调车抖": the air conditioning and high speed only load what shakes.
+        if let Some(p) = sits.iter().filter_map(|h| h.val).min_by_key(|p| matches!(p, Part::AirConditioning | Part::Tire)) {
             situation_part = Some(p);
         }
         // A wheel's noise while braking is the brakes; over bumps, the suspension.
@@ -875,6 +989,10 @@ pub fn analyse(text: &str) -> LexResult {
         // "车头引擎盖": a locator next to a named part only says where that part is.
         let is_locator = |h: &Hit<(Part, Option<Lon>, Option<Lat>)>| LOCATORS.contains(&&s[h.start..h.end]);
         if parts.iter().any(|h| !is_locator(h)) {
+            // Their side words then belong to the part named ("右后轮钢圈" → right rear rim).
+            for h in parts.iter().filter(|h| is_locator(h)) {
+                used[h.start..h.end].iter_mut().for_each(|u| *u = false);
+            }
             parts.retain(|h| !is_locator(h));
         }
         let dmgs = find(s, &dmg_tbl, &mut used);
@@ -902,33 +1020,52 @@ pub fn analyse(text: &str) -> LexResult {
             // quarter panel.
             let (lat, lon) = match p {
                 Part::Bumper => (None, lon),
-                Part::Mirror => (lat, None),
+                Part::Mirror | Part::Taillight => (lat, None),
+                // "左前大灯" keeps its front, "副驾这边的大灯" is the right one.
+                Part::Headlight => {
+                    (lat, lon.filter(|_| ilon.is_some() || s[..h.start].ends_with("左前") || s[..h.start].ends_with("右前")))
+                }
+                // A fender is a front wing, a quarter panel a rear one ("右边叶子板").
+                Part::Fender if lat.is_some() && lon.is_none() => (lat, Some(Lon::F)),
+                Part::QuarterPanel if lat.is_some() && lon.is_none() => (lat, Some(Lon::B)),
                 _ => (lat, lon),
             };
             let p = if p == Part::Fender && lon == Some(Lon::B) { Part::QuarterPanel } else { p };
             // "副驾门磕到柱子上，门边掉了一块漆": the same part again, without its side.
-            let pos = compose(lat, lon).or_else(|| [orphan, prev].into_iter().flatten().find(|x| x.0 == p).and_then(|x| x.1));
+            // "左前轮毂和轮胎都刮伤了": the side of the rim named just before.
+            let before = mentions.last().map(|m| (m.1, m.2));
+            let pos =
+                compose(lat, lon).or_else(|| [before, orphan, prev].into_iter().flatten().find(|x| same_place(x.0, p)).and_then(|x| x.1));
+            // "副驾门被撞凹了，车窗也降不下来了": 也 puts it at the same place.
+            let pos = match prev {
+                Some((_, Some(ppos))) if pos.is_none() && s.contains('也') && corners(p) => {
+                    Some(ppos).filter(|x| split(Some(*x)).1.is_some())
+                }
+                _ => pos,
+            };
+            // "左前门划了，后门也凹了": the side of the message's previous finding.
+            let pos = match (split(pos), prev) {
+                ((None, Some(lo)), Some((pp, Some(ppos)))) if !side_free(p) && !matches!(p, Part::Bumper) && !side_free(pp) => {
+                    compose(split(Some(ppos)).0, Some(lo))
+                }
+                _ => pos,
+            };
             mentions.push((h.start, p, pos));
             from = h.end;
         }
         // "右边两个门" / "前后门" / "四个门": expand doors.
-        let two_doors = [
-            "两个门",
-            "两扇门",
-            "两个车门",
-            "前后门",
-            "前后两个门",
-            "前后车门",
-            "both doors",
-            "front and rear door",
-            "front and back door",
-        ]
-        .iter()
-        .any(|w| s.contains(w));
+        let two_doors = pair_of_doors().is_match(s)
+            || ["前后门", "前后两个门", "前后车门", "both doors", "front and rear door", "front and back door"]
+                .iter()
+                .any(|w| s.contains(w));
         let four_doors = ["四个门", "所有门", "四个车门", "all doors", "all four doors"].iter().any(|w| s.contains(w));
         // "两侧后视镜", "左右两边前翼子板": the part on both sides (not bare 左右: "30公分左右").
-        let both_sides = ["两侧", "两边", "左右两", "both sides", "both mirrors", "两个后视镜"].iter().any(|w| s.contains(w));
-        let two_wheels = ["两个", "两只", "both"].iter().any(|w| s.contains(w));
+        let both_sides = ["两侧", "两边", "左右两", "左边右边", "左右都", "both sides", "both mirrors", "两个后视镜", "俩后视镜"]
+            .iter()
+            .any(|w| s.contains(w));
+        let both_sides = both_sides || pair_of_lamps().is_match(s);
+        let front_and_back = s.contains("前后");
+        let two_wheels = front_and_back || ["两个", "两只", "俩", "both"].iter().any(|w| s.contains(w));
         let mut expanded = Vec::new();
         for (i, p, pos) in mentions {
             if p == Part::Door && four_doors {
@@ -946,6 +1083,11 @@ pub fn analyse(text: &str) -> LexResult {
                 };
                 expanded.push((i, p, Some(a)));
                 expanded.push((i, p, Some(b)));
+            } else if front_and_back && matches!(p, Part::Fender | Part::QuarterPanel) && split(pos).0.is_some() {
+                // "右边前后叶子板": the front wing and the rear one.
+                let lat = split(pos).0;
+                expanded.push((i, Part::Fender, compose(lat, Some(Lon::F))));
+                expanded.push((i, Part::QuarterPanel, compose(lat, Some(Lon::B))));
             } else if both_sides && p != Part::Door && p != Part::Bumper && !side_free(p) {
                 let lon = split(pos).1;
                 expanded.push((i, p, compose(Some(Lat::L), lon)));
@@ -953,7 +1095,7 @@ pub fn analyse(text: &str) -> LexResult {
             } else if two_wheels && matches!(p, Part::WheelRim | Part::Tire) && pos.is_some() {
                 // "右边两个轮毂": the front and rear wheel of that side; "both front wheels": across.
                 let (a, b) = match split(pos) {
-                    (Some(la), None) => (compose(Some(la), Some(Lon::F)), compose(Some(la), Some(Lon::B))),
+                    (Some(la), lo) if lo.is_none() || front_and_back => (compose(Some(la), Some(Lon::F)), compose(Some(la), Some(Lon::B))),
                     (None, Some(lo)) => (compose(Some(Lat::L), Some(lo)), compose(Some(Lat::R), Some(lo))),
                     _ => (pos, pos),
                 };
@@ -993,6 +1135,8 @@ pub fn analyse(text: &str) -> LexResult {
                 .and_then(|m| m.2)
                 .or_else(|| prev.filter(|x| x.0 == p).and_then(|x| x.1))
                 .or_else(|| orphan.filter(|x| x.0 == p).and_then(|x| x.1));
+            // A warning light is on the dashboard; only tyre pressure names a wheel.
+            let pos = pos.filter(|_| d != DamageType::WarningLight || p == Part::Tire);
             new.push(Finding::new(p, pos, d));
         }
         let comp_parts: Vec<Part> = new.iter().map(|f| f.part).collect();
@@ -1005,18 +1149,32 @@ pub fn analyse(text: &str) -> LexResult {
             res.findings.retain(|f| f.part != Part::Other);
             for o in others {
                 for (_, p, pos) in &mentions {
-                    push_unique(&mut new, fix_broken(Finding::new(*p, *pos, o.damage_type), false));
+                    push_unique(&mut new, fit_to_part(Finding::new(wheel_part(*p, o.damage_type, None), *pos, o.damage_type), false));
                 }
             }
             orphan = None;
         }
         let mentions: Vec<_> = mentions.into_iter().filter(|m| !comp_parts.contains(&m.1)).collect();
+        // "右后门被蹭了一长条，右后叶子板也带到了一点": the same damage on one more part.
+        if dmgs.is_empty() && comps.is_empty() && s.contains('也') {
+            if let Some(last) = res.findings.last().filter(|f| f.part != Part::Other && is_body_damage(f.damage_type)) {
+                let d = last.damage_type;
+                for (_, p, pos) in mentions.iter().filter(|m| !side_free(m.1) || matches!(m.1, Part::Hood | Part::TrunkLid | Part::Roof)) {
+                    push_unique(&mut new, Finding::new(*p, *pos, d));
+                }
+            }
+        }
 
         if !dmgs.is_empty() {
             if mentions.is_empty() {
                 // A symptom without a part: the situation's part, else a part named alone in the
                 // previous clause, else the previous finding's part ("右前门有刮痕，还有异响").
-                let (part, pos) = if let Some(p) = situation_part {
+                // Body damage happens to a body part, whatever the situation ("跑高速的时候…裂了").
+                let body = dmgs.iter().all(|d| is_body_damage(d.val.0));
+                let (part, pos) = if let Some(f) = new.last() {
+                    // "胎压监测提示右后轮胎压低，打了气又瘪了": this clause's compound named it.
+                    (f.part, f.position)
+                } else if let Some(p) = situation_part.filter(|_| !body || orphan.is_none()) {
                     let pos = prev.filter(|x| x.0 == p).and_then(|x| x.1).or_else(|| orphan.filter(|x| x.0 == p).and_then(|x| x.1));
                     // "过减速带的时候后面咯噔一声": where the symptom comes from.
                     let pos = pos.or_else(|| {
@@ -1032,21 +1190,30 @@ pub fn analyse(text: &str) -> LexResult {
                     (Part::Other, None)
                 };
                 for d in &dmgs {
-                    push_unique(&mut new, fix_broken(Finding::new(part, pos, d.val.0), d.val.1));
+                    push_unique(&mut new, fit_to_part(Finding::new(part, pos, d.val.0), d.val.1));
                 }
             } else if dmgs.len() == 1 {
                 // One symptom word shared by every part named ("左前门和左后门都有划痕").
                 for (_, p, pos) in &mentions {
                     let d = dmgs[0].val.0;
-                    push_unique(&mut new, fix_broken(Finding::new(wheel_part(*p, d, wheel_noise_part), *pos, d), dmgs[0].val.1));
+                    push_unique(&mut new, fit_to_part(Finding::new(wheel_part(*p, d, wheel_noise_part), *pos, d), dmgs[0].val.1));
                 }
             } else {
                 // Several symptoms: each goes to the nearest part named before it (or the first part).
                 for d in &dmgs {
-                    let m = mentions.iter().rev().find(|m| m.0 < d.start).or(mentions.first());
-                    if let Some((_, p, pos)) = m {
-                        let dt = d.val.0;
-                        push_unique(&mut new, fix_broken(Finding::new(wheel_part(*p, dt, wheel_noise_part), *pos, dt), d.val.1));
+                    // "a crack in the rear windshield": an English damage word points forward.
+                    let forward = [" on ", " in ", " to ", " along ", " at "].iter().any(|w| s[d.end..].starts_with(w));
+                    let ahead = parts
+                        .iter()
+                        .find(|h| forward && h.start > d.end && h.start <= d.end + 12)
+                        .and_then(|h| mentions.iter().find(|m| m.1 == h.val.0 || m.0 == h.start));
+                    let m = ahead.or_else(|| mentions.iter().rev().find(|m| m.0 < d.start)).or(mentions.first());
+                    if let Some(&(at, _, _)) = m {
+                        // Expanded pairs share their mention's offset ("左边两个门…划到底了").
+                        for (_, p, pos) in mentions.iter().filter(|x| x.0 == at) {
+                            let dt = d.val.0;
+                            push_unique(&mut new, fit_to_part(Finding::new(wheel_part(*p, dt, wheel_noise_part), *pos, dt), d.val.1));
+                        }
                     }
                 }
             }
@@ -1089,9 +1256,25 @@ pub fn analyse(text: &str) -> LexResult {
             push_unique(&mut res.findings, f);
         }
     }
+    // "被树枝刮了一下，副驾两个门都有划痕": a damage word with no part of its own told how it
+    // happened when the message names damaged parts.
+    if res.findings.iter().any(|f| f.part != Part::Other) {
+        res.findings.retain(|f| f.part != Part::Other || f.position.is_some());
+    }
+    // "左尾灯灯罩裂了，下雨往里进水": the water in a cracked lamp is that crack.
+    let all = res.findings.clone();
+    res.findings.retain(|f| {
+        !(f.damage_type == DamageType::Leak
+            && matches!(f.part, Part::Headlight | Part::Taillight)
+            && all.iter().any(|g| g.part == f.part && matches!(g.damage_type, DamageType::Crack | DamageType::Broken)))
+    });
+    // "左边两个门都被划了，前门划得深": a finding told again less precisely is the same finding.
+    let all = res.findings.clone();
+    res.findings.retain(|f| !all.iter().any(|g| g.part == f.part && g.damage_type == f.damage_type && refines(g.position, f.position)));
     if let Some((p, pos)) = orphan {
-        // A part with no symptom word at all ("车门有点问题"): unknown damage.
-        if res.findings.is_empty() {
+        // A part with no symptom word at all ("车门有点问题"): unknown damage; but a question
+        // about a price or a booking names a part without a problem.
+        if res.findings.is_empty() && !NOT_A_PROBLEM.iter().any(|w| norm.contains(w)) {
             res.findings.push(Finding::new(p, pos, DamageType::Other));
             res.unsure = true;
         }
@@ -1107,10 +1290,70 @@ pub fn analyse(text: &str) -> LexResult {
 }
 
 /// After a dent, the paint's state is a fact of that dent (paint broken), not a second finding.
-const PAINT_ON_DENT: &[&str] = &["漆也裂", "漆裂了", "漆也破", "漆破了", "漆也掉"];
+const PAINT_ON_DENT: &[&str] =
+    &["漆也裂", "漆裂了", "漆也破", "漆破了", "漆也掉", "paint cracked", "paint is cracked", "paint broken", "cracked paint"];
+const DENT_WORDS: &[&str] = &["凹", "瘪", "dent"];
 
-/// Words that name an end of the car rather than a part ("车头", "车屁股").
-const LOCATORS: &[&str] = &["车头", "车屁股", "车尾"];
+/// Words that name an end of the car or a wheel rather than the part damaged, when a part is
+/// named with them ("车头引擎盖", "右后轮钢圈", "后叶子板靠近后轮那里").
+const LOCATORS: &[&str] = &["车头", "车屁股", "车尾", "前轮", "后轮", "轮子", "轱辘"];
+
+/// Parts placed at a corner of the car (left_front … right_rear).
+fn corners(p: Part) -> bool {
+    matches!(p, Part::Door | Part::Fender | Part::QuarterPanel | Part::Tire | Part::WheelRim | Part::Electrical)
+}
+
+/// A tyre and its rim are at the same wheel ("右前轮压到马路牙子上了，轮毂边上刮得挺厉害").
+fn same_place(a: Part, b: Part) -> bool {
+    a == b || (matches!(a, Part::Tire | Part::WheelRim) && matches!(b, Part::Tire | Part::WheelRim))
+}
+
+/// A part named in a price or booking enquiry ("换一套轮胎多少钱", "book a tire rotation") or
+/// said to be fine ("刚换的刹车片，没什么问题") is not a problem.
+const NOT_A_PROBLEM: &[&str] = &[
+    "多少钱",
+    "什么价",
+    "价格",
+    "报价",
+    "预约",
+    "保养",
+    "没什么问题",
+    "没问题",
+    "挺好的",
+    "好好的",
+    "how much",
+    "price",
+    "book a",
+    "booking",
+    "quote",
+    "no problem",
+    "works fine",
+];
+
+fn pair_of_doors() -> &'static regex::Regex {
+    static R: OnceLock<regex::Regex> = OnceLock::new();
+    // "两个门", "俩后门", "两扇前车门", "2个门".
+    R.get_or_init(|| regex::Regex::new(r"(两|俩|2)(个|扇)?(前|后)?车?门").expect("valid pattern"))
+}
+
+fn pair_of_lamps() -> &'static regex::Regex {
+    static R: OnceLock<regex::Regex> = OnceLock::new();
+    // "两个尾灯都碎了", "俩大灯", "both headlights".
+    R.get_or_init(|| regex::Regex::new(r"(两|俩)(个|只|边)?(大灯|尾灯|前灯|后视镜|倒车镜)|both (head|tail)").expect("valid pattern"))
+}
+
+fn is_body_damage(d: DamageType) -> bool {
+    matches!(d, DamageType::Scratch | DamageType::Dent | DamageType::Crack | DamageType::PaintDamage | DamageType::Broken)
+}
+
+/// `a` says where `b` is, and more precisely (`b` unknown, or one axis of `a`).
+fn refines(a: Option<Position>, b: Option<Position>) -> bool {
+    if a == b || a.is_none() {
+        return false;
+    }
+    let ((la, lo), (lb, ob)) = (split(a), split(b));
+    lb.is_none_or(|x| la == Some(x)) && ob.is_none_or(|x| lo == Some(x))
+}
 
 fn split(pos: Option<Position>) -> (Option<Lat>, Option<Lon>) {
     match pos {
@@ -1131,6 +1374,8 @@ fn split(pos: Option<Position>) -> (Option<Lat>, Option<Lon>) {
 fn wheel_part(p: Part, d: DamageType, situation: Option<Part>) -> Part {
     match situation {
         Some(sp) if matches!(p, Part::Tire | Part::WheelRim) && matches!(d, DamageType::AbnormalNoise | DamageType::Vibration) => sp,
+        // A knocking wheel with no situation said: the suspension behind it ("左前轮那块咚咚响").
+        None if matches!(p, Part::Tire | Part::WheelRim) && d == DamageType::AbnormalNoise => Part::Suspension,
         _ => p,
     }
 }
@@ -1141,8 +1386,12 @@ fn push_unique(v: &mut Vec<Finding>, f: Finding) {
     }
 }
 
-/// "坏了" on a device means it does not work; on a panel it is broken.
-fn fix_broken(mut f: Finding, ambiguous: bool) -> Finding {
+/// A damage word read for its part: "坏了" on a device means it does not work, on a panel it is
+/// broken; a tyre that "瘪了" has lost air.
+fn fit_to_part(mut f: Finding, ambiguous: bool) -> Finding {
+    if f.part == Part::Tire && f.damage_type == DamageType::Dent {
+        f.damage_type = DamageType::Leak;
+    }
     if ambiguous
         && f.damage_type == DamageType::Broken
         && matches!(
@@ -1508,6 +1757,95 @@ mod tests {
         assert_eq!(r.findings[1].damage_type, DamageType::AbnormalNoise);
         assert_eq!(r.findings[1].part, Part::Door);
         assert!(!r.unsure);
+    }
+
+    fn keys(t: &str) -> Vec<(Part, Option<Position>, DamageType)> {
+        analyse(t).findings.iter().map(|f| (f.part, f.position, f.damage_type)).collect()
+    }
+
+    #[test]
+    fn homophone_typos_are_read_as_the_word() {
+        assert_eq!(keys("后保显杠有条列纹"), [(Part::Bumper, Some(Position::Rear), DamageType::Crack)]);
+        assert_eq!(keys("左边前页子板蹭花了"), [(Part::Fender, Some(Position::LeftFront), DamageType::Scratch)]);
+        assert_eq!(keys("一踩杀车就抖"), [(Part::Brakes, None, DamageType::Vibration)]);
+    }
+
+    #[test]
+    fn wheels_locate_and_pair() {
+        // A wheel word next to the rim only says where the rim is.
+        assert_eq!(keys("右后轮钢圈边上磕掉了一小块"), [(Part::WheelRim, Some(Position::RightRear), DamageType::Broken)]);
+        // A knocking wheel is the suspension behind it.
+        assert_eq!(keys("左前轮那块咚咚响"), [(Part::Suspension, Some(Position::LeftFront), DamageType::AbnormalNoise)]);
+        let r = keys("左边前后两个轱辘的钢圈都刮花了");
+        assert_eq!(
+            r,
+            [
+                (Part::WheelRim, Some(Position::LeftFront), DamageType::Scratch),
+                (Part::WheelRim, Some(Position::LeftRear), DamageType::Scratch)
+            ]
+        );
+        // A tyre that went flat lost air.
+        assert_eq!(keys("右后轮胎打了气又瘪了"), [(Part::Tire, Some(Position::RightRear), DamageType::Leak)]);
+    }
+
+    #[test]
+    fn wings_lamps_and_pairs_follow_the_conventions() {
+        assert_eq!(keys("右边叶子板上有个小坑"), [(Part::Fender, Some(Position::RightFront), DamageType::Dent)]);
+        assert_eq!(keys("副驾这边的大灯撞碎了"), [(Part::Headlight, Some(Position::Right), DamageType::Broken)]);
+        assert_eq!(keys("左前大灯不亮"), [(Part::Headlight, Some(Position::LeftFront), DamageType::NotWorking)]);
+        assert_eq!(keys("被追尾了 左尾灯撞碎了"), [(Part::Taillight, Some(Position::Left), DamageType::Broken)]);
+        let r = keys("两个后门都有划痕");
+        assert_eq!(
+            r,
+            [(Part::Door, Some(Position::LeftRear), DamageType::Scratch), (Part::Door, Some(Position::RightRear), DamageType::Scratch)]
+        );
+        let r = keys("两个尾灯都碎了");
+        assert_eq!(
+            r,
+            [(Part::Taillight, Some(Position::Left), DamageType::Broken), (Part::Taillight, Some(Position::Right), DamageType::Broken)]
+        );
+        let r = keys("右边前后叶子板都刮了");
+        assert_eq!(
+            r,
+            [
+                (Part::Fender, Some(Position::RightFront), DamageType::Scratch),
+                (Part::QuarterPanel, Some(Position::RightRear), DamageType::Scratch)
+            ]
+        );
+    }
+
+    #[test]
+    fn how_it_happened_is_not_a_finding() {
+        // The partless 刮 told how; the doors carry the damage.
+        let r = keys("被树枝刮了一下，副驾这边两个门都有划痕");
+        assert_eq!(
+            r,
+            [(Part::Door, Some(Position::RightFront), DamageType::Scratch), (Part::Door, Some(Position::RightRear), DamageType::Scratch)]
+        );
+        // Told again less precisely: the same finding.
+        let r = keys("左边两个门都被划了，前门划得深");
+        assert_eq!(
+            r,
+            [(Part::Door, Some(Position::LeftFront), DamageType::Scratch), (Part::Door, Some(Position::LeftRear), DamageType::Scratch)]
+        );
+        // Water in a cracked lamp is that crack; wind is not a scratch.
+        assert_eq!(keys("左尾灯灯罩裂了，下雨往里进水"), [(Part::Taillight, Some(Position::Left), DamageType::Crack)]);
+        assert_eq!(keys("昨晚刮大风，后挡风玻璃砸碎了"), [(Part::RearWindshield, None, DamageType::Broken)]);
+    }
+
+    #[test]
+    fn enquiries_and_fine_parts_are_not_problems() {
+        assert!(keys("请问换一套米其林轮胎大概多少钱").is_empty());
+        assert!(keys("I'd like to book a tire rotation").is_empty());
+        assert!(keys("上个月刚换的刹车片，现在没什么问题").is_empty());
+        // A part with a problem in the same message is still one.
+        assert_eq!(keys("左后轮胎鼓包了，换一个多少钱"), [(Part::Tire, Some(Position::LeftRear), DamageType::Other)]);
+    }
+
+    #[test]
+    fn english_damage_words_point_forward() {
+        let r = keys("There's a scratch on the roof and a crack in the rear windshield");
+        assert_eq!(r, [(Part::Roof, None, DamageType::Scratch), (Part::RearWindshield, None, DamageType::Crack)]);
     }
 
     #[test]

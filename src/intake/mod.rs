@@ -10,6 +10,7 @@
 //! nothing in this module can touch prices, case states or roles.
 
 pub mod eval;
+mod homophone;
 pub mod lexicon;
 pub mod policy;
 
