@@ -1060,9 +1060,7 @@ pub fn analyse(text: &str) -> LexResult {
                 .any(|w| s.contains(w));
         let four_doors = ["四个门", "所有门", "四个车门", "all doors", "all four doors"].iter().any(|w| s.contains(w));
         // "两侧后视镜", "左右两边前翼子板": the part on both sides (not bare 左右: "30公分左右").
-        let both_sides = ["两侧", "两边", "左右两", "左边右边", "左右都", "both sides", "both mirrors", "两个后视镜", "俩后视镜"]
-            .iter()
-            .any(|w| s.contains(w));
+        let both_sides = ["两侧", "两边", "左右两", "左边右边", "左右都", "both sides", "both mirrors"].iter().any(|w| s.contains(w));
         let both_sides = both_sides || pair_of_lamps().is_match(s);
         let front_and_back = s.contains("前后");
         let two_wheels = front_and_back || ["两个", "两只", "俩", "both"].iter().any(|w| s.contains(w));
