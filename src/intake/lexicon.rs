@@ -1055,9 +1055,7 @@ pub fn analyse(text: &str) -> LexResult {
         }
         // "右边两个门" / "前后门" / "四个门": expand doors.
         let two_doors = pair_of_doors().is_match(s)
-            || ["前后门", "前后两个门", "前后车门", "both doors", "front and rear door", "front and back door"]
-                .iter()
-                .any(|w| s.contains(w));
+            || ["前后门", "前后车门", "both doors", "front and rear door", "front and back door"].iter().any(|w| s.contains(w));
         let four_doors = ["四个门", "所有门", "四个车门", "all doors", "all four doors"].iter().any(|w| s.contains(w));
         // "两侧后视镜", "左右两边前翼子板": the part on both sides (not bare 左右: "30公分左右").
         let both_sides = ["两侧", "两边", "左右两", "左边右边", "左右都", "both sides", "both mirrors"].iter().any(|w| s.contains(w));
@@ -1259,16 +1257,8 @@ pub fn analyse(text: &str) -> LexResult {
     if res.findings.iter().any(|f| f.part != Part::Other) {
         res.findings.retain(|f| f.part != Part::Other || f.position.is_some());
     }
-    // "左尾灯灯罩裂了，下雨往里进水": the water in a cracked lamp is that crack.
     let all = res.findings.clone();
-    res.findings.retain(|f| {
-        !(f.damage_type == DamageType::Leak
-            && matches!(f.part, Part::Headlight | Part::Taillight)
-            && all.iter().any(|g| g.part == f.part && matches!(g.damage_type, DamageType::Crack | DamageType::Broken)))
-    });
-    // "左边两个门都被划了，前门划得深": a finding told again less precisely is the same finding.
-    let all = res.findings.clone();
-    res.findings.retain(|f| !all.iter().any(|g| g.part == f.part && g.damage_type == f.damage_type && refines(g.position, f.position)));
+    res.findings.retain(|f| !all.iter().any(|g| said_by(g, f)));
     if let Some((p, pos)) = orphan {
         // A part with no symptom word at all ("车门有点问题"): unknown damage; but a question
         // about a price or a booking names a part without a problem.
@@ -1342,6 +1332,16 @@ fn pair_of_lamps() -> &'static regex::Regex {
 
 fn is_body_damage(d: DamageType) -> bool {
     matches!(d, DamageType::Scratch | DamageType::Dent | DamageType::Crack | DamageType::PaintDamage | DamageType::Broken)
+}
+
+/// Finding `f` adds nothing to `g`: "左边两个门都被划了，前门划得深" tells the same scratch again,
+/// less precisely; "左尾灯灯罩裂了，下雨往里进水": the water in a cracked lamp is that crack.
+fn said_by(g: &Finding, f: &Finding) -> bool {
+    g.part == f.part
+        && ((g.damage_type == f.damage_type && refines(g.position, f.position))
+            || (f.damage_type == DamageType::Leak
+                && matches!(f.part, Part::Headlight | Part::Taillight)
+                && matches!(g.damage_type, DamageType::Crack | DamageType::Broken)))
 }
 
 /// `a` says where `b` is, and more precisely (`b` unknown, or one axis of `a`).
