@@ -45,11 +45,19 @@ fn lexicon_only_and_with_llm() {
 
 /// Sets written later by someone who never saw the lexicon (sets 5 on: by `tests/data/LABELING.md`),
 /// each measured once before it was used for tuning (the closing notes keep those first figures).
-/// These have since been used to tune it: development sets, high floors.
+/// These have since been used to tune it: development sets, high floors. Set 19 (voice input
+/// without punctuation) and set 21 (customers who do not know the parts' names: "轮子上面的铁皮")
+/// are harder and have floors of their own.
 #[test]
 fn development_sets() {
-    for n in ["", "2", "3", "4", "5", "6", "7", "8", "9"] {
-        let (file, floor) = (format!("intake_heldout{n}.jsonl"), 0.93);
+    let sets = ["", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "16", "17", "18", "19", "20", "21"];
+    for n in sets {
+        let floor = match n {
+            "19" => 0.88,
+            "21" => 0.75,
+            _ => 0.93,
+        };
+        let file = format!("intake_heldout{n}.jsonl");
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(&file);
         let cases = load_cases(&p).unwrap();
         let lex = evaluate(&cases, |t| extract(t, &NoneTextGen));
@@ -58,13 +66,14 @@ fn development_sets() {
     }
 }
 
-/// `intake_heldout10.jsonl` and `intake_heldout11.jsonl` (80 each, two writers) have never been
-/// used to tune anything: the honest estimate of how extraction generalises to a new writer's
-/// words. Floors are below what they reach, not what we want (the seed asks for 0.9).
+/// `intake_heldout14.jsonl` and `intake_heldout15.jsonl` (80 each, one writer working from
+/// LABELING.md only) have never been used to tune anything: the honest estimate of how extraction
+/// generalises to a new writer's words. Floors are below what they reach, not what we want (the
+/// seed asks for 0.9).
 #[test]
 fn held_out_set() {
     let mut cases = Vec::new();
-    for file in ["intake_heldout10.jsonl", "intake_heldout11.jsonl"] {
+    for file in ["intake_heldout14.jsonl", "intake_heldout15.jsonl"] {
         cases.extend(load_cases(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file)).unwrap());
     }
     assert_eq!(cases.len(), 160);
@@ -78,7 +87,7 @@ fn held_out_set() {
     let e = common::engine();
     let both = evaluate(&cases, |t| extract(t, e));
     println!("{}", both.table("HELD-OUT lexicon + LLM where unsure"));
-    assert!(lex.slot("part").f1() >= 0.85, "{}", lex.slot("part").f1());
-    assert!(lex.slot("finding").f1() >= 0.8, "{}", lex.slot("finding").f1());
+    assert!(lex.slot("part").f1() >= 0.9, "{}", lex.slot("part").f1());
+    assert!(lex.slot("finding").f1() >= 0.85, "{}", lex.slot("finding").f1());
     assert!(both.slot("part").f1() >= lex.slot("part").f1() - 0.03, "the model must not make parts worse");
 }

@@ -95,6 +95,11 @@ const SITUATIONS: &[(&str, &str, Option<Part>, bool)] = &[
     ("挂倒挡", "挂倒挡", Some(Part::Transmission), false),
     ("挂倒档", "挂倒挡", Some(Part::Transmission), false),
     ("换挡", "换挡", Some(Part::Transmission), false),
+    // "二挡升三挡的时候".
+    ("挡升", "升挡", Some(Part::Transmission), false),
+    ("升挡", "升挡", Some(Part::Transmission), false),
+    ("挡降", "降挡", Some(Part::Transmission), false),
+    ("降挡", "降挡", Some(Part::Transmission), false),
     ("换档", "换挡", Some(Part::Transmission), false),
     ("挂挡", "挂挡", Some(Part::Transmission), false),
     ("挂r挡", "挂倒挡", Some(Part::Transmission), false),
@@ -116,7 +121,10 @@ const SITUATIONS: &[(&str, &str, Option<Part>, bool)] = &[
     ("when i brake", "braking", Some(Part::Brakes), false),
     ("brake", "braking", Some(Part::Brakes), true),
     ("turning", "turning", Some(Part::Steering), false),
-    ("when i turn", "turning", Some(Part::Steering), false),
+    ("when i turn the wheel", "turning", Some(Part::Steering), false),
+    ("when i turn left", "turning left", Some(Part::Steering), false),
+    ("when i turn right", "turning right", Some(Part::Steering), false),
+    ("pothole", "over potholes", Some(Part::Suspension), false),
     ("speed bumps", "over bumps", Some(Part::Suspension), false),
     ("over bumps", "over bumps", Some(Part::Suspension), false),
     ("bumpy road", "over bumps", Some(Part::Suspension), false),
@@ -178,15 +186,15 @@ const COMPOUNDS: &[(&str, Part, DamageType, Option<&str>)] = &[
     ("no cold air", Part::AirConditioning, DamageType::NotWorking, None),
     ("blows warm", Part::AirConditioning, DamageType::NotWorking, None),
     ("blowing warm", Part::AirConditioning, DamageType::NotWorking, None),
-    ("打不着火", Part::Electrical, DamageType::NotWorking, None),
-    ("打不着", Part::Electrical, DamageType::NotWorking, None),
-    ("启动不了", Part::Electrical, DamageType::NotWorking, None),
-    ("着不了车", Part::Electrical, DamageType::NotWorking, None),
+    ("打不着火", Part::Engine, DamageType::NotWorking, None),
+    ("打不着", Part::Engine, DamageType::NotWorking, None),
+    ("启动不了", Part::Engine, DamageType::NotWorking, None),
+    ("着不了车", Part::Engine, DamageType::NotWorking, None),
     ("电瓶没电", Part::Electrical, DamageType::NotWorking, None),
     ("没电了", Part::Electrical, DamageType::NotWorking, None),
-    ("won't start", Part::Electrical, DamageType::NotWorking, None),
-    ("wont start", Part::Electrical, DamageType::NotWorking, None),
-    ("doesn't start", Part::Electrical, DamageType::NotWorking, None),
+    ("won't start", Part::Engine, DamageType::NotWorking, None),
+    ("wont start", Part::Engine, DamageType::NotWorking, None),
+    ("doesn't start", Part::Engine, DamageType::NotWorking, None),
     ("dead battery", Part::Electrical, DamageType::NotWorking, None),
     ("仪表盘黑屏", Part::Electrical, DamageType::NotWorking, None),
     ("仪表黑屏", Part::Electrical, DamageType::NotWorking, None),
@@ -206,6 +214,19 @@ const COMPOUNDS: &[(&str, Part, DamageType, Option<&str>)] = &[
     ("漏气", Part::Tire, DamageType::Leak, None),
     ("扎胎", Part::Tire, DamageType::Leak, None),
     ("扎了钉", Part::Tire, DamageType::Leak, None),
+    ("气就跑", Part::Tire, DamageType::Leak, None),
+    ("losing air", Part::Tire, DamageType::Leak, None),
+    ("loses air", Part::Tire, DamageType::Leak, None),
+    ("keeps going flat", Part::Tire, DamageType::Leak, None),
+    ("没凉气", Part::AirConditioning, DamageType::NotWorking, None),
+    ("没冷风", Part::AirConditioning, DamageType::NotWorking, None),
+    ("没什么冷风", Part::AirConditioning, DamageType::NotWorking, None),
+    ("不出冷风", Part::AirConditioning, DamageType::NotWorking, None),
+    ("锁不上门", Part::Electrical, DamageType::NotWorking, None),
+    ("锁不了门", Part::Electrical, DamageType::NotWorking, None),
+    ("not cooling", Part::AirConditioning, DamageType::NotWorking, None),
+    ("isn't cooling", Part::AirConditioning, DamageType::NotWorking, None),
+    ("not blowing cold", Part::AirConditioning, DamageType::NotWorking, None),
     ("爆胎", Part::Tire, DamageType::Broken, None),
     ("flat tire", Part::Tire, DamageType::Leak, None),
     ("flat tyre", Part::Tire, DamageType::Leak, None),
@@ -270,6 +291,9 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("后风挡", Part::RearWindshield, None, None),
     ("后挡", Part::RearWindshield, None, None),
     ("rear window", Part::RearWindshield, None, None),
+    ("rear windscreen", Part::RearWindshield, None, None),
+    ("back windscreen", Part::RearWindshield, None, None),
+    ("rear glass", Part::RearWindshield, None, None),
     ("后窗玻璃", Part::RearWindshield, None, None),
     ("后窗", Part::RearWindshield, None, None),
     ("rear windshield", Part::RearWindshield, None, None),
@@ -331,6 +355,7 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("钢圈", Part::WheelRim, None, None),
     ("铝圈", Part::WheelRim, None, None),
     ("wheels", Part::WheelRim, None, None),
+    ("wheel arch", Part::Fender, None, None),
     ("wheel", Part::WheelRim, None, None),
     ("rim", Part::WheelRim, None, None),
     ("alloy", Part::WheelRim, None, None),
@@ -417,6 +442,19 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("屏幕", Part::Infotainment, None, None),
     ("导航", Part::Infotainment, None, None),
     ("音响", Part::Infotainment, None, None),
+    ("音箱", Part::Infotainment, None, None),
+    ("touchscreen", Part::Infotainment, None, None),
+    ("touch screen", Part::Infotainment, None, None),
+    ("centre console", Part::Infotainment, None, None),
+    ("center console", Part::Infotainment, None, None),
+    ("仪表盘", Part::Electrical, None, None),
+    ("仪表", Part::Electrical, None, None),
+    ("dashboard", Part::Electrical, None, None),
+    ("鼓风机", Part::AirConditioning, None, None),
+    ("blower", Part::AirConditioning, None, None),
+    ("fan", Part::AirConditioning, None, None),
+    // Bare "玻璃": the glass named before it in the message (see `analyse`).
+    ("玻璃", Part::Windshield, None, None),
     ("收音机", Part::Infotainment, None, None),
     ("倒车影像", Part::Infotainment, None, None),
     ("蓝牙", Part::Infotainment, None, None),
@@ -427,6 +465,7 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("bluetooth", Part::Infotainment, None, None),
     // Inside the cabin: no part of its own in the vocabulary.
     ("座椅", Part::Other, None, None),
+    ("abs", Part::Brakes, None, None),
 ];
 
 // (pattern, damage, "坏"-type word whose meaning depends on the part)
@@ -437,6 +476,13 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("蹭花", DamageType::Scratch, false),
     ("剐", DamageType::Scratch, false),
     ("印子", DamageType::Scratch, false),
+    ("挂痕", DamageType::Scratch, false),
+    ("擦了", DamageType::Scratch, false),
+    ("擦到", DamageType::Scratch, false),
+    ("擦伤", DamageType::Scratch, false),
+    ("挂花", DamageType::Scratch, false),
+    ("被挂了", DamageType::Scratch, false),
+    ("蹭破", DamageType::Scratch, false),
     ("划花", DamageType::Scratch, false),
     ("刮伤", DamageType::Scratch, false),
     ("划伤", DamageType::Scratch, false),
@@ -547,6 +593,8 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("shattered", DamageType::Broken, false),
     ("knocked off", DamageType::Broken, false),
     ("异响", DamageType::AbnormalNoise, false),
+    ("摩擦声", DamageType::AbnormalNoise, false),
+    ("沙沙", DamageType::AbnormalNoise, false),
     ("怪声", DamageType::AbnormalNoise, false),
     ("噪音", DamageType::AbnormalNoise, false),
     ("声音", DamageType::AbnormalNoise, false),
@@ -562,6 +610,12 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("呜呜", DamageType::AbnormalNoise, false),
     ("滋滋", DamageType::AbnormalNoise, false),
     ("破音", DamageType::AbnormalNoise, false),
+    ("杂音", DamageType::AbnormalNoise, false),
+    ("buzz", DamageType::AbnormalNoise, false),
+    ("hiss", DamageType::AbnormalNoise, false),
+    ("咣咣", DamageType::AbnormalNoise, false),
+    ("咣", DamageType::AbnormalNoise, false),
+    ("咚的", DamageType::AbnormalNoise, false),
     ("哐哐", DamageType::AbnormalNoise, false),
     ("哐当", DamageType::AbnormalNoise, false),
     ("咣当", DamageType::AbnormalNoise, false),
@@ -583,6 +637,9 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("creak", DamageType::AbnormalNoise, false),
     ("whin", DamageType::AbnormalNoise, false),
     ("漏水", DamageType::Leak, false),
+    ("渗", DamageType::Leak, false),
+    ("oil on", DamageType::Leak, false),
+    ("puddle", DamageType::Leak, false),
     ("渗水", DamageType::Leak, false),
     ("进水", DamageType::Leak, false),
     ("滴水", DamageType::Leak, false),
@@ -595,6 +652,7 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("leak", DamageType::Leak, false),
     ("drip", DamageType::Leak, false),
     ("故障灯", DamageType::WarningLight, false),
+    ("提示灯", DamageType::WarningLight, false),
     ("报警灯", DamageType::WarningLight, false),
     ("警告灯", DamageType::WarningLight, false),
     ("灯亮了", DamageType::WarningLight, false),
@@ -652,8 +710,28 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("画面不出来", DamageType::NotWorking, false),
     ("是黑的", DamageType::NotWorking, false),
     ("不热了", DamageType::NotWorking, false),
-    ("溜", DamageType::NotWorking, false),
+    ("不热", DamageType::NotWorking, false),
+    ("锁不上", DamageType::NotWorking, false),
+    ("合不上", DamageType::NotWorking, false),
+    ("摇不上", DamageType::NotWorking, false),
+    ("摇不下", DamageType::NotWorking, false),
+    ("收不回", DamageType::NotWorking, false),
+    ("升降不了", DamageType::NotWorking, false),
+    ("没声", DamageType::NotWorking, false),
+    ("声音也没了", DamageType::NotWorking, false),
+    ("声音没了", DamageType::NotWorking, false),
+    ("won't fold", DamageType::NotWorking, false),
+    ("往后溜", DamageType::NotWorking, false),
+    ("往下溜", DamageType::NotWorking, false),
+    ("溜坡", DamageType::NotWorking, false),
     ("goes black", DamageType::NotWorking, false),
+    ("going black", DamageType::NotWorking, false),
+    ("cut out", DamageType::NotWorking, false),
+    ("cuts out", DamageType::NotWorking, false),
+    ("won't go", DamageType::NotWorking, false),
+    ("turns black", DamageType::NotWorking, false),
+    ("黑了", DamageType::NotWorking, false),
+    ("黑掉", DamageType::NotWorking, false),
     ("disconnect", DamageType::NotWorking, false),
     ("freez", DamageType::NotWorking, false),
     ("连不上", DamageType::NotWorking, false),
@@ -689,6 +767,10 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("方向盘沉", DamageType::Other, false),
     ("特别沉", DamageType::Other, false),
     ("很沉", DamageType::Other, false),
+    ("有点软", DamageType::Other, false),
+    ("发软", DamageType::Other, false),
+    ("很软", DamageType::Other, false),
+    ("heavy", DamageType::Other, false),
     ("foggy", DamageType::Other, false),
     ("lack of power", DamageType::Other, false),
     ("sluggish", DamageType::Other, false),
@@ -739,6 +821,21 @@ const MASK: &[&str] = &[
     "刮大风",
     // A wiper's stroke.
     "一刮",
+    "说一声",
+    "不动的时候",
+    "停着不动",
+    // "转弯的时候更响": the same noise, louder.
+    "更响",
+    "越响",
+    // Turning the wheel one way is not a side of the steering.
+    "往左打",
+    "往右打",
+    "向左打",
+    "向右打",
+    "刮起来",
+    "油印",
+    "自动挡",
+    "手动挡",
     "刮风",
     "水坑",
     "漆面没事",
@@ -790,8 +887,21 @@ const SINCE: &[&str] = &[
 
 /// Two-character homophone typos common enough to list: the homophone pass repairs only
 /// longer words (see `homophone.rs`).
-const TYPOS: &[(&str, &str)] =
-    &[("杀车", "刹车"), ("花痕", "划痕"), ("列纹", "裂纹"), ("画痕", "划痕"), ("轮鼓", "轮毂"), ("副架", "副驾"), ("异想", "异响")];
+const TYPOS: &[(&str, &str)] = &[
+    ("杀车", "刹车"),
+    ("花痕", "划痕"),
+    ("列纹", "裂纹"),
+    ("画痕", "划痕"),
+    ("轮鼓", "轮毂"),
+    ("副架", "副驾"),
+    ("异想", "异响"),
+    ("化痕", "划痕"),
+    ("轮古", "轮毂"),
+    ("轮骨", "轮毂"),
+    ("主架", "主驾"),
+    ("斗得", "抖得"),
+    ("雨挂", "雨刮"),
+];
 
 /// The lexicon's own Chinese words, for repairing homophone typos before matching.
 fn homophones() -> &'static Homophones {
@@ -821,11 +931,35 @@ fn is_sep(c: char) -> bool {
 
 /// Splits at punctuation and at "还有/另外/而且/also" which start a new problem.
 fn clauses(norm: &str) -> Vec<String> {
-    let mut marked = norm.to_string();
+    let mut marked = pauses(norm);
     for w in ["还有", "另外", "而且", "并且", "同时", " also ", " and also "] {
         marked = marked.replace(w, &format!("|{w}"));
     }
     marked.split(|c: char| is_sep(c) || c == '|').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+/// Voice input has no punctuation: a space between two longer runs of Chinese is a pause, marked
+/// '|'. Short pieces ("左后", "嗯", "右边") stay with their neighbours, and so does a guess at the
+/// cause ("…咯吱咯吱 像是减震的问题").
+fn pauses(norm: &str) -> String {
+    let han = |c: char| ('\u{4E00}'..='\u{9FFF}').contains(&c);
+    let pieces: Vec<&str> = norm.split(' ').collect();
+    let mut out = String::with_capacity(norm.len());
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 {
+            let prev_han = pieces[i - 1].chars().next_back().is_some_and(han);
+            let next_han = piece.chars().next().is_some_and(han);
+            let guess = ["像是", "好像是", "可能是", "感觉是", "估计是", "应该是", "听着像"].iter().any(|w| piece.starts_with(w));
+            let long = |p: &str| p.chars().count() >= 5;
+            if prev_han && next_han && !guess && long(pieces[i - 1]) && long(piece) {
+                out.push('|');
+            } else {
+                out.push(' ');
+            }
+        }
+        out.push_str(piece);
+    }
+    out
 }
 
 struct Hit<T> {
@@ -951,11 +1085,22 @@ fn side_free(p: Part) -> bool {
 
 pub fn analyse(text: &str) -> LexResult {
     let norm = homophones().repair(&TYPOS.iter().fold(normalize(text), |t, (typo, word)| t.replace(typo, word)));
+    let norm = paint_off().replace_all(&norm, "掉漆").into_owned();
+    // A wiper's stroke is not a scratch ("雨刮器刮的时候咯吱响").
+    let norm = norm.replace("雨刮器刮", "雨刮器摆").replace("雨刮刮", "雨刮摆");
+    let norm = corrected(&norm);
+    let norm = plain_names().iter().fold(norm, |t, (re, word)| re.replace_all(&t, *word).into_owned());
     let mut res = LexResult { findings: Vec::new(), loose: LooseFacts::default(), unsure: false, has_problem_words: false };
     res.loose = loose_facts(&norm);
     let mut prev: Option<(Part, Option<Position>)> = None;
     let mut orphan: Option<(Part, Option<Position>)> = None;
     let mut situation_part: Option<Part> = None;
+    // The glass a bare "玻璃" refers to ("前挡风玻璃…，玻璃裂成蜘蛛网了").
+    let mut last_glass: Option<Part> = None;
+    // The message denies a damage somewhere ("没划痕也没凹"): a part named alone is then no problem.
+    let mut denied = false;
+    // Parts said to be fine ("前门是好的").
+    let mut fine: Vec<(Part, Option<Position>)> = Vec::new();
 
     let parts_tbl: Vec<(&str, (Part, Option<Lon>, Option<Lat>))> = PARTS.iter().map(|(w, p, lo, la)| (*w, (*p, *lo, *la))).collect();
     let dmg_tbl: Vec<(&str, (DamageType, bool))> = DAMAGES.iter().map(|(w, d, a)| (*w, (*d, *a))).collect();
@@ -965,6 +1110,24 @@ pub fn analyse(text: &str) -> LexResult {
         let s = cl.as_str();
         let mut used = vec![false; s.len()];
         mask(s, MASK, &mut used);
+        // "咔咔的响，直着开不响": the noise stops, nothing fell silent.
+        if norm.contains("不响") && DAMAGES.iter().any(|(w, d, _)| *d == DamageType::AbnormalNoise && *w != "响" && norm.contains(w)) {
+            mask(s, &["不响"], &mut used);
+        }
+        // "五十公分左右": about, not both sides.
+        for (i, _) in s.match_indices("左右") {
+            if s[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || "一二三四五六七八九十百千两分米度寸天钟块元个码".contains(c))
+            {
+                used[i..i + "左右".len()].iter_mut().for_each(|u| *u = true);
+            }
+        }
+        // "上次的异响已经修好了": a problem that is gone.
+        if FIXED.iter().any(|w| s.contains(w)) {
+            continue;
+        }
         if res.findings.last().is_some_and(|f| f.damage_type == DamageType::Dent) || DENT_WORDS.iter().any(|w| s.contains(w)) {
             mask(s, PAINT_ON_DENT, &mut used);
         }
@@ -984,10 +1147,19 @@ pub fn analyse(text: &str) -> LexResult {
         let wheel_noise_part = sits.iter().find_map(|h| h.val.filter(|p| matches!(p, Part::Brakes | Part::Suspension)));
         let comps = find(s, &comp_tbl, &mut used);
         let mut parts = find(s, &parts_tbl, &mut used);
+        // "音响左前喇叭有破音": a speaker, not the horn.
+        let audio = ["音响", "音箱", "音量", "音乐", "破音", "speaker"].iter().any(|w| s.contains(w));
         parts.extend(early);
         parts.sort_by_key(|h| h.start);
         // "车头引擎盖": a locator next to a named part only says where that part is.
-        let is_locator = |h: &Hit<(Part, Option<Lon>, Option<Lat>)>| LOCATORS.contains(&&s[h.start..h.end]);
+        // "左后叶子板靠近尾灯的地方", "天窗旁边的漆面": a part named to say where another one is.
+        let near = |h: &Hit<(Part, Option<Lon>, Option<Lat>)>| {
+            ["靠近", "挨着", "near the ", "next to the "].iter().any(|w| s[..h.start].ends_with(w))
+                || ["旁边", "附近"].iter().any(|w| s[h.end..].starts_with(w))
+        };
+        let is_locator = |h: &Hit<(Part, Option<Lon>, Option<Lat>)>| LOCATORS.contains(&&s[h.start..h.end]) || near(h);
+        // "车屁股保险杠": the end of the car the locator names.
+        let ends: Vec<(usize, Lon)> = parts.iter().filter(|h| is_locator(h)).filter_map(|h| h.val.1.map(|lo| (h.end, lo))).collect();
         if parts.iter().any(|h| !is_locator(h)) {
             // Their side words then belong to the part named ("右后轮钢圈" → right rear rim).
             for h in parts.iter().filter(|h| is_locator(h)) {
@@ -996,16 +1168,56 @@ pub fn analyse(text: &str) -> LexResult {
             parts.retain(|h| !is_locator(h));
         }
         let dmgs = find(s, &dmg_tbl, &mut used);
+        // "他的后杠裂了，我的车没事": someone else's car; "被别人的车门磕了": what hit ours.
+        let foreign = |h: &Hit<(Part, Option<Lon>, Option<Lat>)>| FOREIGN.iter().any(|w| s[..h.start].ends_with(w));
+        if parts.iter().any(foreign) {
+            parts.retain(|h| !foreign(h));
+            if parts.is_empty() {
+                continue;
+            }
+        }
+        // "一加速车头那里就呜呜叫": an end of the car only places a noise.
+        if !dmgs.is_empty() && comps.is_empty() && dmgs.iter().all(|d| !is_body_damage(d.val.0)) {
+            parts.retain(|h| !["车头", "车尾", "车屁股"].contains(&&s[h.start..h.end]));
+        }
+        // "漆面有一道划痕": a weak word gives way to a plain damage word in the same clause.
+        let dmgs = if dmgs.len() > 1 { dmgs.into_iter().filter(|h| !WEAK.contains(&&s[h.start..h.end])).collect() } else { dmgs };
+        // "没划痕也没凹", "玻璃没碎", "故障灯倒是没亮", "no leaks": what is not wrong.
+        let (comps, dmgs) = {
+            let n = comps.len() + dmgs.len();
+            let comps: Vec<_> = comps.into_iter().filter(|h| !negated(s, h.start, h.end)).collect();
+            let dmgs: Vec<_> = dmgs.into_iter().filter(|h| !negated(s, h.start, h.end)).collect();
+            denied |= comps.len() + dmgs.len() < n;
+            (comps, dmgs)
+        };
         if !comps.is_empty() || !dmgs.is_empty() {
             res.has_problem_words = true;
         }
+        let fine_here =
+            comps.is_empty() && dmgs.is_empty() && ["是好的", "没事", "没问题", "is fine", "is ok"].iter().any(|w| s.contains(w));
 
         // Each part mention with its side (words between the previous part and this one).
         let mut mentions: Vec<(usize, Part, Option<Position>)> = Vec::new();
         let mut from = 0;
+        // "同一侧前轮的轮毂也刮花了".
+        let same_side = ["同一侧", "同侧", "同一边", "same side"].iter().any(|w| s.contains(w));
         for h in &parts {
             let (p, ilon, ilat) = h.val;
+            let p = if &s[h.start..h.end] == "玻璃" {
+                match last_glass {
+                    Some(g) => g,
+                    None => continue,
+                }
+            } else {
+                p
+            };
+            if matches!(p, Part::Windshield | Part::RearWindshield) {
+                last_glass = Some(p);
+            }
             let (mut lat, mut lon) = sides_in(s, from, h.start, &used);
+            if lon.is_none() {
+                lon = ends.iter().find(|(e, _)| *e > from && *e <= h.start).map(|(_, lo)| *lo);
+            }
             if lat.is_none() && lon.is_none() {
                 // "the taillight on the left", "后视镜右边的": side words after the part, up to the next part.
                 let next = parts.iter().find(|x| x.start > h.start).map(|x| x.start).unwrap_or(s.len());
@@ -1043,15 +1255,30 @@ pub fn analyse(text: &str) -> LexResult {
                 }
                 _ => pos,
             };
-            // "左前门划了，后门也凹了": the side of the message's previous finding.
+            // "副驾门和后面那个门": the side of the same part named just before.
+            let pos = match (split(pos), before) {
+                ((None, Some(lo)), Some((bp, Some(bpos)))) if corners(p) && same_kind(p, bp) && split(Some(bpos)).0.is_some() => {
+                    compose(split(Some(bpos)).0, Some(lo))
+                }
+                _ => pos,
+            };
+            // "左前门划了，后门也凹了": the side of the message's previous finding, on a panel of
+            // the same kind (a door's side is not the suspension's).
             let pos = match (split(pos), prev) {
-                ((None, Some(lo)), Some((pp, Some(ppos)))) if !side_free(p) && !matches!(p, Part::Bumper) && !side_free(pp) => {
+                ((None, Some(lo)), Some((pp, Some(ppos))))
+                    if !side_free(p) && !matches!(p, Part::Bumper) && !side_free(pp) && (same_kind(p, pp) || same_side) =>
+                {
                     compose(split(Some(ppos)).0, Some(lo))
                 }
                 _ => pos,
             };
+            let p = if audio && &s[h.start..h.end] == "喇叭" { Part::Infotainment } else { p };
             mentions.push((h.start, p, pos));
             from = h.end;
+        }
+        if fine_here {
+            fine.extend(mentions.iter().map(|m| (m.1, m.2)));
+            continue;
         }
         // "右边两个门" / "前后门" / "四个门": expand doors.
         let two_doors = pair_of_doors().is_match(s)
@@ -1131,6 +1358,10 @@ pub fn analyse(text: &str) -> LexResult {
                 .and_then(|m| m.2)
                 .or_else(|| prev.filter(|x| x.0 == p).and_then(|x| x.1))
                 .or_else(|| orphan.filter(|x| x.0 == p).and_then(|x| x.1));
+            // A car that will not start is the engine, unless the customer blames the battery.
+            if p == Part::Engine && d == DamageType::NotWorking && battery_blamed(&norm) {
+                p = Part::Electrical;
+            }
             // A warning light is on the dashboard; only tyre pressure names a wheel.
             let pos = pos.filter(|_| d != DamageType::WarningLight || p == Part::Tire);
             new.push(Finding::new(p, pos, d));
@@ -1170,7 +1401,7 @@ pub fn analyse(text: &str) -> LexResult {
                 let (part, pos) = if let Some(f) = new.last() {
                     // "胎压监测提示右后轮胎压低，打了气又瘪了": this clause's compound named it.
                     (f.part, f.position)
-                } else if let Some(p) = situation_part.filter(|_| !body || orphan.is_none()) {
+                } else if let Some(p) = situation_part.filter(|p| !body || (orphan.is_none() && prev.is_none() && panel(*p))) {
                     let pos = prev.filter(|x| x.0 == p).and_then(|x| x.1).or_else(|| orphan.filter(|x| x.0 == p).and_then(|x| x.1));
                     // "过减速带的时候后面咯噔一声": where the symptom comes from.
                     let pos = pos.or_else(|| {
@@ -1189,16 +1420,20 @@ pub fn analyse(text: &str) -> LexResult {
                     push_unique(&mut new, fit_to_part(Finding::new(part, pos, d.val.0), d.val.1));
                 }
             } else if dmgs.len() == 1 {
-                // One symptom word shared by every part named ("左前门和左后门都有划痕").
-                for (_, p, pos) in &mentions {
+                // One symptom word shared by every part named ("左前门和左后门都有划痕"); a lamp's
+                // word only by the lamps ("按喇叭提醒我刹车灯不亮了").
+                let lamp_word = ["不亮", "not light", "is out"].iter().any(|w| s[dmgs[0].start..].starts_with(w));
+                let lamps = lamp_word && mentions.iter().any(|m| matches!(m.1, Part::Headlight | Part::Taillight));
+                for (i, p, pos) in mentions.iter().filter(|m| !lamps || matches!(m.1, Part::Headlight | Part::Taillight)) {
                     let d = dmgs[0].val.0;
-                    push_unique(&mut new, fit_to_part(Finding::new(wheel_part(*p, d, wheel_noise_part), *pos, d), dmgs[0].val.1));
+                    let p = on_dashboard(s, *i, wheel_part(*p, d, wheel_noise_part.or(named_tyre(s, *i))), d);
+                    push_unique(&mut new, fit_to_part(Finding::new(p, *pos, d), dmgs[0].val.1));
                 }
             } else {
                 // Several symptoms: each goes to the nearest part named before it (or the first part).
                 for d in &dmgs {
                     // "a crack in the rear windshield": an English damage word points forward.
-                    let forward = [" on ", " in ", " to ", " along ", " at "].iter().any(|w| s[d.end..].starts_with(w));
+                    let forward = [" on ", " in ", " to ", " along ", " at ", " the ", " my "].iter().any(|w| s[d.end..].starts_with(w));
                     let ahead = parts
                         .iter()
                         .find(|h| forward && h.start > d.end && h.start <= d.end + 12)
@@ -1206,9 +1441,10 @@ pub fn analyse(text: &str) -> LexResult {
                     let m = ahead.or_else(|| mentions.iter().rev().find(|m| m.0 < d.start)).or(mentions.first());
                     if let Some(&(at, _, _)) = m {
                         // Expanded pairs share their mention's offset ("左边两个门…划到底了").
-                        for (_, p, pos) in mentions.iter().filter(|x| x.0 == at) {
+                        for (i, p, pos) in mentions.iter().filter(|x| x.0 == at) {
                             let dt = d.val.0;
-                            push_unique(&mut new, fit_to_part(Finding::new(wheel_part(*p, dt, wheel_noise_part), *pos, dt), d.val.1));
+                            let p = on_dashboard(s, *i, wheel_part(*p, dt, wheel_noise_part), dt);
+                            push_unique(&mut new, fit_to_part(Finding::new(p, *pos, dt), d.val.1));
                         }
                     }
                 }
@@ -1217,14 +1453,20 @@ pub fn analyse(text: &str) -> LexResult {
         } else if new.is_empty() {
             let unplaced = mentions.first().and_then(|m| {
                 let pos = m.2?;
-                res.findings.iter_mut().find(|f| f.part == m.1 && f.position.is_none()).map(|f| (f, pos))
+                // "底盘有咔咔的响声，听着是从左前轮传过来的": the wheel places what is behind it.
+                let behind = |f: &Finding| m.1 == Part::Tire && matches!(f.part, Part::Suspension | Part::Brakes);
+                res.findings.iter_mut().find(|f| (f.part == m.1 || behind(f)) && f.position.is_none()).map(|f| (f, pos))
             });
             if let Some((f, pos)) = unplaced {
                 // "胎压灯亮了，显示右后轮胎压低": the side of an earlier finding.
                 f.position = Some(pos);
             } else if let Some(m) = mentions.first() {
-                // A part named alone: its symptom may follow in the next clause.
-                orphan = Some((m.1, m.2));
+                // A part named alone: its symptom may follow in the next clause ("右后叶子板 就是
+                // 后面那个翼子板": the same part again, less precisely, keeps its side).
+                let keep = orphan.is_some_and(|o| o.0 == m.1 && refines(o.1, m.2));
+                if !keep {
+                    orphan = Some((m.1, m.2));
+                }
             } else {
                 let (lat, lon) = sides_in(s, 0, s.len(), &used);
                 if let Some(pos) = compose(lat, lon) {
@@ -1235,9 +1477,21 @@ pub fn analyse(text: &str) -> LexResult {
                     }
                     // "…，右边的": the side of the previous clause's findings.
                     let mut applied = false;
-                    for f in res.findings.iter_mut().filter(|f| f.position.is_none() && !side_free(f.part)) {
-                        f.position = Some(pos);
-                        applied = true;
+                    for f in res.findings.iter_mut().filter(|f| !side_free(f.part)) {
+                        // "后面咚咚响 然后就是左后那边": a side that adds to the one said.
+                        let ((la, lo), (fa, fo)) = (split(Some(pos)), split(f.position));
+                        // Within the conventions: a bumper is front or rear, a lamp or mirror a side.
+                        let (la, lo) = match f.part {
+                            Part::Bumper => (None, lo),
+                            Part::Mirror | Part::Taillight | Part::Headlight => (la, None),
+                            _ => (la, lo),
+                        };
+                        let agree = fa.is_none() || la.is_none() || fa == la;
+                        let merged = compose(la.or(fa), lo.or(fo)).filter(|_| agree && (fo.is_none() || lo.is_none() || fo == lo));
+                        if merged.is_some() && (f.position.is_none() || refines(merged, f.position)) {
+                            f.position = merged;
+                            applied = true;
+                        }
                     }
                     if !applied {
                         res.loose.side_only = Some(pos);
@@ -1259,10 +1513,17 @@ pub fn analyse(text: &str) -> LexResult {
     }
     let all = res.findings.clone();
     res.findings.retain(|f| !all.iter().any(|g| said_by(g, f)));
+    // "前门是好的", "左后的胎是好的": a part the customer says is fine.
+    res.findings
+        .retain(|f| !fine.iter().any(|(p, pos)| *p == f.part && pos.is_some() && (*pos == f.position || refines(f.position, *pos))));
+    // "没漏油，…是空调滴的水，虚惊一场".
+    if ["虚惊一场", "false alarm"].iter().any(|w| norm.contains(w)) {
+        res.findings.clear();
+    }
     if let Some((p, pos)) = orphan {
         // A part with no symptom word at all ("车门有点问题"): unknown damage; but a question
         // about a price or a booking names a part without a problem.
-        if res.findings.is_empty() && !NOT_A_PROBLEM.iter().any(|w| norm.contains(w)) {
+        if res.findings.is_empty() && !denied && !NOT_A_PROBLEM.iter().any(|w| norm.contains(w)) {
             res.findings.push(Finding::new(p, pos, DamageType::Other));
             res.unsure = true;
         }
@@ -1278,13 +1539,188 @@ pub fn analyse(text: &str) -> LexResult {
 }
 
 /// After a dent, the paint's state is a fact of that dent (paint broken), not a second finding.
-const PAINT_ON_DENT: &[&str] =
-    &["漆也裂", "漆裂了", "漆也破", "漆破了", "漆也掉", "paint cracked", "paint is cracked", "paint broken", "cracked paint"];
+const PAINT_ON_DENT: &[&str] = &[
+    "漆也裂",
+    "漆裂了",
+    "漆也破",
+    "漆破了",
+    "漆也掉",
+    "paint cracked",
+    "paint is cracked",
+    "paint's cracked",
+    "paint broken",
+    "cracked paint",
+];
 const DENT_WORDS: &[&str] = &["凹", "瘪", "dent"];
 
 /// Words that name an end of the car or a wheel rather than the part damaged, when a part is
 /// named with them ("车头引擎盖", "右后轮钢圈", "后叶子板靠近后轮那里").
-const LOCATORS: &[&str] = &["车头", "车屁股", "车尾", "前轮", "后轮", "轮子", "轱辘"];
+const LOCATORS: &[&str] = &["车头", "车屁股", "车尾", "前轮", "后轮", "轮子", "轱辘", "仪表盘", "仪表", "dashboard"];
+
+/// Words that deny the damage word right after them ("没划到", "玻璃没碎", "no leaks") or make it
+/// a worry, not a fact ("担心会爆胎").
+const NEGATORS: &[&str] = &["没", "不是", "不", "无", "未", "担心", "怕", "以免", "免得", "no", "not", "n't", "never", "without"];
+/// Words that may stand between a negator and its damage word ("没听到异响", "没有任何划痕").
+const NEG_FILLERS: &[&str] = &[
+    "有",
+    "到",
+    "什么",
+    "任何",
+    "啥",
+    "听到",
+    "看到",
+    "看见",
+    "发现",
+    "感觉",
+    "出现",
+    "被",
+    "再",
+    "会",
+    "很",
+    "太",
+    "怎么",
+    "明显的",
+    "明显",
+    "其他",
+    "别的",
+    "any",
+    "a",
+    "an",
+    "other",
+    "obvious",
+    "visible",
+];
+/// Words after a damage word that deny it ("故障灯倒是没亮", "漆面倒是完好").
+const DENIED_AFTER: &[&str] = &["完好", "没事", "没问题", "是好的", "没亮", "没有亮", "不亮", "没报"];
+
+/// The damage word at `s[start..end]` is denied by the words around it.
+fn negated(s: &str, start: usize, end: usize) -> bool {
+    let mut pre = s[..start].trim_end();
+    while let Some(f) = NEG_FILLERS.iter().find(|f| pre.ends_with(**f) && english_word_at(pre, pre.len() - f.len())) {
+        pre = pre[..pre.len() - f.len()].trim_end();
+    }
+    // "是不是漏油了" asks about a leak the customer suspects.
+    let before = !pre.ends_with("是不是") && NEGATORS.iter().any(|n| pre.ends_with(n) && english_word_at(pre, pre.len() - n.len()));
+    let mut post = s[end..].trim_start();
+    while let Some(f) = ["倒是", "也", "都", "并", "还"].iter().find(|f| post.starts_with(**f)) {
+        post = &post[f.len()..];
+    }
+    let after = DENIED_AFTER.iter().any(|w| post.starts_with(w) && !post[w.len()..].starts_with(['吗', '吧']));
+    before || after
+}
+
+/// An English word starts at byte `i` of `s` (anything goes for Chinese).
+fn english_word_at(s: &str, i: usize) -> bool {
+    let b = s.as_bytes();
+    !b[i].is_ascii_alphabetic() || i == 0 || !b[i - 1].is_ascii_alphabetic()
+}
+
+/// Words that name a damage only when no plainer one is said with them.
+const WEAK: &[&str] = &["漆面", "印子"];
+
+/// The problem is gone ("上次的异响已经修好了").
+const FIXED: &[&str] = &["修好了", "已经好了", "已经修好", "解决了", "been fixed", "was fixed"];
+
+/// Someone else's car ("他的后杠裂了"), right before its part.
+const FOREIGN: &[&str] = &["他的", "她的", "对方的", "对方车的", "别人的", "人家的", "前车的", "his ", "her ", "their "];
+
+/// "早上打不着火，电瓶老亏电": the customer blames the battery, not the engine.
+fn battery_blamed(norm: &str) -> bool {
+    let named = ["电瓶", "蓄电池", "亏电", "没电", "咔哒", "battery", "jump start"].iter().any(|w| norm.contains(w));
+    let cleared = ["不是电瓶", "刚换", "新换", "电瓶是新", "新电瓶", "new battery", "battery is new", "not the battery"]
+        .iter()
+        .any(|w| norm.contains(w));
+    named && !cleared
+}
+
+/// What customers who do not know a part's name call it ("轮子上面的铁皮", "开箱子的盖子").
+const PLAIN_NAMES: &[(&str, &str)] = &[
+    (r"轮子?(上面|上边|上方)(的|那块|那个)?(铁皮)?", "叶子板"),
+    (r"(开|放)(箱子|东西)的(那个)?盖子?", "后备箱盖"),
+    (r"(车头|前面)?(那个)?大盖子", "引擎盖"),
+    (r"刮玻璃的(那个)?(棍子|杆子|东西)", "雨刮"),
+    (r"(照后面的)?小镜子|(车)?镜子", "后视镜"),
+    (r"(塑料的?)?(那个)?杠子", "保险杠"),
+    (r"挡风的?大玻璃|前面那块大玻璃", "前挡风玻璃"),
+    (r"铁圈|钢圈", "钢圈"),
+];
+
+fn plain_names() -> &'static [(regex::Regex, &'static str)] {
+    static R: OnceLock<Vec<(regex::Regex, &'static str)>> = OnceLock::new();
+    R.get_or_init(|| PLAIN_NAMES.iter().map(|(p, w)| (regex::Regex::new(p).expect("valid pattern"), *w)).collect())
+}
+
+/// "有一道划痕 不是划痕是掉漆", "左后门 不对 是左后叶子板": the customer takes a word back; the
+/// word taken back (and its sides) is removed wherever it was said.
+fn corrected(norm: &str) -> String {
+    static R: OnceLock<regex::Regex> = OnceLock::new();
+    let re = R.get_or_init(|| regex::Regex::new(r"(不对)?\s*不是([^\s，。,不是]{1,6})\s*(而|就)?是").expect("valid pattern"));
+    let mut out = norm.to_string();
+    if let Some(c) = re.captures(norm) {
+        let wrong = c.get(2).map_or("", |m| m.as_str());
+        let whole = c.get(0).map_or(0..0, |m| m.range());
+        let (head, tail) = (&norm[..whole.start], &norm[whole.end..]);
+        out = format!("{} {}", head.replace(wrong, ""), tail);
+    } else if let Some(at) = norm.find("不对") {
+        // The last lexicon word before "不对" is taken back when one of its kind follows.
+        let (head, tail) = (&norm[..at], &norm[at + "不对".len()..]);
+        let last_part = PARTS.iter().filter_map(|(w, ..)| head.rfind(w).map(|i| (i, *w))).max_by_key(|(i, w)| (*i + w.len(), w.len()));
+        let part_follows = PARTS.iter().any(|(w, ..)| tail.contains(w));
+        if let Some((i, w)) = last_part.filter(|_| part_follows) {
+            // With the side words right before it ("左后门").
+            let start = head[..i].char_indices().rev().take_while(|(_, c)| "左右前后".contains(*c)).last().map_or(i, |(j, _)| j);
+            out = format!("{}{}{}", &head[..start], &head[i + w.len()..], tail);
+        }
+    }
+    out
+}
+
+/// Paint that came off, however it is said ("掉了好几块漆", "漆一块一块地往下掉"), as one word.
+fn paint_off() -> &'static regex::Regex {
+    static R: OnceLock<regex::Regex> = OnceLock::new();
+    R.get_or_init(|| {
+        regex::Regex::new(r"(蹭|刮)?掉了?[^\s，。,;；!！?？漆]{0,6}漆|漆(一块一块|一片一片)地?往下掉|漆(都|也)?崩掉?了?")
+            .expect("valid pattern")
+    })
+}
+
+/// Outer parts that carry a side of their own (a door's side passes to the door behind it).
+fn panel(p: Part) -> bool {
+    matches!(
+        p,
+        Part::Door
+            | Part::Fender
+            | Part::QuarterPanel
+            | Part::Tire
+            | Part::WheelRim
+            | Part::Headlight
+            | Part::Taillight
+            | Part::Mirror
+            | Part::Bumper
+    )
+}
+
+/// A side passes between panels, or between wheels, not from a door to a wheel's noise.
+fn same_kind(a: Part, b: Part) -> bool {
+    let wheel = |p| matches!(p, Part::Tire | Part::WheelRim);
+    a == b || (panel(a) && panel(b) && wheel(a) == wheel(b))
+}
+
+/// "车速一过六十，轮胎那儿就嗡嗡响": a tyre named as a tyre hums itself, not the suspension.
+fn named_tyre(s: &str, at: usize) -> Option<Part> {
+    ["轮胎", "车胎", "胎", "tire", "tyre"].iter().any(|w| s[at..].starts_with(w)).then_some(Part::Tire)
+}
+
+/// The instrument cluster itself goes dark ("仪表盘黑了"); a light or a rattle *on* or behind it is
+/// some other part's ("仪表上有个感叹号灯亮了").
+fn on_dashboard(s: &str, at: usize, p: Part, d: DamageType) -> Part {
+    let dash = ["仪表", "dashboard"].iter().any(|w| s[at..].starts_with(w));
+    if dash && d != DamageType::NotWorking {
+        Part::Other
+    } else {
+        p
+    }
+}
 
 /// Parts placed at a corner of the car (left_front … right_rear).
 fn corners(p: Part) -> bool {
@@ -1310,6 +1746,13 @@ const NOT_A_PROBLEM: &[&str] = &[
     "挺好的",
     "好好的",
     "how much",
+    "warranty",
+    "保修",
+    "do you do",
+    "do you guys",
+    "how long does",
+    "alignment",
+    "质保",
     "price",
     "book a",
     "booking",
@@ -1337,8 +1780,20 @@ fn is_body_damage(d: DamageType) -> bool {
 /// Finding `f` adds nothing to `g`: "左边两个门都被划了，前门划得深" tells the same scratch again,
 /// less precisely; "左尾灯灯罩裂了，下雨往里进水": the water in a cracked lamp is that crack.
 fn said_by(g: &Finding, f: &Finding) -> bool {
+    let here = g.position == f.position || refines(g.position, f.position);
+    // "门上一个坑，漆掉了点": paint off at a dent is that dent (LABELING.md); "起泡了，一个个小鼓包":
+    // the unknown damage is the known one.
+    use DamageType::*;
+    let secondary = (f.damage_type == PaintDamage && g.damage_type == Dent)
+        // "撞裂了，是剐到柱子上的": the scrape is how the crack happened.
+        || (f.damage_type == Scratch && matches!(g.damage_type, Crack | Broken))
+        // "钢圈变形了，边上有一块瘪进去了", "避震怕是坏了，过减速带咣咣的".
+        || (f.damage_type == Broken && g.damage_type == Dent)
+        || (f.damage_type == Broken && !panel(f.part) && !side_free(f.part) && matches!(g.damage_type, AbnormalNoise | Vibration | Leak))
+        || (f.damage_type == DamageType::Other && f.part != Part::Tire && is_body_damage(g.damage_type));
     g.part == f.part
         && ((g.damage_type == f.damage_type && refines(g.position, f.position))
+            || (secondary && here)
             || (f.damage_type == DamageType::Leak
                 && matches!(f.part, Part::Headlight | Part::Taillight)
                 && matches!(g.damage_type, DamageType::Crack | DamageType::Broken)))
@@ -1838,6 +2293,82 @@ mod tests {
         assert!(keys("上个月刚换的刹车片，现在没什么问题").is_empty());
         // A part with a problem in the same message is still one.
         assert_eq!(keys("左后轮胎鼓包了，换一个多少钱"), [(Part::Tire, Some(Position::LeftRear), DamageType::Other)]);
+    }
+
+    #[test]
+    fn denied_damage_adds_nothing() {
+        use DamageType::*;
+        assert_eq!(keys("副驾门下边凹了，漆没破，也没划到"), [(Part::Door, Some(Position::RightFront), Dent)]);
+        assert_eq!(keys("楼上掉下来个花盆砸我车顶上，凹了个大坑，好在玻璃没碎"), [(Part::Roof, None, Dent)]);
+        assert_eq!(keys("等红灯怠速的时候抖得厉害，故障灯倒是没亮"), [(Part::Engine, None, Vibration)]);
+        assert_eq!(keys("发动机盖上多了个坑，漆面倒是完好"), [(Part::Hood, None, Dent)]);
+        assert_eq!(keys("左后轮胎胎侧裂了好多细纹，有点担心会爆胎"), [(Part::Tire, Some(Position::LeftRear), Crack)]);
+        assert_eq!(keys("no leaks, but the engine rattles"), [(Part::Engine, None, AbnormalNoise)]);
+        // A part named with every damage denied is no problem; a question still is one.
+        assert!(keys("被人碰了一下后杠，下车看了没划痕也没凹，应该没事吧").is_empty());
+        assert_eq!(keys("是不是漏油了，发动机下面湿的"), [(Part::Engine, None, Leak)]);
+    }
+
+    #[test]
+    fn other_cars_and_fixed_problems_are_not_ours() {
+        assert!(keys("我把别人的车撞了，他的后杠裂了，我的车没事").is_empty());
+        assert!(keys("上次的异响已经修好了，谢谢你们师傅").is_empty());
+    }
+
+    #[test]
+    fn one_damage_said_two_ways_is_one_finding() {
+        use DamageType::*;
+        // Paint off at a dent is that dent; bubbles are the paint damage they show.
+        assert_eq!(keys("左后门下边被磕了个小坑，漆掉了点"), [(Part::Door, Some(Position::LeftRear), Dent)]);
+        assert_eq!(keys("车顶有几块漆起泡了，一个个小鼓包"), [(Part::Roof, None, PaintDamage)]);
+        assert_eq!(keys("机盖上掉了好几块漆"), [(Part::Hood, None, PaintDamage)]);
+        // Bare 玻璃 is the glass named before; the instrument panel only places a light.
+        assert_eq!(
+            keys("机盖和前挡风玻璃都被砸了，机盖凹了一大块，玻璃裂成蜘蛛网了"),
+            [(Part::Hood, None, Dent), (Part::Windshield, None, Crack)]
+        );
+        assert_eq!(keys("仪表上有个黄色的感叹号灯亮了"), [(Part::Other, None, WarningLight)]);
+        assert_eq!(keys("仪表盘突然整个黑了"), [(Part::Electrical, None, NotWorking)]);
+    }
+
+    #[test]
+    fn a_car_that_does_not_start_is_the_engine_unless_the_battery_is_blamed() {
+        use DamageType::*;
+        assert_eq!(keys("早上冷车经常打不着火"), [(Part::Engine, None, NotWorking)]);
+        assert_eq!(keys("电瓶老亏电，放两天就打不着火了"), [(Part::Electrical, None, NotWorking)]);
+        assert_eq!(keys("车打不着火，电瓶上周刚换的，应该不是电瓶的问题"), [(Part::Engine, None, NotWorking)]);
+    }
+
+    #[test]
+    fn sides_pass_along_a_clause_and_about_is_not_a_side() {
+        use DamageType::*;
+        assert_eq!(
+            keys("副驾门和后面那个门全蹭墙上了"),
+            [(Part::Door, Some(Position::RightFront), Scratch), (Part::Door, Some(Position::RightRear), Scratch)]
+        );
+        assert_eq!(
+            keys("司机那侧前门后门都是划痕，每个门上各有五十公分左右"),
+            [(Part::Door, Some(Position::LeftFront), Scratch), (Part::Door, Some(Position::LeftRear), Scratch)]
+        );
+        // A door's side is not the suspension's.
+        assert_eq!(
+            keys("左后门被蹭了一道，另外过减速带后轮那边老是咯噔响"),
+            [(Part::Door, Some(Position::LeftRear), Scratch), (Part::Suspension, Some(Position::Rear), AbnormalNoise)]
+        );
+    }
+
+    #[test]
+    fn voice_input_corrections_and_plain_names() {
+        use DamageType::*;
+        // Words taken back.
+        assert_eq!(keys("嗯 发动机盖 有一道划痕 不是划痕是掉漆 就是一小块掉漆"), [(Part::Hood, None, PaintDamage)]);
+        assert_eq!(keys("左后门 不对 是左后叶子板 嗯有一个坑 拳头那么大"), [(Part::QuarterPanel, Some(Position::LeftRear), Dent)]);
+        // Pauses: a short piece stays with its neighbour; a side said afterwards adds to the one said.
+        assert_eq!(keys("我那个车 嗯 右边 那个后视镜 折叠不了了 电动的那个"), [(Part::Mirror, Some(Position::Right), NotWorking)]);
+        assert_eq!(keys("过减速带的时候 嗯后面咚咚响 然后就是左后那边"), [(Part::Suspension, Some(Position::LeftRear), AbnormalNoise)]);
+        // What customers call parts they cannot name.
+        assert_eq!(keys("右边后面那个轮子上面的铁皮瘪进去一块"), [(Part::QuarterPanel, Some(Position::RightRear), Dent)]);
+        assert_eq!(keys("后面开箱子的那个盖子上被人划了几个字"), [(Part::TrunkLid, None, Scratch)]);
     }
 
     #[test]
