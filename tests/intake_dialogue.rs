@@ -48,7 +48,7 @@ fn replay(engine: &dyn TextGen, llm_phrasing: bool) {
     // Turn 3: the noise's situation; everything is in, so it asks for the 3 photos.
     let o3 = turn(&ctx, &o2.state, "开关门的时候").unwrap();
     println!("3> {}", o3.reply);
-    assert_eq!(o3.state.findings[1].occurs_when.as_deref(), Some("开关门"));
+    assert_eq!(o3.state.findings[1].occurs_when.as_deref(), Some("开关门的时候"));
     assert_eq!(o3.state.findings[1].part, Part::Door);
     assert_eq!(o3.action, NextAction::RequestPhotos);
     assert!(o3.reply.contains('3') && o3.reply.contains("正面") && o3.reply.contains("侧面") && o3.reply.contains("近景"), "{}", o3.reply);

@@ -73,6 +73,9 @@ const SITUATIONS: &[(&str, &str, Option<Part>, bool)] = &[
     ("打方向盘", "打方向", Some(Part::Steering), false),
     ("打满方向", "打满方向", Some(Part::Steering), false),
     ("方向打满", "打满方向", Some(Part::Steering), false),
+    ("方向打死", "打满方向", Some(Part::Steering), false),
+    ("方向盘打死", "打满方向", Some(Part::Steering), false),
+    ("打死方向", "打满方向", Some(Part::Steering), false),
     ("掉头", "掉头", Some(Part::Steering), false),
     ("搓板路", "搓板路", Some(Part::Suspension), false),
     ("过减速带", "过减速带", Some(Part::Suspension), false),
@@ -85,6 +88,9 @@ const SITUATIONS: &[(&str, &str, Option<Part>, bool)] = &[
     ("起步", "起步", Some(Part::Transmission), false),
     ("加速", "加速", None, false),
     ("高速", "高速", Some(Part::Tire), true),
+    ("高速上", "高速上", None, false),
+    ("上高速", "上高速", None, false),
+    ("跑高速", "跑高速", None, false),
     ("怠速", "怠速", Some(Part::Engine), false),
     ("等红灯", "等红灯", Some(Part::Engine), false),
     ("冷车启动", "冷车启动", Some(Part::Engine), false),
@@ -110,8 +116,19 @@ const SITUATIONS: &[(&str, &str, Option<Part>, bool)] = &[
     ("开着空调", "开空调", Some(Part::AirConditioning), false),
     ("空调一开", "开空调", Some(Part::AirConditioning), false),
     ("下雨", "下雨", None, false),
+    ("下大雨", "下大雨", None, false),
+    ("踩油门", "踩油门", None, false),
+    ("一脚油门", "一脚油门", None, false),
+    ("油门踩到底", "油门踩到底", None, false),
+    ("打到底", "打到底", Some(Part::Steering), false),
+    ("坡上", "坡上", None, false),
+    ("爬坡", "爬坡", None, false),
+    ("上坡", "上坡", None, false),
+    ("开大声", "开大声", None, false),
+    ("音量调大", "音量调大", None, false),
+    ("音量开大", "音量开大", None, false),
+    ("rough road", "rough roads", None, false),
     ("洗车", "洗车", None, false),
-    ("一直", "一直", None, true),
     ("opening and closing", "opening/closing door", Some(Part::Door), false),
     ("open and close", "opening/closing door", Some(Part::Door), false),
     ("open or close", "opening/closing door", Some(Part::Door), false),
@@ -142,7 +159,6 @@ const SITUATIONS: &[(&str, &str, Option<Part>, bool)] = &[
     ("changing gear", "shifting", Some(Part::Transmission), false),
     ("reversing", "reversing", None, false),
     ("in reverse", "reversing", None, false),
-    ("all the time", "all the time", None, false),
 ];
 
 const TIME_MARKERS: &[&str] = &["时", "候", "就", "每次", "一踩", "一打", "when", "while", "whenever", "every time", "at "];
@@ -214,6 +230,24 @@ const COMPOUNDS: &[(&str, Part, DamageType, Option<&str>)] = &[
     ("漏气", Part::Tire, DamageType::Leak, None),
     ("扎胎", Part::Tire, DamageType::Leak, None),
     ("扎了钉", Part::Tire, DamageType::Leak, None),
+    ("扎钉", Part::Tire, DamageType::Leak, None),
+    ("扎了个钉", Part::Tire, DamageType::Leak, None),
+    ("扎了颗钉", Part::Tire, DamageType::Leak, None),
+    ("扎了一个钉", Part::Tire, DamageType::Leak, None),
+    ("扎了一颗钉", Part::Tire, DamageType::Leak, None),
+    ("扎到钉", Part::Tire, DamageType::Leak, None),
+    ("扎到了钉", Part::Tire, DamageType::Leak, None),
+    ("a nail", Part::Tire, DamageType::Leak, None),
+    ("启动困难", Part::Engine, DamageType::NotWorking, None),
+    ("打火困难", Part::Engine, DamageType::NotWorking, None),
+    ("不好启动", Part::Engine, DamageType::NotWorking, None),
+    ("难启动", Part::Engine, DamageType::NotWorking, None),
+    ("不好打火", Part::Engine, DamageType::NotWorking, None),
+    ("hard to start", Part::Engine, DamageType::NotWorking, None),
+    ("水温偏高", Part::Engine, DamageType::Other, None),
+    ("水温高", Part::Engine, DamageType::Other, None),
+    ("水温过高", Part::Engine, DamageType::Other, None),
+    ("overheating", Part::Engine, DamageType::Other, None),
     ("气就跑", Part::Tire, DamageType::Leak, None),
     ("losing air", Part::Tire, DamageType::Leak, None),
     ("loses air", Part::Tire, DamageType::Leak, None),
@@ -318,6 +352,9 @@ const PARTS: &[(&str, Part, Option<Lon>, Option<Lat>)] = &[
     ("passenger door", Part::Door, Some(Lon::F), Some(Lat::R)),
     ("door", Part::Door, None, None),
     ("后叶子板", Part::QuarterPanel, Some(Lon::B), None),
+    // Advisors' shorthand: "左后叶", "右前叶".
+    ("后叶", Part::QuarterPanel, Some(Lon::B), None),
+    ("前叶", Part::Fender, Some(Lon::F), None),
     ("后翼子板", Part::QuarterPanel, Some(Lon::B), None),
     ("quarter panel", Part::QuarterPanel, None, None),
     ("前翼子板", Part::Fender, Some(Lon::F), None),
@@ -767,6 +804,11 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
     ("方向盘沉", DamageType::Other, false),
     ("特别沉", DamageType::Other, false),
     ("很沉", DamageType::Other, false),
+    ("有点沉", DamageType::Other, false),
+    ("发沉", DamageType::Other, false),
+    ("变沉", DamageType::Other, false),
+    ("磨损", DamageType::Other, false),
+    ("不准", DamageType::Other, false),
     ("有点软", DamageType::Other, false),
     ("发软", DamageType::Other, false),
     ("很软", DamageType::Other, false),
@@ -785,6 +827,8 @@ const DAMAGES: &[(&str, DamageType, bool)] = &[
 /// Words that contain side or symptom characters but mean neither.
 const MASK: &[&str] = &[
     "以前",
+    "说不准",
+    "拿不准",
     "之前",
     "前几天",
     "前天",
@@ -1085,6 +1129,8 @@ fn side_free(p: Part) -> bool {
 
 pub fn analyse(text: &str) -> LexResult {
     let norm = homophones().repair(&TYPOS.iter().fold(normalize(text), |t, (typo, word)| t.replace(typo, word)));
+    // "刮掉一块漆": the scrape and the paint it took off are one act (see the end).
+    let scraped_off = paint_off().captures_iter(&norm).any(|c| c.get(1).is_some());
     let norm = paint_off().replace_all(&norm, "掉漆").into_owned();
     // A wiper's stroke is not a scratch ("雨刮器刮的时候咯吱响").
     let norm = norm.replace("雨刮器刮", "雨刮器摆").replace("雨刮刮", "雨刮摆");
@@ -1101,6 +1147,12 @@ pub fn analyse(text: &str) -> LexResult {
     let mut denied = false;
     // Parts said to be fine ("前门是好的").
     let mut fine: Vec<(Part, Option<Position>)> = Vec::new();
+    // A clause said the primer of its own finding: the message's word is not everyone's.
+    let mut primer_placed = false;
+    let mut last_here: Vec<(Part, Option<Position>, DamageType)> = Vec::new();
+    // The situation of the last clause that had findings, and one said in a clause without any.
+    let mut last_when: Option<String> = None;
+    let mut pending_when: Option<String> = None;
 
     let parts_tbl: Vec<(&str, (Part, Option<Lon>, Option<Lat>))> = PARTS.iter().map(|(w, p, lo, la)| (*w, (*p, *lo, *la))).collect();
     let dmg_tbl: Vec<(&str, (DamageType, bool))> = DAMAGES.iter().map(|(w, d, a)| (*w, (*d, *a))).collect();
@@ -1135,6 +1187,10 @@ pub fn analyse(text: &str) -> LexResult {
         let early_tbl: Vec<(&str, (Part, Option<Lon>, Option<Lat>))> =
             parts_tbl.iter().filter(|(w, _)| w.starts_with("倒车")).cloned().collect();
         let early = find(s, &early_tbl, &mut used);
+        // "冷车启动困难": a hard start before the situation "冷车启动" takes its words.
+        let early_comp_tbl: Vec<(&str, (Part, DamageType))> =
+            comp_tbl.iter().filter(|(w, _)| w.contains("启动") || w.contains("打火")).cloned().collect();
+        let early_comps = find(s, &early_comp_tbl, &mut used);
         let marker = TIME_MARKERS.iter().any(|m| s.contains(m));
         let sit_tbl: Vec<(&str, Option<Part>)> =
             SITUATIONS.iter().filter(|(_, _, _, need)| !need || marker).map(|(w, _, p, _)| (*w, *p)).collect();
@@ -1145,7 +1201,9 @@ pub fn analyse(text: &str) -> LexResult {
         }
         // A wheel's noise while braking is the brakes; over bumps, the suspension.
         let wheel_noise_part = sits.iter().find_map(|h| h.val.filter(|p| matches!(p, Part::Brakes | Part::Suspension)));
-        let comps = find(s, &comp_tbl, &mut used);
+        let mut comps = find(s, &comp_tbl, &mut used);
+        comps.extend(early_comps);
+        comps.sort_by_key(|h| h.start);
         let mut parts = find(s, &parts_tbl, &mut used);
         // "音响左前喇叭有破音": a speaker, not the horn.
         let audio = ["音响", "音箱", "音量", "音乐", "破音", "speaker"].iter().any(|w| s.contains(w));
@@ -1381,7 +1439,14 @@ pub fn analyse(text: &str) -> LexResult {
             }
             orphan = None;
         }
-        let mentions: Vec<_> = mentions.into_iter().filter(|m| !comp_parts.contains(&m.1)).collect();
+        let mut mentions: Vec<_> = mentions.into_iter().filter(|m| !comp_parts.contains(&m.1)).collect();
+        // "机盖、前杠都有划痕": the part named alone just before shares this clause's damage.
+        if let Some(o) = orphan {
+            let all_of = s.contains('都') || s.contains("both");
+            if all_of && dmgs.len() == 1 && !mentions.is_empty() && !mentions.iter().any(|m| m.1 == o.0 && m.2 == o.1) {
+                mentions.insert(0, (0, o.0, o.1));
+            }
+        }
         // "右后门被蹭了一长条，右后叶子板也带到了一点": the same damage on one more part.
         if dmgs.is_empty() && comps.is_empty() && s.contains('也') {
             if let Some(last) = res.findings.last().filter(|f| f.part != Part::Other && is_body_damage(f.damage_type)) {
@@ -1401,6 +1466,9 @@ pub fn analyse(text: &str) -> LexResult {
                 let (part, pos) = if let Some(f) = new.last() {
                     // "胎压监测提示右后轮胎压低，打了气又瘪了": this clause's compound named it.
                     (f.part, f.position)
+                } else if dmgs.iter().all(|d| POWERLESS.contains(&&s[d.start..d.end])) {
+                    // "发动机故障灯亮，加速没劲": a car short of power has no part of its own (LABELING.md).
+                    (Part::Other, None)
                 } else if let Some(p) = situation_part.filter(|p| !body || (orphan.is_none() && prev.is_none() && panel(*p))) {
                     let pos = prev.filter(|x| x.0 == p).and_then(|x| x.1).or_else(|| orphan.filter(|x| x.0 == p).and_then(|x| x.1));
                     // "过减速带的时候后面咯噔一声": where the symptom comes from.
@@ -1502,17 +1570,89 @@ pub fn analyse(text: &str) -> LexResult {
         if let Some(f) = new.last() {
             prev = Some((f.part, f.position));
         }
+        let new_keys: Vec<(Part, Option<Position>, DamageType)> = new.iter().map(|f| (f.part, f.position, f.damage_type)).collect();
         for f in new {
             push_unique(&mut res.findings, f);
+        }
+        // "右前门那道挺深露底漆了，前杠就表面": the primer said in a clause is that clause's
+        // findings' (else those of the parts it names, else the previous clause's; "都", all).
+        let key = |f: &Finding| (f.part, f.position, f.damage_type);
+        let here: Vec<(Part, Option<Position>, DamageType)> = if new_keys.is_empty() {
+            res.findings
+                .iter()
+                .filter(|f| mentions.iter().any(|m| m.1 == f.part && (m.2.is_none() || m.2 == f.position)))
+                .map(key)
+                .collect()
+        } else {
+            new_keys
+        };
+        if let Some(b) = primer(s) {
+            let keys: Vec<_> = if ["都", "均", "各", "每个", "每道", "all ", "both", "each"].iter().any(|w| s.contains(w)) {
+                res.findings.iter().map(key).collect()
+            } else if here.is_empty() {
+                last_here.clone()
+            } else {
+                here.clone()
+            };
+            // "凹进去一大块，上面还有道划痕露白了": the primer shows in the scratch, not the dent.
+            let scratched = keys.iter().any(|k| matches!(k.2, DamageType::Scratch | DamageType::PaintDamage));
+            for f in res.findings.iter_mut().filter(|f| keys.contains(&key(f)) && shows_primer(f)) {
+                if !(b && scratched && f.damage_type == DamageType::Dent) {
+                    f.primer_visible.get_or_insert(b);
+                    primer_placed = true;
+                }
+            }
+        }
+        // "高速上方向盘抖，过坑的时候底盘还咚咚响": a clause's situation is its own findings'; a
+        // clause going on about the same part keeps the last one ("倒车入库的时候右后门蹭到墙了，
+        // 掉了一大块漆"); one said where nothing is found is for the rest ("倒车的时候撞到柱子，…").
+        let when = occurs_when(s).or_else(|| if mentions.is_empty() { last_when.clone() } else { None });
+        match &when {
+            Some(w) if !here.is_empty() => {
+                for f in res.findings.iter_mut().filter(|f| here.contains(&key(f)) && f.occurs_when.is_none()) {
+                    f.occurs_when = Some(w.clone());
+                }
+            }
+            Some(w) => {
+                pending_when.get_or_insert_with(|| w.clone());
+            }
+            None => {}
+        }
+        if !here.is_empty() {
+            last_when = when;
+        }
+        // "两个门都有划痕，应该是同一次刮的，漆没破": a clause naming no part keeps the earlier ones.
+        if !here.is_empty() && (!mentions.is_empty() || last_here.is_empty()) {
+            last_here = here;
         }
     }
     // "被树枝刮了一下，副驾两个门都有划痕": a damage word with no part of its own told how it
     // happened when the message names damaged parts.
     if res.findings.iter().any(|f| f.part != Part::Other) {
-        res.findings.retain(|f| f.part != Part::Other || f.position.is_some());
+        // A car short of power ("加速没劲") stays: it is a symptom of its own, not how damage
+        // happened; so does a light whose system is not named, unless a named one is that light.
+        let named_light = res.findings.iter().any(|f| f.part != Part::Other && f.damage_type == DamageType::WarningLight);
+        res.findings.retain(|f| {
+            f.part != Part::Other
+                || f.position.is_some()
+                || f.damage_type == DamageType::Other
+                || (f.damage_type == DamageType::WarningLight && !named_light)
+        });
     }
     let all = res.findings.clone();
     res.findings.retain(|f| !all.iter().any(|g| said_by(g, f)));
+    // "被电动车蹭了，刮掉一块漆": the scrape that took the paint off is that paint damage.
+    if scraped_off {
+        let all = res.findings.clone();
+        let off = |f: &Finding| {
+            all.iter().any(|g| {
+                g.part == f.part
+                    && g.damage_type == DamageType::PaintDamage
+                    && (g.position == f.position || refines(g.position, f.position) || refines(f.position, g.position))
+            })
+        };
+        res.findings.retain(|f| f.damage_type != DamageType::Scratch || !off(f));
+    }
     // "前门是好的", "左后的胎是好的": a part the customer says is fine.
     res.findings
         .retain(|f| !fine.iter().any(|(p, pos)| *p == f.part && pos.is_some() && (*pos == f.position || refines(f.position, *pos))));
@@ -1531,12 +1671,41 @@ pub fn analyse(text: &str) -> LexResult {
     if res.findings.iter().any(|f| f.part == Part::Other) {
         res.unsure = true;
     }
-    let loose = res.loose.clone();
+    let mut loose = res.loose.clone();
+    if primer_placed {
+        loose.primer_visible = None;
+        loose.paint_broken = None;
+    }
+    // Situations were placed clause by clause above; one said in a clause with no finding of its
+    // own goes to the rest. When no clause placed one ("过减速带的时候底盘咚咚响，左前轮那块响得
+    // 最厉害": the finding was refined later), the message's situation is its symptoms'.
+    for f in res.findings.iter_mut().filter(|f| f.occurs_when.is_none()) {
+        f.occurs_when = pending_when.clone();
+    }
+    if res.findings.iter().all(|f| f.occurs_when.is_none()) {
+        use DamageType::*;
+        for f in res.findings.iter_mut().filter(|f| matches!(f.damage_type, AbnormalNoise | Vibration | NotWorking | Leak | Other)) {
+            f.occurs_when = loose.occurs_when.clone();
+        }
+    }
+    loose.occurs_when = None;
     for f in res.findings.iter_mut() {
         apply_loose(f, &loose);
     }
     res
 }
+
+/// Painted body damage, whose primer the customer may say (not a rim, a tyre, a lamp or glass).
+fn shows_primer(f: &Finding) -> bool {
+    matches!(f.damage_type, DamageType::Scratch | DamageType::PaintDamage | DamageType::Dent)
+        && !matches!(
+            f.part,
+            Part::WheelRim | Part::Tire | Part::Headlight | Part::Taillight | Part::Windshield | Part::RearWindshield | Part::Other
+        )
+}
+
+/// Symptoms of a car short of power, which the labelling guide files under `other`.
+const POWERLESS: &[&str] = &["没劲", "没力", "动力不足", "lack of power", "sluggish"];
 
 /// After a dent, the paint's state is a fact of that dent (paint broken), not a second finding.
 const PAINT_ON_DENT: &[&str] = &[
@@ -1764,13 +1933,15 @@ const NOT_A_PROBLEM: &[&str] = &[
 fn pair_of_doors() -> &'static regex::Regex {
     static R: OnceLock<regex::Regex> = OnceLock::new();
     // "两个门", "俩后门", "两扇前车门", "2个门".
-    R.get_or_init(|| regex::Regex::new(r"(两|俩|2)(个|扇)?(前|后)?车?门").expect("valid pattern"))
+    R.get_or_init(|| regex::Regex::new(r"(两|俩|2|左右)(个|扇)?(前|后)?车?门").expect("valid pattern"))
 }
 
 fn pair_of_lamps() -> &'static regex::Regex {
     static R: OnceLock<regex::Regex> = OnceLock::new();
-    // "两个尾灯都碎了", "俩大灯", "both headlights".
-    R.get_or_init(|| regex::Regex::new(r"(两|俩)(个|只|边)?(大灯|尾灯|前灯|后视镜|倒车镜)|both (head|tail)").expect("valid pattern"))
+    // "两个尾灯都碎了", "俩大灯", "左右后视镜", "both headlights".
+    R.get_or_init(|| {
+        regex::Regex::new(r"(两|俩|左右)(个|只|边)?(大灯|尾灯|前灯|后视镜|倒车镜|反光镜)|both (head|tail)").expect("valid pattern")
+    })
 }
 
 fn is_body_damage(d: DamageType) -> bool {
@@ -1873,8 +2044,12 @@ pub fn apply_loose(f: &mut Finding, l: &LooseFacts) {
             if f.length_cm.is_none() {
                 f.length_cm = l.length_cm;
             }
-            if matches!(f.damage_type, Scratch | PaintDamage) && f.primer_visible.is_none() {
+            if matches!(f.damage_type, Scratch | PaintDamage) && f.primer_visible.is_none() && shows_primer(f) {
                 f.primer_visible = l.primer_visible;
+            }
+            // "凹了一块，漆没破": intact paint over a dent shows no primer (LABELING.md).
+            if f.damage_type == Dent && f.primer_visible.is_none() && shows_primer(f) {
+                f.primer_visible = l.primer_visible.or(l.paint_broken.filter(|b| !b));
             }
             if f.damage_type == Dent {
                 if let Some(b) = l.paint_broken.or(l.primer_visible) {
@@ -1882,11 +2057,11 @@ pub fn apply_loose(f: &mut Finding, l: &LooseFacts) {
                 }
             }
         }
-        AbnormalNoise | Vibration | NotWorking | Leak | Other | WarningLight | Broken => {
-            if f.occurs_when.is_none() && !matches!(f.damage_type, WarningLight | Broken) {
-                f.occurs_when = l.occurs_when.clone();
-            }
-        }
+        AbnormalNoise | Vibration | NotWorking | Leak | Other | WarningLight | Broken => {}
+    }
+    // The situation a symptom shows in, or the one body damage happened in ("倒车入库的时候").
+    if f.occurs_when.is_none() {
+        f.occurs_when = l.occurs_when.clone();
     }
     if f.damage_type == WarningLight {
         if let Some(w) = &l.which_light {
@@ -1932,8 +2107,43 @@ fn loose_facts(norm: &str) -> LooseFacts {
 }
 
 fn primer(s: &str) -> Option<bool> {
+    // The customer cannot tell ("深唔深", "看不出来"): unknown, whatever words follow.
+    const UNSURE: &[&str] = &["深不深", "深唔深", "看不出", "不知道深", "不清楚深", "not sure how deep"];
     const NEG: &[&str] = &[
         "没露底",
+        "没有到底漆",
+        "没刮到底",
+        "没划到底",
+        "没到底",
+        "没划透",
+        "没刮透",
+        "没伤到",
+        "没有伤到",
+        "漆没破",
+        "漆没有破",
+        "漆没坏",
+        "没有掉漆",
+        "完好",
+        "paint isn't",
+        "漆没事",
+        "漆没掉",
+        "没掉漆",
+        "漆没伤",
+        "漆面没",
+        "漆面完好",
+        "漆倒是没",
+        "漆倒没",
+        "漆是好的",
+        "不算深",
+        "clear coat",
+        "paint is fine",
+        "paint is ok",
+        "paint looks intact",
+        "paint intact",
+        "no paint damage",
+        "didn't go through",
+        "did not go through",
+        "none of them went through",
         "没有露底",
         "没露白",
         "没有露白",
@@ -1964,6 +2174,13 @@ fn primer(s: &str) -> Option<bool> {
         "白底",
         "底漆",
         "见底",
+        "见铁",
+        "见白",
+        "底下白",
+        "露出白",
+        "划到底",
+        "刮到底",
+        "到底了",
         "很深",
         "挺深",
         "比较深",
@@ -1974,11 +2191,16 @@ fn primer(s: &str) -> Option<bool> {
         "金属",
         "primer",
         "deep",
+        "see the metal",
+        "metal showing",
+        "through the paint",
         "bare metal",
         "down to the metal",
         "white showing",
     ];
-    if NEG.iter().any(|w| s.contains(w)) {
+    if UNSURE.iter().any(|w| s.contains(w)) {
+        None
+    } else if NEG.iter().any(|w| s.contains(w)) {
         Some(false)
     } else if POS.iter().any(|w| s.contains(w)) {
         Some(true)
@@ -2012,10 +2234,15 @@ fn paint_broken(s: &str) -> Option<bool> {
 }
 
 fn occurs_when(s: &str) -> Option<String> {
+    // "洗车的时候发现…": when the damage was found, not when it happens.
+    if FOUND.iter().any(|w| s.contains(w)) {
+        return None;
+    }
     let marker = TIME_MARKERS.iter().any(|m| s.contains(m));
     let tbl: Vec<(&str, &str)> = SITUATIONS.iter().filter(|(_, _, _, need)| !need || marker).map(|(w, n, _, _)| (*w, *n)).collect();
     let mut used = vec![false; s.len()];
     mask(s, MASK, &mut used);
+    mask(s, NOT_SITUATIONS, &mut used);
     let hits = find(s, &tbl, &mut used);
     let mut names: Vec<&str> = Vec::new();
     for h in &hits {
@@ -2023,12 +2250,114 @@ fn occurs_when(s: &str) -> Option<String> {
             names.push(h.val);
         }
     }
+    // The customer's own words before 的时候 ("新手停车的时候", "方向盘往左打死的时候", "when I
+    // stop"): kept whole, they say more than the table's short name.
+    if let Some(span) = when_span(s) {
+        return Some(span);
+    }
     if names.is_empty() {
         None
     } else {
         Some(names.join("/"))
     }
 }
+
+/// Discovery, not a situation.
+const FOUND: &[&str] = &["的时候发现", "的时候才发现", "时候发现", "时发现", "发现的时候", "的时候看到", "的时候注意到", "的时候告诉"];
+
+/// Part names and other cars' doing that start like a situation ("倒车镜", "旁边车开门磕的").
+const NOT_SITUATIONS: &[&str] = &["倒车镜", "倒车影像", "倒车雷达", "倒车灯", "倒车摄像", "车开门", "人开门"];
+
+/// Words that contain 时/时候 without naming a situation ("有时候", "小时", "平时").
+const NOT_WHEN: &[&str] = &[
+    "有时候",
+    "有的时候",
+    "什么时候",
+    "啥时候",
+    "到时候",
+    "那时候",
+    "这时候",
+    "小时候",
+    "时不时",
+    "有时",
+    "小时",
+    "平时",
+    "当时",
+    "同时",
+    "及时",
+    "随时",
+    "暂时",
+    "临时",
+    "准时",
+    "按时",
+    "时间",
+    "时速",
+    "时好时坏",
+    "时灵时不灵",
+    "时有时无",
+    "时亮时灭",
+    "不时",
+];
+
+/// The span before a time word in the customer's words: "地库拐弯的时候", "倒车时", "when I turn it up".
+fn when_span(s: &str) -> Option<String> {
+    static R: OnceLock<[regex::Regex; 2]> = OnceLock::new();
+    static R2: OnceLock<[regex::Regex; 2]> = OnceLock::new();
+    let [zh, en] = R.get_or_init(|| {
+        [
+            regex::Regex::new(r"([^，。,.!！?？；;、：:\s]{2,14}?)(的时候|时候|的时侯|时侯|那会儿|时)").expect("valid pattern"),
+            regex::Regex::new(r"\b((?:when|while|whenever|every time|each time) [a-z' ]{3,40}?)(?:[,.;!?]|\band\b|\bbut\b|$)")
+                .expect("valid pattern"),
+        ]
+    });
+    let mut masked = s.to_string();
+    for w in NOT_WHEN {
+        masked = masked.replace(w, &"\u{3000}".repeat(w.chars().count()));
+    }
+    if let Some(c) = zh.captures(&masked) {
+        let head = c.get(1).map_or("", |m| m.as_str());
+        let head = WHEN_FILLERS.iter().fold(head, |h, f| h.strip_prefix(f).unwrap_or(h));
+        if head.chars().count() >= 2 {
+            return Some(format!("{head}{}", c.get(2).map_or("", |m| m.as_str())));
+        }
+    }
+    if let Some(m) = en.captures(&masked).and_then(|c| c.get(1)) {
+        return Some(m.as_str().trim().to_string());
+    }
+    // "声音一开大就滋滋响", "一过那种不平的路就响"; "跑到一百以上", "120以上".
+    let [once, speed] = R2.get_or_init(|| {
+        [
+            regex::Regex::new(r"[^，。,.!！?？；;、：:\s一]{0,4}一[^，。,.!！?？；;、：:\s一道条块个点下些片次直共样般定]{1,8}?就").expect("valid pattern"),
+            regex::Regex::new(r"(?:跑到|开到|速度到|时速)?[0-9一二三四五六七八九十百]{2,5}(?:公里|码|km/h)?(?:以上|往上)|(?:跑到|开到|速度到)[0-9一二三四五六七八九十百]{2,5}")
+                .expect("valid pattern"),
+        ]
+    });
+    if let Some(m) = once.find(&masked) {
+        return Some(m.as_str().trim_end_matches('就').to_string());
+    }
+    speed.find(&masked).map(|m| m.as_str().to_string())
+}
+
+/// Who said it and filler words in front of a situation: "客户说在小区里倒车入库的时候" → "小区里倒车入库的时候".
+const WHEN_FILLERS: &[&str] = &[
+    "客户说",
+    "客户反映",
+    "车主说",
+    "车主称",
+    "车主反映",
+    "客户称",
+    "另外",
+    "还有",
+    "而且",
+    "反正",
+    "就是",
+    "然后",
+    "嗯",
+    "我",
+    "在",
+    "每次",
+    "那个",
+];
 
 // ---------------------------------------------------------------------------------------------
 // Numbers and units.
@@ -2372,6 +2701,49 @@ mod tests {
     }
 
     #[test]
+    fn advisor_shorthand_nails_and_shared_damage() {
+        use DamageType::*;
+        assert_eq!(keys("右后叶有个坑"), [(Part::QuarterPanel, Some(Position::RightRear), Dent)]);
+        assert_eq!(keys("左前叶刮花了"), [(Part::Fender, Some(Position::LeftFront), Scratch)]);
+        assert_eq!(keys("右前胎扎了个钉子"), [(Part::Tire, Some(Position::RightFront), Leak)]);
+        // A part named alone before "都" shares the damage said for all.
+        assert_eq!(keys("机盖、前杠都有划痕"), [(Part::Hood, None, Scratch), (Part::Bumper, Some(Position::Front), Scratch)]);
+        // A scrape that took the paint off is one paint damage.
+        assert_eq!(keys("前杠右下角蹭掉漆了"), [(Part::Bumper, Some(Position::Front), PaintDamage)]);
+        // A hard start is found before the situation "冷车启动" takes its words; a car short of
+        // power is a symptom of its own next to a named light.
+        assert_eq!(keys("冷车启动困难"), [(Part::Engine, None, NotWorking)]);
+        assert_eq!(keys("发动机故障灯亮了，开着还有点没劲"), [(Part::Engine, None, WarningLight), (Part::Other, None, Other)]);
+    }
+
+    fn details(t: &str) -> Vec<(Part, Option<Position>, Option<bool>, Option<String>)> {
+        analyse(t).findings.into_iter().map(|f| (f.part, f.position, f.primer_visible, f.occurs_when)).collect()
+    }
+
+    #[test]
+    fn primer_and_situation_belong_to_their_clause() {
+        use Position::*;
+        assert_eq!(
+            details("左前门的划痕露底漆了，右前门的划痕就是表面"),
+            [(Part::Door, Some(LeftFront), Some(true), None), (Part::Door, Some(RightFront), Some(false), None)]
+        );
+        assert_eq!(
+            details("两个后门都划到底了"),
+            [(Part::Door, Some(LeftRear), Some(true), None), (Part::Door, Some(RightRear), Some(true), None)]
+        );
+        let w = |s: &str| Some(s.to_string());
+        assert_eq!(
+            details("高速上方向盘抖，过坑的时候底盘还咚咚响"),
+            [(Part::Steering, None, None, w("高速上")), (Part::Suspension, None, None, w("过坑的时候"))]
+        );
+        // Said in a clause that found nothing, the situation is the damage's; found, not happened.
+        assert_eq!(details("倒车的时候撞到柱子，后杠凹进去一块"), [(Part::Bumper, Some(Rear), None, w("倒车的时候"))]);
+        assert_eq!(details("洗车的时候发现机盖上有道划痕"), [(Part::Hood, None, None, None)]);
+        assert_eq!(details("左边倒车镜的壳子刮花了"), [(Part::Mirror, Some(Left), None, None)]);
+        assert_eq!(details("Rear brakes grind when I come to a stop"), [(Part::Brakes, Some(Rear), None, w("when i come to a stop"))]);
+    }
+
+    #[test]
     fn english_damage_words_point_forward() {
         let r = keys("There's a scratch on the roof and a crack in the rear windshield");
         assert_eq!(r, [(Part::Roof, None, DamageType::Scratch), (Part::RearWindshield, None, DamageType::Crack)]);
@@ -2406,7 +2778,7 @@ mod tests {
         assert_eq!(r.loose.primer_visible, Some(true));
         let r = analyse("开关门的时候");
         assert!(r.findings.is_empty(), "{:?}", r.findings);
-        assert_eq!(r.loose.occurs_when.as_deref(), Some("开关门"));
+        assert_eq!(r.loose.occurs_when.as_deref(), Some("开关门的时候"));
     }
 
     #[test]
@@ -2415,6 +2787,6 @@ mod tests {
         assert_eq!((f.part, f.position, f.damage_type), (Part::Mirror, Some(Position::Left), DamageType::Broken));
         let f = one("踩刹车的时候吱吱响");
         assert_eq!((f.part, f.damage_type), (Part::Brakes, DamageType::AbnormalNoise));
-        assert_eq!(f.occurs_when.as_deref(), Some("踩刹车"));
+        assert_eq!(f.occurs_when.as_deref(), Some("踩刹车的时候"));
     }
 }
