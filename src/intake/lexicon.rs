@@ -2238,6 +2238,11 @@ fn occurs_when(s: &str) -> Option<String> {
     if FOUND.iter().any(|w| s.contains(w)) {
         return None;
     }
+    // The customer's own words before 的时候 ("新手停车的时候", "方向盘往左打死的时候", "when I
+    // stop"): kept whole, they say more than the table's short name.
+    if let Some(span) = when_span(s) {
+        return Some(span);
+    }
     let marker = TIME_MARKERS.iter().any(|m| s.contains(m));
     let tbl: Vec<(&str, &str)> = SITUATIONS.iter().filter(|(_, _, _, need)| !need || marker).map(|(w, n, _, _)| (*w, *n)).collect();
     let mut used = vec![false; s.len()];
@@ -2249,11 +2254,6 @@ fn occurs_when(s: &str) -> Option<String> {
         if !names.contains(&h.val) {
             names.push(h.val);
         }
-    }
-    // The customer's own words before 的时候 ("新手停车的时候", "方向盘往左打死的时候", "when I
-    // stop"): kept whole, they say more than the table's short name.
-    if let Some(span) = when_span(s) {
-        return Some(span);
     }
     if names.is_empty() {
         None
@@ -2301,12 +2301,15 @@ const NOT_WHEN: &[&str] = &[
 
 /// The span before a time word in the customer's words: "地库拐弯的时候", "倒车时", "when I turn it up".
 fn when_span(s: &str) -> Option<String> {
-    static R: OnceLock<[regex::Regex; 2]> = OnceLock::new();
-    static R2: OnceLock<[regex::Regex; 2]> = OnceLock::new();
-    let [zh, en] = R.get_or_init(|| {
+    static R: OnceLock<[regex::Regex; 4]> = OnceLock::new();
+    let [zh, en, once, speed] = R.get_or_init(|| {
         [
             regex::Regex::new(r"([^，。,.!！?？；;、：:\s]{2,14}?)(的时候|时候|的时侯|时侯|那会儿|时)").expect("valid pattern"),
             regex::Regex::new(r"\b((?:when|while|whenever|every time|each time) [a-z' ]{3,40}?)(?:[,.;!?]|\band\b|\bbut\b|$)")
+                .expect("valid pattern"),
+            // "声音一开大就滋滋响", "一过那种不平的路就响"; "跑到一百以上", "120以上".
+            regex::Regex::new(r"[^，。,.!！?？；;、：:\s一]{0,4}一[^，。,.!！?？；;、：:\s一道条块个点下些片次直共样般定]{1,8}?就").expect("valid pattern"),
+            regex::Regex::new(r"(?:跑到|开到|速度到)?[0-9一二三四五六七八九十百]{2,5}(?:公里|码|km/h)?(?:以上|往上)|(?:跑到|开到|速度到)[0-9一二三四五六七八九十百]{2,5}")
                 .expect("valid pattern"),
         ]
     });
@@ -2324,14 +2327,6 @@ fn when_span(s: &str) -> Option<String> {
     if let Some(m) = en.captures(&masked).and_then(|c| c.get(1)) {
         return Some(m.as_str().trim().to_string());
     }
-    // "声音一开大就滋滋响", "一过那种不平的路就响"; "跑到一百以上", "120以上".
-    let [once, speed] = R2.get_or_init(|| {
-        [
-            regex::Regex::new(r"[^，。,.!！?？；;、：:\s一]{0,4}一[^，。,.!！?？；;、：:\s一道条块个点下些片次直共样般定]{1,8}?就").expect("valid pattern"),
-            regex::Regex::new(r"(?:跑到|开到|速度到|时速)?[0-9一二三四五六七八九十百]{2,5}(?:公里|码|km/h)?(?:以上|往上)|(?:跑到|开到|速度到)[0-9一二三四五六七八九十百]{2,5}")
-                .expect("valid pattern"),
-        ]
-    });
     if let Some(m) = once.find(&masked) {
         return Some(m.as_str().trim_end_matches('就').to_string());
     }
