@@ -32,15 +32,23 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// A case-sized body (what a real outbox row carries).
-fn body(i: usize) -> String {
-    serde_json::json!({
-        "id": format!("case-{i}"), "store_id": "bench", "customer_id": "c1", "vehicle_id": null,
-        "status": "assessed", "prior_status": null, "summary": "右前门刮痕，还有异响 / scratch on the right front door",
-        "assigned_to": null, "needs_review": false, "version": 3, "created_at": "2026-11-24T08:00:00Z",
-        "updated_at": "2026-11-24T08:00:01Z", "event": { "kind": "transition", "from": "intake", "to": "assessed", "actor": "advisor:7" }
-    })
-    .to_string()
+/// A case record of the usual size (what a real outbox row carries).
+fn case(i: usize) -> servicebay::domain::case::Case {
+    use servicebay::domain::CaseStatus;
+    servicebay::domain::case::Case {
+        id: format!("case-{}", i / 3),
+        store_id: "bench".into(),
+        customer_id: "c1".into(),
+        vehicle_id: None,
+        status: CaseStatus::Assessed,
+        prior_status: None,
+        summary: "右前门刮痕，还有异响 / scratch on the right front door".into(),
+        assigned_to: None,
+        needs_review: false,
+        created_at: "2026-11-24T08:00:00Z".into(),
+        updated_at: "2026-11-24T08:00:01Z".into(),
+        version: (i % 3) as i64 + 1,
+    }
 }
 
 struct SimStore {
@@ -71,7 +79,15 @@ impl SimStore {
                     let head = store::sync::outbox_state(tx)?.head_seq;
                     for i in start..start + k {
                         let at = servicebay::domain::now();
-                        store::outbox::append(tx, "case", &format!("case-{}", i / 3), (i % 3) as i64 + 1, 1, &at, &body(i))?;
+                        let c = case(i);
+                        let event = store::outbox::CaseEvent {
+                            kind: "assessed",
+                            actor: "advisor:7",
+                            from: Some(servicebay::domain::CaseStatus::Intake),
+                            to: Some(servicebay::domain::CaseStatus::Assessed),
+                            reason: None,
+                        };
+                        store::outbox::append(tx, &store::outbox::Record::Case { case: &c, event }, &at)?;
                     }
                     Ok::<_, StoreError>((head + 1..=head + k as i64).collect::<Vec<i64>>())
                 })

@@ -78,7 +78,9 @@ impl App {
         let intake = crate::case::intake::IntakeService::new(store.clone(), engine.clone(), cfg.llm_phrasing);
         // The catalogue HQ last sent (signed bundles), over the built-in starter files.
         let catalog = crate::catalog::SharedCatalog::new(crate::sync::bundles::load_catalog(&cfg.bundles_dir()));
-        let estimates = crate::case::estimate::EstimateService::new(store.clone(), engine, catalog.clone(), cfg.store_id.clone());
+        let estimates =
+            crate::case::estimate::EstimateService::new(store.clone(), engine, catalog.clone(), cfg.store_id.clone(), cfg.review_threshold);
+        let schedule = crate::case::schedule::ScheduleService::new(store.clone(), catalog.clone(), cfg.store_id.clone());
         let detector = load_detector(&cfg).await;
         let analyzer = crate::case::photos::PhotoAnalyzer::start(
             store.clone(),
@@ -101,6 +103,7 @@ impl App {
             cases,
             intake,
             estimates,
+            schedule,
             analyzer,
             sync,
             staff,

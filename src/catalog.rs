@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use chrono::NaiveTime;
 use serde::{Deserialize, Serialize};
 
-use crate::intake::{DamageType, Part, Position};
+use crate::domain::vocab::{DamageType, Part, Position};
 
 const OPERATIONS_TOML: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/catalog/operations.toml"));
 const PARTS_TOML: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/catalog/parts.toml"));
@@ -121,6 +121,27 @@ pub struct StoreRates {
     pub workdays: Vec<u8>,
     /// Times customers may bring the car in.
     pub slot_starts: Vec<NaiveTime>,
+    /// Days the store is closed besides its weekly closing days: its own, plus every `[[holiday]]`
+    /// of rates.toml (added at load).
+    #[serde(default)]
+    pub closed: Vec<Closure>,
+}
+
+/// Closed from `from` to `to`, both included (春节, a store's own closing days).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Closure {
+    pub name: String,
+    pub from: chrono::NaiveDate,
+    pub to: chrono::NaiveDate,
+}
+
+impl StoreRates {
+    /// Whether the store takes cars on `date`: a workday and not inside a closure.
+    pub fn is_open(&self, date: chrono::NaiveDate) -> bool {
+        use chrono::Datelike;
+        self.workdays.contains(&(date.weekday().number_from_monday() as u8)) && !self.closed.iter().any(|c| c.from <= date && date <= c.to)
+    }
 }
 
 impl StoreRates {
@@ -162,6 +183,9 @@ struct PartsFile {
 struct RatesFile {
     version: u32,
     store: Vec<StoreRates>,
+    /// Public holidays for every store (the store calendar; HQ replaces it with the rates bundle).
+    #[serde(default)]
+    holiday: Vec<Closure>,
 }
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,7 +238,10 @@ impl Catalog {
     pub fn from_texts(ops: &str, parts: &str, rates: &str, knowledge: &str) -> Result<Catalog, CatalogError> {
         let o: OpsFile = parse(ops, "operations.toml")?;
         let p: PartsFile = parse(parts, "parts.toml")?;
-        let r: RatesFile = parse(rates, "rates.toml")?;
+        let mut r: RatesFile = parse(rates, "rates.toml")?;
+        for s in &mut r.store {
+            s.closed.extend(r.holiday.iter().cloned());
+        }
         let k: KnowledgeFile = parse(knowledge, "knowledge.toml")?;
         let cat = Catalog {
             version: o.version.max(p.version).max(r.version).max(k.version),
@@ -290,6 +317,9 @@ impl Catalog {
             }
             if s.slot_starts.is_empty() || s.slot_starts.iter().any(|t| *t < s.open || *t >= s.close) {
                 return Err(invalid(f, &s.id, "slot_starts must lie within opening hours"));
+            }
+            if let Some(c) = s.closed.iter().find(|c| c.from > c.to || c.name.trim().is_empty()) {
+                return Err(invalid(f, &s.id, format!("closure `{}`: needs a name and from <= to", c.name)));
             }
         }
         for fl in &self.faults {

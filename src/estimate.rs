@@ -10,8 +10,8 @@ use chrono::{Datelike, Duration as ChronoDuration, NaiveDateTime, NaiveTime, Tim
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Operation, Severity, StoreRates};
-use crate::intake::{DamageType, Finding, Position};
-use crate::llm::prompts::{Lang, Templates};
+use crate::domain::vocab::{DamageType, Finding, Lang, Position};
+use crate::llm::prompts::Templates;
 use crate::llm::{ChatMessage, GenParams, Sampling, TextGen};
 
 #[derive(Debug, thiserror::Error)]
@@ -234,37 +234,44 @@ pub fn plan(cat: &Catalog, req: &PlanRequest<'_>) -> Result<RepairPlan, Estimate
     })
 }
 
-/// The next free morning slot and the next free afternoon slot, from the next working day on
-/// (same-day work is arranged by a person). A slot is free when fewer bookings than bays overlap
-/// the first day of the job.
-pub fn free_slots(store: &StoreRates, hours: f64, now: NaiveDateTime, booked: &[Booking]) -> Vec<Slot> {
-    let noon = NaiveTime::from_hms_opt(12, 0, 0).unwrap_or(store.open);
-    let (mut morning, mut afternoon): (Option<Slot>, Option<Slot>) = (None, None);
-    for d in 1..=60 {
+/// The job's time in the bay on its first day: from `start` for `hours`, at most until closing.
+pub fn job_window(store: &StoreRates, start: NaiveDateTime, hours: f64) -> Slot {
+    let close = start.date().and_time(store.close);
+    Slot { start, end: (start + ChronoDuration::minutes((hours * 60.0).round() as i64)).min(close) }
+}
+
+/// How many booked jobs overlap `slot` (the capacity rule: fewer than `bays` means it is free).
+pub fn overlapping(slot: &Slot, booked: &[Booking]) -> usize {
+    booked.iter().filter(|b| b.start < slot.end && b.end > slot.start).count()
+}
+
+/// Every free slot start from the next open day for `days` days: open days only (weekly closing
+/// days and the calendar's closures are never offered), each start of `slot_starts`, free when
+/// fewer bookings than bays overlap the first day of the job. Same-day work is arranged by a person.
+pub fn open_slots(store: &StoreRates, hours: f64, now: NaiveDateTime, booked: &[Booking], days: u32) -> Vec<Slot> {
+    let mut out = Vec::new();
+    for d in 1..=i64::from(days) {
         let date = now.date() + ChronoDuration::days(d);
-        if !store.workdays.contains(&(date.weekday().number_from_monday() as u8)) {
+        if !store.is_open(date) {
             continue;
         }
         for t in &store.slot_starts {
-            let start = date.and_time(*t);
-            let close = date.and_time(store.close);
-            let end = (start + ChronoDuration::minutes((hours * 60.0).round() as i64)).min(close);
-            let busy = booked.iter().filter(|b| b.start < end && b.end > start).count() as u32;
-            if busy >= store.bays {
-                continue;
+            let s = job_window(store, date.and_time(*t), hours);
+            if overlapping(&s, booked) < store.bays as usize {
+                out.push(s);
             }
-            let s = Slot { start, end };
-            if *t < noon {
-                morning.get_or_insert(s);
-            } else {
-                afternoon.get_or_insert(s);
-            }
-        }
-        if morning.is_some() && afternoon.is_some() {
-            break;
         }
     }
-    let mut v: Vec<Slot> = morning.into_iter().chain(afternoon).collect();
+    out
+}
+
+/// The next free morning slot and the next free afternoon slot (what an estimate offers).
+pub fn free_slots(store: &StoreRates, hours: f64, now: NaiveDateTime, booked: &[Booking]) -> Vec<Slot> {
+    let noon = NaiveTime::from_hms_opt(12, 0, 0).unwrap_or(store.open);
+    let all = open_slots(store, hours, now, booked, 60);
+    let morning = all.iter().find(|s| s.start.time() < noon);
+    let afternoon = all.iter().find(|s| s.start.time() >= noon);
+    let mut v: Vec<Slot> = morning.into_iter().chain(afternoon).cloned().collect();
     v.sort_by_key(|s| s.start);
     v
 }
@@ -337,48 +344,13 @@ pub fn numbers_in(text: &str) -> Vec<f64> {
     out
 }
 
+/// Numeral characters an explanation's numbers are made of (几 and 半 are never a claim).
 fn is_cn_num(c: char) -> bool {
-    "零一二两三四五六七八九十百千万".contains(c)
+    c != '几' && c != '半' && crate::domain::numerals::is_numeral(c)
 }
 
 fn cn_value(s: &str) -> Option<f64> {
-    let mut total = 0.0;
-    let mut section = 0.0;
-    let mut cur = 0.0;
-    for c in s.chars() {
-        let d = match c {
-            '零' => Some(0.0),
-            '一' => Some(1.0),
-            '二' | '两' => Some(2.0),
-            '三' => Some(3.0),
-            '四' => Some(4.0),
-            '五' => Some(5.0),
-            '六' => Some(6.0),
-            '七' => Some(7.0),
-            '八' => Some(8.0),
-            '九' => Some(9.0),
-            _ => None,
-        };
-        if let Some(d) = d {
-            cur = d;
-            continue;
-        }
-        let unit = match c {
-            '十' => 10.0,
-            '百' => 100.0,
-            '千' => 1000.0,
-            '万' => 10000.0,
-            _ => return None,
-        };
-        if unit == 10000.0 {
-            total += (section + cur) * unit;
-            section = 0.0;
-        } else {
-            section += if cur == 0.0 { 1.0 } else { cur } * unit;
-        }
-        cur = 0.0;
-    }
-    Some(total + section + cur)
+    crate::domain::numerals::value(s)
 }
 
 /// What a number in an explanation claims to be, from the words around it.

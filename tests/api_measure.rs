@@ -49,7 +49,9 @@ async fn photo_lengths_disagreement_marked_reference_and_dataset_export() {
     let (_, c) = api.post("/api/v1/customers", &advisor, json!({ "name": "赵" })).await;
     let (_, k) = api.post("/api/v1/cases", &advisor, json!({ "customer_id": c["id"], "summary": "车门刮痕" })).await;
     let case = k["id"].as_str().unwrap().to_string();
-    let (s, v) = api.post(&format!("/api/v1/cases/{case}/messages"), &advisor, json!({ "text": "右前门有一道划痕，大概10公分" })).await;
+    let (s, v) = api
+        .post(&format!("/api/v1/cases/{case}/messages"), &advisor, json!({ "text": "右前门有一道划痕，大概10公分，后保险杠也有刮痕" }))
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
 
     let p = upload(&api, &advisor, &case, std::fs::read(src.join("bus.jpg")).unwrap()).await;
@@ -57,16 +59,20 @@ async fn photo_lengths_disagreement_marked_reference_and_dataset_export() {
     let a = analysis(&api, &advisor, &pid).await;
     assert_eq!(a["status"], "done", "{a}");
 
-    // Photo findings lie on the door and carry a measured length.
+    // Photo findings lie on the door and carry a measured length. The first scratch on the door is
+    // the one the customer named: one finding with two sources, the stated length kept beside it.
     let (_, fs) = api.get(&format!("/api/v1/cases/{case}/findings"), &advisor).await;
     let all = fs["items"].as_array().unwrap_or_else(|| fs.as_array().expect("findings list")).clone();
-    let vision: Vec<&Value> = all.iter().filter(|f| f["source"] == "vision").collect();
+    let has = |f: &Value, s: &str| f["sources"].as_array().unwrap().contains(&json!(s));
+    let vision: Vec<&Value> = all.iter().filter(|f| has(f, "vision")).collect();
     assert!(vision.len() >= 2, "{fs}");
     let on_door: Vec<&&Value> =
-        vision.iter().filter(|f| f["part"] == "door" && f["length_cm"].as_f64().is_some_and(|l| l > 10.0)).collect();
+        vision.iter().filter(|f| f["part"] == "door" && f["measured_cm"].as_f64().is_some_and(|l| l > 10.0)).collect();
     assert!(!on_door.is_empty(), "people in front of the bus measured against the 'door': {fs}");
-    let customer = all.iter().find(|f| f["source"] == "customer").expect("customer finding");
-    assert_eq!(customer["length_cm"], 10.0);
+    let merged = all.iter().find(|f| has(f, "customer") && has(f, "vision")).expect("the customer's scratch seen on the photo");
+    assert_eq!((merged["part"].clone(), merged["length_cm"].clone()), (json!("door"), json!(10.0)), "{merged}");
+    assert_eq!(all.iter().filter(|f| f["part"] == "door" && has(f, "customer")).count(), 1, "one finding, not two: {fs}");
+    let customer = all.iter().find(|f| f["sources"] == json!(["customer"])).expect("a finding only the customer reported");
 
     // Stated 10 cm vs tens of cm measured: more than 15 % apart → a person decides.
     let (_, got) = api.get(&format!("/api/v1/cases/{case}"), &advisor).await;
@@ -84,7 +90,7 @@ async fn photo_lengths_disagreement_marked_reference_and_dataset_export() {
     assert_eq!(s, StatusCode::OK, "{m}");
     assert!((m["measurement"]["length_cm"].as_f64().unwrap() - expected).abs() < 0.51, "{m} vs {expected}");
     assert_eq!(
-        (m["measurement"]["reference"].clone(), m["finding"]["length_cm"].clone()),
+        (m["measurement"]["reference"].clone(), m["finding"]["measured_cm"].clone()),
         (json!("marked"), m["measurement"]["length_cm"].clone())
     );
     assert_eq!(m["stated_cm"], json!([10.0]));

@@ -1,5 +1,5 @@
 //! The seed's scenario 1 through the real HTTPS API of the real daemon binary: customer, vehicle and
-//! case; walk to `estimated` and `scheduled`; escalate to a person and hand back; list and filter;
+//! case; the stages move it to `estimated` and `scheduled`; escalate to a person and hand back; list and filter;
 //! restart the daemon; everything is still there.
 
 mod common;
@@ -63,13 +63,17 @@ async fn seed_scenario_one_survives_a_restart() {
     assert_eq!(e["error"]["current"], "reported");
     assert_eq!(e["error"]["allowed"], json!(["intake", "on_hold", "escalated", "cancelled"]));
 
-    for (to, why) in
-        [("intake", "guided intake"), ("assessed", "photos: right front door, deep scratch 32 cm"), ("estimated", "¥1,300, about 1 day")]
-    {
-        let (s, c) = api.post(&format!("/api/v1/cases/{id}/transition"), &advisor, json!({ "to": to, "reason": why })).await;
-        assert_eq!(s, StatusCode::OK, "{to}: {c}");
-        assert_eq!(c["status"], to);
+    // The stages move the case: the customer's words, photos waived (vision is off here), the estimate.
+    for text in ["我的车右前门有刮痕，还有异响", "大概30公分，露出白色底漆了", "开关门的时候"] {
+        let (s, v) = api.post(&format!("/api/v1/cases/{id}/messages"), &advisor, json!({ "text": text })).await;
+        assert_eq!(s, StatusCode::OK, "{text}: {v}");
     }
+    let (s, c) = api
+        .post(&format!("/api/v1/cases/{id}/photos/waive"), &advisor, json!({ "reason": "photos: right front door, deep scratch 32 cm" }))
+        .await;
+    assert_eq!((s, c["status"].clone()), (StatusCode::OK, json!("assessed")), "{c}");
+    let (s, est) = api.post(&format!("/api/v1/cases/{id}/estimate"), &advisor, json!({})).await;
+    assert_eq!((s, est["plan"]["total"].clone()), (StatusCode::CREATED, json!(1300.0)), "{est}");
 
     // Hand to a person in one call, then hand back to where it was.
     let (s, c) = api.post(&format!("/api/v1/cases/{id}/escalate"), &tech, json!({ "reason": "customer asks for a person" })).await;
@@ -84,9 +88,17 @@ async fn seed_scenario_one_survives_a_restart() {
     assert_eq!(c["status"], "estimated");
     assert_eq!(c["prior_status"], Value::Null);
 
-    let (s, c) =
-        api.post(&format!("/api/v1/cases/{id}/transition"), &advisor, json!({ "to": "scheduled", "reason": "tomorrow 9:00" })).await;
-    assert_eq!(s, StatusCode::OK, "{c}");
+    let (s, c) = api
+        .post(
+            &format!("/api/v1/cases/{id}/approval"),
+            &advisor,
+            json!({ "estimate_version": 1, "approved_by": "张先生", "channel": "in_person" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let slot = est["plan"]["slots"][0]["start"].as_str().unwrap().to_string();
+    let (s, c) = api.post(&format!("/api/v1/cases/{id}/appointment"), &advisor, json!({ "start": slot })).await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
     let (s, c) = api.post(&format!("/api/v1/cases/{id}/assign"), &advisor, json!({ "user_id": tech_id })).await;
     assert_eq!(s, StatusCode::OK, "{c}");
 
@@ -121,18 +133,20 @@ async fn seed_scenario_one_survives_a_restart() {
         statuses(&after["timeline"]),
         [
             ("created", "reported"),
-            ("transition", "intake"),
-            ("transition", "assessed"),
-            ("transition", "estimated"),
+            ("intake_started", "intake"),
+            ("photos_waived", ""),
+            ("assessed", "assessed"),
+            ("estimated", "estimated"),
             ("escalated", "escalated"),
             ("handed_back", "estimated"),
-            ("transition", "scheduled"),
+            ("approved", ""),
+            ("scheduled", "scheduled"),
             ("assigned", ""),
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
-    assert_eq!(after["timeline"][4]["actor"], "li.tech");
-    assert_eq!(after["timeline"][4]["reason"], "customer asks for a person");
+    assert_eq!(after["timeline"][5]["actor"], "li.tech");
+    assert_eq!(after["timeline"][5]["reason"], "customer asks for a person");
     assert!(after["allowed_next"].as_array().unwrap().contains(&json!("in_repair")));
 
     // The banner never carried the one-time password (stdout may be a log).
@@ -142,8 +156,13 @@ async fn seed_scenario_one_survives_a_restart() {
     assert!(!log.contains(initial.trim()), "one-time password leaked into stdout/log");
     assert!(!log.contains("manager-Permanent-Pw1"));
 
-    // Every change also went to the outbox for HQ, in order.
-    assert_eq!(common::count_rows(&d.data_dir(), "outbox"), 2 + 7);
+    // Every change also went to the outbox for HQ: one case record per timeline event (both cases),
+    // and the stages' own records.
+    let db = rusqlite::Connection::open(d.data_dir().join("servicebay.db")).unwrap();
+    let count = |kind: &str| -> i64 { db.query_row("SELECT COUNT(*) FROM outbox WHERE record_type = ?1", [kind], |r| r.get(0)).unwrap() };
+    assert_eq!(count("case"), 1 + after["timeline"].as_array().unwrap().len() as i64);
+    assert_eq!((count("intake"), count("estimate"), count("approval"), count("appointment")), (3, 1, 1, 1));
+    assert!(count("finding") >= 2);
     d.stop();
 }
 

@@ -112,6 +112,8 @@ async fn remote_provider_is_a_redacted_checked_fallback() {
         let (s, r) = api.post(&format!("/api/v1/cases/{id}/messages"), &m, json!({ "text": text })).await;
         assert_eq!(s, StatusCode::OK, "{r}");
     }
+    let (s, r) = api.post(&format!("/api/v1/cases/{id}/photos/waive"), &m, json!({ "reason": "remote test" })).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
 
     let estimate = |api: common::Api, m: String, id: String| async move {
         let (s, e) = api.post(&format!("/api/v1/cases/{id}/estimate"), &m, json!({})).await;

@@ -2,11 +2,25 @@
 //! start, checked against the invariants stated at the top of `domain::case`.
 
 use proptest::prelude::*;
-use servicebay::domain::case::{allowed_next, hand_back, transition};
+use servicebay::domain::case::{allowed_next, hand_back, manual_transition, requires, stage_of, stage_transition, transition, Facts};
 use servicebay::domain::{CaseStatus, Role, TransitionError};
 
 fn role() -> impl Strategy<Value = Role> {
     prop::sample::select(Role::ALL.to_vec())
+}
+
+fn facts() -> impl Strategy<Value = Facts> {
+    (0u32..3, prop::sample::select(vec![0u32, 3]), 0u32..5, any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+        |(findings, photos_needed, photos_passed, photos_waived, estimate, approved, appointment)| Facts {
+            findings,
+            photos_needed,
+            photos_passed,
+            photos_waived,
+            estimate,
+            approved,
+            appointment,
+        },
+    )
 }
 
 fn status() -> impl Strategy<Value = CaseStatus> {
@@ -47,6 +61,48 @@ proptest! {
                 }
                 Err(TransitionError::Forbidden { .. }) => {}
                 Err(TransitionError::NotPaused { current }) => prop_assert!(!current.is_pause() || prior.is_none()),
+                Err(e) => prop_assert!(false, "the plain table never answers {e:?}"),
+            }
+        }
+    }
+
+    /// The stage guards: whatever people ask by hand and whatever the stages try with whatever the
+    /// case has, a stage's move happens only through its stage and only when its preconditions
+    /// hold — above all, nothing reaches `scheduled` without an approval and an appointment.
+    #[test]
+    fn stage_moves_happen_only_through_stages_with_their_preconditions(
+        steps in prop::collection::vec((role(), status(), any::<bool>(), facts()), 1..80)
+    ) {
+        let (mut cur, mut prior) = (CaseStatus::Reported, None::<CaseStatus>);
+        for (role, to, by_stage, f) in steps {
+            let result = if by_stage { stage_transition(cur, prior, to, &f) } else { manual_transition(role, cur, prior, to) };
+            match result {
+                Ok(t) => {
+                    prop_assert!(allowed_next(cur, prior).contains(&t.to));
+                    if by_stage {
+                        prop_assert!(stage_of(cur, t.to).is_some());
+                        prop_assert!(requires(t.to, &f).is_empty());
+                        if t.to == CaseStatus::Scheduled {
+                            prop_assert!(f.approved && f.appointment);
+                        }
+                        if t.to == CaseStatus::Assessed {
+                            prop_assert!(f.findings > 0 && (f.photos_waived || f.photos_passed >= f.photos_needed));
+                        }
+                    } else {
+                        prop_assert!(stage_of(cur, t.to).is_none(), "{cur} → {} by hand", t.to);
+                    }
+                    cur = t.to;
+                    prior = t.prior;
+                }
+                Err(TransitionError::StageOwned { current, to: asked, .. }) => {
+                    prop_assert!(!by_stage);
+                    prop_assert!(stage_of(current, asked).is_some());
+                }
+                Err(TransitionError::Precondition { to: asked, missing, .. }) => {
+                    prop_assert!(by_stage);
+                    prop_assert_eq!(missing, requires(asked, &f));
+                }
+                Err(_) => {}
             }
         }
     }

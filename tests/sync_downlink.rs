@@ -72,6 +72,8 @@ async fn seed_total(api: &common::Api, token: &str) -> f64 {
         let (s, v) = api.post(&format!("/api/v1/cases/{id}/messages"), token, json!({ "text": text })).await;
         assert_eq!(s, StatusCode::OK, "{v}");
     }
+    let (s, v) = api.post(&format!("/api/v1/cases/{id}/photos/waive"), token, json!({ "reason": "sync test" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
     let (s, e) = api.post(&format!("/api/v1/cases/{id}/estimate"), token, json!({ "parts_choice": "oem" })).await;
     assert_eq!(s, StatusCode::CREATED, "{e}");
     e["plan"]["total"].as_f64().expect("total")

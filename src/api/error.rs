@@ -81,6 +81,9 @@ impl From<StoreError> for ApiError {
             StoreError::DiskFull => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string()),
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::Io { source, .. } if source.raw_os_error() == Some(28) => {
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", "the disk is full; nothing was written")
+            }
             e => {
                 tracing::error!(error = %e, "storage error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the request was not applied")
@@ -96,6 +99,8 @@ impl From<CaseError> for ApiError {
             CaseError::NotFound(what) => ApiError::not_found(what),
             CaseError::Transition(t) => t.into(),
             CaseError::Store(s) => s.into(),
+            CaseError::State { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
+            CaseError::Unavailable(m) => ApiError { retry_after: None, ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m) },
             CaseError::Intake(e @ (crate::intake::IntakeError::EmptyText | crate::intake::IntakeError::TooLong(_))) => {
                 ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "text", format!("text: {e}"))
             }
@@ -119,6 +124,14 @@ impl From<TransitionError> for ApiError {
                 ApiError { extra: Some(json!({ "current": current })), ..ApiError::new(StatusCode::CONFLICT, "not_paused", message) }
             }
             TransitionError::Forbidden { .. } => ApiError::forbidden(message),
+            TransitionError::StageOwned { current, endpoint, .. } => ApiError {
+                extra: Some(json!({ "current": current, "stage_endpoint": endpoint })),
+                ..ApiError::new(StatusCode::CONFLICT, "stage_owned", message)
+            },
+            TransitionError::Precondition { current, missing, .. } => ApiError {
+                extra: Some(json!({ "current": current, "missing": missing })),
+                ..ApiError::new(StatusCode::CONFLICT, "precondition_failed", message)
+            },
         }
     }
 }

@@ -48,6 +48,25 @@ pub struct ReasonReq {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct WaiveReq {
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookReq {
+    pub start: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotsQuery {
+    pub hours: f64,
+    pub days: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MessageReq {
     text: String,
 }
@@ -257,6 +276,34 @@ pub async fn list_findings(id: String, s: Arc<ApiState>, _c: Ctx) -> Response {
     respond(s.cases.findings(id).await.map(|v| js(&json!({ "items": v }))).map_err(ApiError::from))
 }
 
+pub async fn add_finding(id: String, s: Arc<ApiState>, c: Ctx, req: crate::case::NewFinding) -> Response {
+    respond(s.cases.add_finding(&c.actor, id, req).await.map(|v| created(&v)).map_err(ApiError::from))
+}
+
+pub async fn waive_photos(id: String, s: Arc<ApiState>, c: Ctx, req: WaiveReq) -> Response {
+    respond(crate::case::photos::waive_photos(&s.store, &c.actor, id, req.reason).await.map(|v| js(&v)).map_err(ApiError::from))
+}
+
+pub async fn approve(id: String, s: Arc<ApiState>, c: Ctx, req: crate::case::schedule::NewApproval) -> Response {
+    respond(s.schedule.approve(&c.actor, id, req).await.map(|v| created(&v)).map_err(ApiError::from))
+}
+
+pub async fn slots(s: Arc<ApiState>, _c: Ctx, q: SlotsQuery) -> Response {
+    respond(s.schedule.slots(q.hours, q.days.unwrap_or(14)).await.map(|v| js(&v)).map_err(ApiError::from))
+}
+
+pub async fn get_appointment(id: String, s: Arc<ApiState>, _c: Ctx) -> Response {
+    respond(s.schedule.appointment(id).await.map(|v| js(&v)).map_err(ApiError::from))
+}
+
+pub async fn book(id: String, s: Arc<ApiState>, c: Ctx, req: BookReq) -> Response {
+    respond(s.schedule.book(&c.actor, id, req.start).await.map(|v| created(&v)).map_err(ApiError::from))
+}
+
+pub async fn cancel_booking(id: String, s: Arc<ApiState>, c: Ctx) -> Response {
+    respond(s.schedule.cancel(&c.actor, id).await.map(|v| js(&v)).map_err(ApiError::from))
+}
+
 pub async fn review_finding(id: String, s: Arc<ApiState>, c: Ctx, req: crate::case::Review) -> Response {
     respond(s.cases.review_finding(&c.actor, id, req).await.map(|v| js(&v)).map_err(ApiError::from))
 }
@@ -414,15 +461,28 @@ pub async fn photo_analysis(id: String, s: Arc<ApiState>, c: Ctx) -> Response {
 }
 
 /// The photo with boxes and labels (staff), or with faces/plates/heads pixelated (shareable).
-/// The blurred version is refused until the analysis is done: never an unblurred photo by mistake.
+/// The blurred version is refused unless a detector with a face or person class analysed the photo:
+/// never an unblurred photo by mistake (`case::photos::privacy_detections`).
 pub async fn photo_render(id: String, s: Arc<ApiState>, c: Ctx, blurred: bool) -> Response {
     let r = async {
         let p = s.cases.photo(&c.actor, id.clone()).await?;
-        let a = s.store.read(move |tx| crate::store::photos::analysis(tx, &id)).await?;
-        let Some(a) = a.filter(|a| a.status == "done") else {
-            return Err(ApiError::new(StatusCode::CONFLICT, "analysis_pending", "the photo has not been analysed yet; try again shortly"));
+        let a = s.store.read(move |tx| Ok::<_, crate::store::StoreError>(crate::store::photos::analysis(tx, &id))).await?;
+        let dets = if blurred {
+            crate::case::photos::privacy_detections(a)?
+        } else {
+            let Some(a) = a?.filter(|a| a.status == "done") else {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "analysis_pending",
+                    "the photo has not been analysed yet; try again shortly",
+                ));
+            };
+            a.detections
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?
+                .unwrap_or_default()
         };
-        let dets: Vec<crate::vision::Detection> = a.detections.and_then(|d| serde_json::from_value(d).ok()).unwrap_or_default();
         let files = s.files.clone();
         let jpeg = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
             let img = crate::vision::preprocess::open_image(&files.path_for(&p.sha256))

@@ -37,6 +37,7 @@ pub struct ApiState {
     pub cases: CaseService,
     pub intake: crate::case::intake::IntakeService,
     pub estimates: crate::case::estimate::EstimateService,
+    pub schedule: crate::case::schedule::ScheduleService,
     pub analyzer: crate::case::photos::PhotoAnalyzer,
     pub sync: Arc<crate::sync::Sync>,
     pub staff: StaffService,
@@ -313,6 +314,54 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .boxed();
     let findings_list =
         v1.and(warp::path!("cases" / String / "findings")).and(warp::get()).and(st()).and(a(CasesFindings)).then(h::list_findings).boxed();
+    let findings_add = v1
+        .and(warp::path!("cases" / String / "findings"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesFindingsAdd))
+        .and(json_body(json))
+        .then(h::add_finding)
+        .boxed();
+    let photos_waive = v1
+        .and(warp::path!("cases" / String / "photos" / "waive"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesPhotosWaive))
+        .and(json_body(json))
+        .then(h::waive_photos)
+        .boxed();
+    let approval = v1
+        .and(warp::path!("cases" / String / "approval"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesApprove))
+        // A signature image rides along: four times the JSON cap.
+        .and(json_body(json.saturating_mul(4)))
+        .then(h::approve)
+        .boxed();
+    let slots = v1.and(warp::path!("slots")).and(warp::get()).and(st()).and(a(SlotsList)).and(query()).then(h::slots).boxed();
+    let appointment_get = v1
+        .and(warp::path!("cases" / String / "appointment"))
+        .and(warp::get())
+        .and(st())
+        .and(a(CasesAppointmentGet))
+        .then(h::get_appointment)
+        .boxed();
+    let appointment_book = v1
+        .and(warp::path!("cases" / String / "appointment"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesAppointmentBook))
+        .and(json_body(json))
+        .then(h::book)
+        .boxed();
+    let appointment_cancel = v1
+        .and(warp::path!("cases" / String / "appointment"))
+        .and(warp::delete())
+        .and(st())
+        .and(a(CasesAppointmentCancel))
+        .then(h::cancel_booking)
+        .boxed();
     let findings_review = v1
         .and(warp::path!("findings" / String / "review"))
         .and(warp::post())
@@ -415,9 +464,16 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         estimate_post,
         estimate_get,
         findings_list,
+        findings_add,
         findings_review,
         findings_measure,
+        photos_waive,
         photos_upload,
+        approval,
+        slots,
+        appointment_get,
+        appointment_book,
+        appointment_cancel,
         photos_get,
         photo_analysis,
         photo_annotated,

@@ -30,6 +30,13 @@ pub enum RouteId {
     CasesEstimateCreate,
     CasesEstimateGet,
     CasesFindings,
+    CasesFindingsAdd,
+    CasesPhotosWaive,
+    CasesApprove,
+    SlotsList,
+    CasesAppointmentGet,
+    CasesAppointmentBook,
+    CasesAppointmentCancel,
     FindingsReview,
     FindingsMeasure,
     PhotosUpload,
@@ -110,6 +117,15 @@ pub const ROUTES: &[RouteSpec] = &[
     r(CasesEstimateCreate, "POST", "/api/v1/cases/{id}/estimate", Roles(ADVISORS)),
     r(CasesEstimateGet, "GET", "/api/v1/cases/{id}/estimate", Roles(EVERYONE)),
     r(CasesFindings, "GET", "/api/v1/cases/{id}/findings", Roles(EVERYONE)),
+    // The one finding list: an advisor adds what the customer's words and the photos missed.
+    r(CasesFindingsAdd, "POST", "/api/v1/cases/{id}/findings", Roles(ADVISORS)),
+    r(CasesPhotosWaive, "POST", "/api/v1/cases/{id}/photos/waive", Roles(ADVISORS)),
+    // The customer's yes and the booking: the front desk (customer service takes phone approvals).
+    r(CasesApprove, "POST", "/api/v1/cases/{id}/approval", Roles(FRONT_DESK)),
+    r(SlotsList, "GET", "/api/v1/slots", Roles(FRONT_DESK)),
+    r(CasesAppointmentGet, "GET", "/api/v1/cases/{id}/appointment", Roles(EVERYONE)),
+    r(CasesAppointmentBook, "POST", "/api/v1/cases/{id}/appointment", Roles(FRONT_DESK)),
+    r(CasesAppointmentCancel, "DELETE", "/api/v1/cases/{id}/appointment", Roles(FRONT_DESK)),
     // Every AI finding can be taken over by a person in one step (advisors; QC for photo findings).
     r(FindingsReview, "POST", "/api/v1/findings/{id}/review", Roles(&[Advisor, QcInspector, Manager])),
     r(FindingsMeasure, "POST", "/api/v1/findings/{id}/measure", Roles(&[Advisor, QcInspector, Manager])),
@@ -161,6 +177,118 @@ mod tests {
             assert!(seen.len() <= ROUTES.len());
         }
         assert_eq!(spec(AuditList).path, "/api/v1/audit");
+    }
+
+    /// Every `RouteId` has a row: the match is exhaustive, so a new variant without a row here
+    /// fails to compile, and one without a row in ROUTES fails this test.
+    #[test]
+    fn every_route_id_has_a_row() {
+        fn all() -> Vec<RouteId> {
+            let witness = |id: RouteId| match id {
+                Healthz
+                | OpenApi
+                | Metrics
+                | Login
+                | Logout
+                | Me
+                | ChangePassword
+                | CustomersCreate
+                | CustomersList
+                | CustomersGet
+                | VehiclesCreate
+                | VehiclesGet
+                | CasesCreate
+                | CasesList
+                | CasesGet
+                | CasesTransition
+                | CasesEscalate
+                | CasesHandBack
+                | CasesAssign
+                | CasesMessagesPost
+                | CasesMessagesList
+                | CasesEstimateCreate
+                | CasesEstimateGet
+                | CasesFindings
+                | CasesFindingsAdd
+                | CasesPhotosWaive
+                | CasesApprove
+                | SlotsList
+                | CasesAppointmentGet
+                | CasesAppointmentBook
+                | CasesAppointmentCancel
+                | FindingsReview
+                | FindingsMeasure
+                | PhotosUpload
+                | PhotosGet
+                | PhotosAnalysis
+                | PhotosAnnotated
+                | PhotosBlurred
+                | UsersList
+                | UsersCreate
+                | UsersDisable
+                | UsersEnable
+                | UsersResetPassword
+                | AuditList
+                | SyncStatus
+                | LlmStatus => id,
+            };
+            [
+                Healthz,
+                OpenApi,
+                Metrics,
+                Login,
+                Logout,
+                Me,
+                ChangePassword,
+                CustomersCreate,
+                CustomersList,
+                CustomersGet,
+                VehiclesCreate,
+                VehiclesGet,
+                CasesCreate,
+                CasesList,
+                CasesGet,
+                CasesTransition,
+                CasesEscalate,
+                CasesHandBack,
+                CasesAssign,
+                CasesMessagesPost,
+                CasesMessagesList,
+                CasesEstimateCreate,
+                CasesEstimateGet,
+                CasesFindings,
+                CasesFindingsAdd,
+                CasesPhotosWaive,
+                CasesApprove,
+                SlotsList,
+                CasesAppointmentGet,
+                CasesAppointmentBook,
+                CasesAppointmentCancel,
+                FindingsReview,
+                FindingsMeasure,
+                PhotosUpload,
+                PhotosGet,
+                PhotosAnalysis,
+                PhotosAnnotated,
+                PhotosBlurred,
+                UsersList,
+                UsersCreate,
+                UsersDisable,
+                UsersEnable,
+                UsersResetPassword,
+                AuditList,
+                SyncStatus,
+                LlmStatus,
+            ]
+            .into_iter()
+            .map(witness)
+            .collect()
+        }
+        let ids = all();
+        assert_eq!(ids.len(), ROUTES.len(), "ROUTES and RouteId differ in size");
+        for id in ids {
+            assert!(ROUTES.iter().any(|s| s.id == id), "{id:?} has no row in ROUTES");
+        }
     }
 
     #[test]

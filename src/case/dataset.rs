@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::intake::DamageType;
+use crate::domain::vocab::DamageType;
 use crate::media::PhotoFiles;
 use crate::store::{self, Store, StoreError};
 use crate::vision::Detection;

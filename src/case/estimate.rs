@@ -1,7 +1,13 @@
-//! The priced repair plan on a case: findings from intake + the catalogue + the bays' bookings →
-//! a deterministic plan (line items, total, range, duration, free slots), stored as a new estimate
-//! version with its items, an outbox row and an audit row. The LLM only words the customer-facing
-//! explanation, and any number it invents sends the template text instead (`estimate::explain`).
+//! The estimate stage: the case's one finding list + the catalogue + the bays' bookings → a
+//! deterministic plan (line items, total, range, duration, free slots), stored as a new estimate
+//! version with its items, a timeline event, an outbox record and an audit row, and the case moves
+//! to `estimated` (a new version on an approved or scheduled case needs a new approval). The LLM
+//! only words the customer-facing explanation, and any number it invents sends the template text
+//! instead (`estimate::explain`).
+//!
+//! What is priced: confirmed and corrected findings (as corrected), pending findings from the
+//! customer's words or an advisor, and pending photo findings at or above the review threshold.
+//! Rejected findings never are; photo findings below the threshold are listed as awaiting review.
 
 use std::sync::Arc;
 
@@ -9,21 +15,54 @@ use serde::Serialize;
 
 use super::CaseError;
 use crate::catalog::SharedCatalog;
+use crate::domain::vocab::Lang;
+use crate::domain::CaseStatus;
 use crate::domain::{new_id, now, Actor};
 use crate::estimate::{self, Booking, PartsChoice, PlanRequest, RepairPlan};
 use crate::intake::policy::IntakeState;
-use crate::llm::prompts::{Lang, Templates};
+use crate::llm::prompts::Templates;
 use crate::llm::TextGen;
+use crate::store::cases::Event;
 use crate::store::estimates::{self as repo, Item, NewEstimate, StoredEstimate};
+use crate::store::findings::FindingRecord;
 use crate::store::{self, audit, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EstimateView {
     pub id: String,
     pub version: i64,
-    pub plan: RepairPlan,
+    pub plan: PricedPlan,
     pub explanation: String,
     pub explanation_from_llm: bool,
+    pub case_status: crate::domain::CaseStatus,
+}
+
+/// The plan with the finding ids its `finding` indexes refer to, and the photo findings left out
+/// until a person confirms them.
+#[derive(Debug, Clone, Serialize)]
+pub struct PricedPlan {
+    #[serde(flatten)]
+    pub plan: RepairPlan,
+    pub finding_ids: Vec<String>,
+    pub awaiting_review: Vec<AwaitingReview>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AwaitingReview {
+    pub finding_id: String,
+    pub part: String,
+    pub damage_type: String,
+    pub confidence: Option<f64>,
+}
+
+/// Whether a finding is priced now (`Some(true)`), waits for a person (`Some(false)`), or is out.
+fn priced(f: &FindingRecord, review_threshold: f64) -> Option<bool> {
+    match f.review_status.as_str() {
+        "rejected" => None,
+        "confirmed" | "corrected" => Some(true),
+        _ if f.has_source("customer") || f.has_source("advisor") => Some(true),
+        _ => Some(f.confidence.unwrap_or(0.0) >= review_threshold),
+    }
 }
 
 #[derive(Clone)]
@@ -33,47 +72,101 @@ pub struct EstimateService {
     catalog: SharedCatalog,
     templates: Arc<Templates>,
     store_id: String,
+    review_threshold: f64,
 }
 
 fn fen(cny: f64) -> i64 {
     (cny * 100.0).round() as i64
 }
 
-fn parse_local(s: &str) -> Option<chrono::NaiveDateTime> {
-    chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.naive_local())
+/// Appointment times are stored as local wall-clock times ("2026-12-07T09:00:00").
+pub(crate) fn parse_local(s: &str) -> Option<chrono::NaiveDateTime> {
+    chrono::NaiveDateTime::parse_from_str(s, LOCAL_FMT)
+        .ok()
+        .or_else(|| chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.naive_local()))
 }
+
+pub(crate) const LOCAL_FMT: &str = "%Y-%m-%dT%H:%M:%S";
+
+/// The statuses an estimate may be made in: after assessment, or a new version later.
+const ESTIMABLE: [CaseStatus; 3] = [CaseStatus::Assessed, CaseStatus::Estimated, CaseStatus::Scheduled];
 
 impl EstimateService {
     /// `catalog` is shared with the HQ bundle applier, which replaces it when HQ sends new prices.
-    pub fn new(store: store::Store, engine: Arc<dyn TextGen>, catalog: SharedCatalog, store_id: String) -> EstimateService {
-        EstimateService { store, engine, catalog, templates: Arc::new(Templates::builtin()), store_id }
+    pub fn new(
+        store: store::Store,
+        engine: Arc<dyn TextGen>,
+        catalog: SharedCatalog,
+        store_id: String,
+        review_threshold: f32,
+    ) -> EstimateService {
+        EstimateService {
+            store,
+            engine,
+            catalog,
+            templates: Arc::new(Templates::builtin()),
+            store_id,
+            review_threshold: f64::from(review_threshold),
+        }
     }
 
     pub async fn create(&self, actor: &Actor, case_id: String, parts_choice: PartsChoice) -> Result<EstimateView, CaseError> {
         let id = case_id.clone();
-        let today = now();
-        let (state, bookings) = self
+        let today = chrono::Local::now().naive_local().format(LOCAL_FMT).to_string();
+        let threshold = self.review_threshold;
+        let (lang, chosen, awaiting, bookings) = self
             .store
             .read(move |tx| -> Result<_, CaseError> {
-                store::cases::get(tx, &id)?.ok_or(CaseError::NotFound("case"))?;
-                let state = store::intake::state(tx, &id)?.and_then(|(s, _)| serde_json::from_str::<IntakeState>(&s).ok());
-                Ok((state, repo::bookings_after(tx, &today)?))
+                let case = store::cases::get(tx, &id)?.ok_or(CaseError::NotFound("case"))?;
+                if !ESTIMABLE.contains(&case.status) {
+                    return Err(CaseError::state(
+                        "not_assessed",
+                        format!(
+                            "case is {}; an estimate is made once the case is assessed (findings in, photos passed or waived)",
+                            case.status
+                        ),
+                    ));
+                }
+                let lang = match store::intake::state(tx, &id)? {
+                    Some((s, _)) => {
+                        serde_json::from_str::<IntakeState>(&s)
+                            .map_err(|e| StoreError::Corrupt(format!("the intake conversation of case {id}: {e}")))?
+                            .lang
+                    }
+                    None => None,
+                };
+                let (mut chosen, mut awaiting) = (Vec::new(), Vec::new());
+                for f in store::findings::of_case(tx, &id)? {
+                    match priced(&f, threshold) {
+                        Some(true) => chosen.push((f.id.clone(), super::to_domain(&f)?)),
+                        Some(false) => awaiting.push(AwaitingReview {
+                            finding_id: f.id.clone(),
+                            part: f.part.clone(),
+                            damage_type: f.damage_type.clone(),
+                            confidence: f.confidence,
+                        }),
+                        None => {}
+                    }
+                }
+                Ok((lang, chosen, awaiting, repo::bookings_after(tx, &today)?))
             })
             .await?;
-        let state = state.filter(|s| !s.findings.is_empty()).ok_or_else(|| {
-            CaseError::Store(StoreError::Conflict(
-                "no findings on this case yet: run the intake conversation (or add findings) first".into(),
-            ))
-        })?;
+        if chosen.is_empty() {
+            return Err(CaseError::state(
+                "no_findings",
+                "no findings to price: take the customer's words, confirm photo findings, or add a finding first",
+            ));
+        }
+        let (finding_ids, findings): (Vec<String>, Vec<crate::domain::Finding>) = chosen.into_iter().unzip();
         let booked: Vec<Booking> =
             bookings.iter().filter_map(|(a, b)| Some(Booking { start: parse_local(a)?, end: parse_local(b)? })).collect();
         let (engine, catalog, templates, store_id) =
             (self.engine.clone(), self.catalog.get(), self.templates.clone(), self.store_id.clone());
-        let lang = state.lang.unwrap_or(Lang::Zh);
+        let lang = lang.unwrap_or(Lang::Zh);
         // Planning is cheap; the explanation may call the LLM: both off the async runtime.
         let (plan, explanation) = tokio::task::spawn_blocking(move || -> Result<_, estimate::EstimateError> {
             let req = PlanRequest {
-                findings: &state.findings,
+                findings: &findings,
                 store_id: &store_id,
                 parts_choice,
                 now: chrono::Local::now().naive_local(),
@@ -86,20 +179,19 @@ impl EstimateService {
         .await
         .map_err(|_| CaseError::Store(StoreError::Panicked))?
         .map_err(|e| match e {
-            estimate::EstimateError::NoFindings => CaseError::Store(StoreError::Conflict("no findings to price".into())),
-            e => CaseError::Store(StoreError::Conflict(format!("cannot price the plan: {e}"))),
+            estimate::EstimateError::NoFindings => CaseError::state("no_findings", "no findings to price"),
+            e => CaseError::Unavailable(format!("cannot word the plan: {e}")),
         })?;
-
-        let plan_json = serde_json::to_string(&plan).map_err(|e| StoreError::Conflict(format!("cannot encode the plan: {e}")))?;
+        let plan = PricedPlan { plan, finding_ids, awaiting_review: awaiting };
+        let plan_json = serde_json::to_string(&plan).map_err(|e| StoreError::Encode(format!("the plan: {e}")))?;
         let estimate_id = new_id();
         let actor = actor.clone();
         let (p, text, from_llm, eid) = (plan.clone(), explanation.text.clone(), explanation.from_llm, estimate_id.clone());
-        let version = self
+        let (version, case_status) = self
             .store
-            .write(move |tx| -> Result<i64, CaseError> {
-                if store::cases::get(tx, &case_id)?.is_none() {
-                    return Err(CaseError::NotFound("case"));
-                }
+            .write(move |tx| -> Result<(i64, CaseStatus), CaseError> {
+                let mut case = store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))?;
+                let p = &p.plan;
                 let mut items: Vec<Item> = p
                     .labour
                     .iter()
@@ -147,10 +239,34 @@ impl EstimateService {
                 };
                 let v = repo::insert(tx, &e, &items)?;
                 audit::record(tx, &actor, "estimate.create", "case", Some(&case_id), "ok")?;
-                Ok(v)
+                let why = format!("estimate v{v}: ¥{:.2}, {} day(s)", p.total, p.days);
+                if case.status == CaseStatus::Estimated {
+                    // A revision: the case stays estimated, and the new version needs its own approval.
+                    store::cases::note(
+                        tx,
+                        &case_id,
+                        &actor,
+                        &at,
+                        false,
+                        Event { kind: "estimate_revised", from: None, to: None, reason: Some(&why) },
+                    )?;
+                    case = store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))?;
+                } else if ESTIMABLE.contains(&case.status) {
+                    super::stage_move(tx, &mut case, CaseStatus::Estimated, &actor, "estimated", Some(&why))?;
+                } else {
+                    return Err(CaseError::state("not_assessed", format!("case is {}; it cannot be estimated now", case.status)));
+                }
+                Ok((v, case.status))
             })
             .await?;
-        Ok(EstimateView { id: estimate_id, version, plan, explanation: explanation.text, explanation_from_llm: explanation.from_llm })
+        Ok(EstimateView {
+            id: estimate_id,
+            version,
+            plan,
+            explanation: explanation.text,
+            explanation_from_llm: explanation.from_llm,
+            case_status,
+        })
     }
 
     pub async fn latest(&self, case_id: String) -> Result<StoredEstimate, CaseError> {

@@ -2,8 +2,11 @@
 //!
 //! The dialogue policy (`intake::policy`) is pure and may call the LLM; it runs off the async
 //! runtime. Then one transaction stores the customer message, the reply, the new conversation
-//! state, the customer findings (mirrored into `findings`), an outbox row for HQ and an audit row.
-//! A turn that ran without the model where the lexicon was unsure flags the case for a person.
+//! state, the customer's findings (merged into the case's one finding list), an outbox row for HQ
+//! and an audit row. The first message moves a reported case to `intake`; a turn after which the
+//! preconditions hold moves it on to `assessed`. A turn that ran without the model where the
+//! lexicon was unsure flags the case for a person. An unreadable stored state is an error, never
+//! silently a new conversation.
 
 use std::sync::Arc;
 
@@ -12,13 +15,15 @@ use serde_json::json;
 
 use super::CaseError;
 use crate::domain::validate;
+use crate::domain::{new_id, CaseStatus, Finding};
 use crate::domain::{now, Actor};
 use crate::intake::policy::{self, IntakeContext, IntakeState, MissingFact, NextAction, Policy};
 use crate::intake::{ExtractedFinding, IntakeError, MAX_TEXT_CHARS};
 use crate::llm::prompts::Templates;
 use crate::llm::TextGen;
 use crate::store::cases::Event;
-use crate::store::intake::{self as repo, FindingRow, Message};
+use crate::store::findings::{self as findings_repo, FindingRecord};
+use crate::store::intake::{self as repo, Message};
 use crate::store::{self, audit, StoreError};
 
 /// What a tablet shows after a customer message.
@@ -69,7 +74,12 @@ impl IntakeService {
                 Ok(repo::state(tx, &id)?)
             })
             .await?
-            .map(|(s, v)| (serde_json::from_str::<IntakeState>(&s).unwrap_or_default(), v))
+            .map(|(s, v)| {
+                serde_json::from_str::<IntakeState>(&s)
+                    .map(|st| (st, v))
+                    .map_err(|e| StoreError::Corrupt(format!("the intake conversation of case {case_id}: {e}")))
+            })
+            .transpose()?
             .unwrap_or_default();
 
         let (engine, templates, pol, phrasing) = (self.engine.clone(), self.templates.clone(), self.policy.clone(), self.llm_phrasing);
@@ -100,20 +110,7 @@ impl IntakeService {
                 repo::add_message(tx, &case_id, &at, "customer", &text, Some(&json!({ "entered_by": actor.username })))?;
                 let meta = json!({ "action": v.action, "missing": v.missing, "degraded": v.degraded, "llm_phrased": out.llm_phrased, "templates_version": v.templates_version });
                 repo::add_message(tx, &case_id, &at, "assistant", &v.reply, Some(&meta))?;
-                let rows: Vec<FindingRow> = out
-                    .state
-                    .findings
-                    .iter()
-                    .map(|f| FindingRow {
-                        part: f.part.id(),
-                        position: f.position.map(|p| p.id()),
-                        damage_type: f.damage_type.id(),
-                        length_cm: f.length_cm,
-                        primer_visible: f.primer_visible,
-                        occurs_when: f.occurs_when.as_deref(),
-                    })
-                    .collect();
-                repo::replace_customer_findings(tx, &case_id, &rows, &at)?;
+                merge_customer_findings(tx, &case_id, &out.state.findings, &at)?;
                 repo::outbox(tx, &case_id, new_version, &at, &json!({ "case_id": case_id, "findings": v.findings, "action": v.action }))?;
                 if v.degraded && !case.needs_review {
                     let expected = case.version;
@@ -124,6 +121,12 @@ impl IntakeService {
                     store::cases::update(tx, &case, expected, &actor, Event { kind: "flagged", from: None, to: None, reason: Some(reason) })?;
                 }
                 audit::record(tx, &actor, "case.message", "case", Some(&case_id), "ok")?;
+                // The conversation is the intake stage's work: the first message starts it.
+                let mut case = store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))?;
+                if case.status == CaseStatus::Reported {
+                    super::stage_move(tx, &mut case, CaseStatus::Intake, &actor, "intake_started", Some("the customer's first words were taken"))?;
+                }
+                super::assess_if_ready(tx, &case_id, &actor, "findings taken; photos passed the quality gate or were waived")?;
                 Ok(())
             })
             .await?;
@@ -143,4 +146,92 @@ impl IntakeService {
         super::audit_read(&self.store, actor, "case.messages.read", "case", Some(case_id), found.is_ok()).await?;
         found
     }
+}
+
+/// Merge what the customer's words now say into the case's one finding list:
+/// - the same problem already listed from the customer is updated in place (unless a person
+///   reviewed it: their word stands);
+/// - the same problem seen on a photo or added by an advisor gains the customer as a source;
+/// - anything new is added; a pending customer finding the words no longer say is withdrawn (or,
+///   when a photo or advisor also reports it, only loses the customer as a source).
+fn merge_customer_findings(tx: &store::Tx, case_id: &str, said: &[Finding], at: &str) -> Result<(), StoreError> {
+    let existing = findings_repo::of_case(tx, case_id)?;
+    let mut kept = vec![false; existing.len()];
+    for f in said {
+        let (part, pos, dmg) = (f.part.id(), f.position.map(|p| p.id()), f.damage_type.id());
+        let exact = |e: &FindingRecord| e.part == part && e.position.as_deref() == pos && e.damage_type == dmg;
+        if let Some(i) = (0..existing.len()).find(|&i| !kept[i] && existing[i].has_source("customer") && exact(&existing[i])) {
+            kept[i] = true;
+            let e = &existing[i];
+            if e.review_status != "pending" {
+                continue;
+            }
+            let mut u = e.clone();
+            u.length_cm = f.length_cm;
+            u.primer_visible = f.primer_visible;
+            u.occurs_when = f.occurs_when.clone();
+            u.facts = f.facts.clone();
+            if u != *e {
+                u.updated_at = at.to_string();
+                findings_repo::save(tx, &u)?;
+            }
+            continue;
+        }
+        let other = (0..existing.len()).find(|&i| {
+            !kept[i]
+                && !existing[i].has_source("customer")
+                && existing[i].review_status != "rejected"
+                && findings_repo::same_problem(&existing[i], part, pos, dmg)
+        });
+        if let Some(i) = other {
+            kept[i] = true;
+            let mut u = existing[i].clone();
+            u.sources.push("customer".into());
+            u.position = u.position.or(pos.map(String::from));
+            u.length_cm = u.length_cm.or(f.length_cm);
+            u.primer_visible = u.primer_visible.or(f.primer_visible);
+            u.occurs_when = u.occurs_when.or(f.occurs_when.clone());
+            u.facts.extend(f.facts.clone());
+            u.updated_at = at.to_string();
+            findings_repo::save(tx, &u)?;
+            continue;
+        }
+        findings_repo::insert(
+            tx,
+            &FindingRecord {
+                id: new_id(),
+                case_id: case_id.to_string(),
+                source: "customer".into(),
+                sources: vec!["customer".into()],
+                part: part.into(),
+                position: pos.map(String::from),
+                damage_type: dmg.into(),
+                length_cm: f.length_cm,
+                measured_cm: None,
+                primer_visible: f.primer_visible,
+                occurs_when: f.occurs_when.clone(),
+                facts: f.facts.clone(),
+                confidence: None,
+                review_status: "pending".into(),
+                photo_id: None,
+                bbox: None,
+                note: None,
+                updated_at: at.to_string(),
+            },
+        )?;
+    }
+    for (i, e) in existing.iter().enumerate() {
+        if kept[i] || !e.has_source("customer") || e.review_status != "pending" {
+            continue;
+        }
+        if e.sources.len() == 1 {
+            findings_repo::withdraw(tx, e, at)?;
+        } else {
+            let mut u = e.clone();
+            u.sources.retain(|s| s != "customer");
+            u.updated_at = at.to_string();
+            findings_repo::save(tx, &u)?;
+        }
+    }
+    Ok(())
 }

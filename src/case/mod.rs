@@ -1,6 +1,7 @@
 //! The case workflow service: customers and vehicles at intake, case creation, the lifecycle
-//! (transition, escalate to a person, hand back), assignment, and reads. Later stages (intake
-//! dialogue, photos/vision, estimate, schedule, work order, QC, follow-up) join as files here.
+//! (manual moves, escalate to a person, hand back), assignment, the finding list, and reads. The
+//! stages are files here in flow order: intake → photos → estimate → schedule (work order, QC and
+//! follow-up join later); each does its work and moves the case through `stage_move`.
 //!
 //! Every write commits together with its timeline event, outbox row and audit row (one transaction
 //! on the store's writer). Reads of a customer's personal data write an audit row first.
@@ -9,6 +10,7 @@ pub mod dataset;
 pub mod estimate;
 pub mod intake;
 pub mod photos;
+pub mod schedule;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +32,108 @@ pub enum CaseError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Intake(#[from] crate::intake::IntakeError),
+    /// The work cannot be done in the case's current state (no findings to price, a paused case…).
+    #[error("{message}")]
+    State { code: &'static str, message: String },
+    /// A safeguard cannot run, so the protected thing is refused (never passed through).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl CaseError {
+    pub fn state(code: &'static str, message: impl Into<String>) -> CaseError {
+        CaseError::State { code, message: message.into() }
+    }
+}
+
+static POLICY: std::sync::LazyLock<crate::intake::policy::Policy> = std::sync::LazyLock::new(crate::intake::policy::Policy::builtin);
+
+/// A stored finding in the domain's words (for pricing and the photo rule).
+pub(crate) fn to_domain(f: &store::findings::FindingRecord) -> Result<crate::domain::Finding, StoreError> {
+    use crate::domain::vocab::{DamageType, Part, Position};
+    let bad = |what: &str, v: &str| StoreError::Corrupt(format!("finding {}: unknown {what} `{v}`", f.id));
+    let part = Part::from_id(&f.part).ok_or_else(|| bad("part", &f.part))?;
+    let damage = DamageType::from_id(&f.damage_type).ok_or_else(|| bad("damage type", &f.damage_type))?;
+    let position = match &f.position {
+        Some(p) => Some(Position::from_id(p).ok_or_else(|| bad("position", p))?),
+        None => None,
+    };
+    let mut out = crate::domain::Finding::new(part, position, damage);
+    out.length_cm = priced_length(f.length_cm, f.measured_cm);
+    out.primer_visible = f.primer_visible;
+    out.occurs_when = f.occurs_when.clone();
+    out.facts = f.facts.clone();
+    Ok(out)
+}
+
+/// The length a plan uses: a photo's measurement where it agrees with what the customer said
+/// (within 15 %), the customer's (or a person's) where they disagree (a person was flagged), and
+/// the measurement alone where nobody said a length.
+pub(crate) fn priced_length(stated: Option<f64>, measured: Option<f64>) -> Option<f64> {
+    match (stated, measured) {
+        (Some(s), Some(m)) if crate::vision::measure::disagreement(s, m).is_none() => Some(m),
+        (Some(s), _) => Some(s),
+        (None, m) => m,
+    }
+}
+
+/// What the stage guards need to know about a case, read in the caller's transaction.
+pub(crate) fn facts(tx: &store::Tx, case_id: &str) -> Result<rules::Facts, StoreError> {
+    let findings: Vec<_> = store::findings::of_case(tx, case_id)?.into_iter().filter(|f| f.review_status != "rejected").collect();
+    let mut photos_needed = 0;
+    for f in &findings {
+        if POLICY.needs_photos(&to_domain(f)?) {
+            photos_needed = rules::REQUESTED_PHOTOS;
+        }
+    }
+    let latest = store::estimates::latest_id(tx, case_id)?;
+    let approved = match &latest {
+        Some((id, _)) => store::schedule::approval_of(tx, id)?.is_some(),
+        None => false,
+    };
+    Ok(rules::Facts {
+        findings: findings.len() as u32,
+        photos_needed,
+        photos_passed: store::photos::passed_quality(tx, case_id)?,
+        photos_waived: store::photos::waiver(tx, case_id)?.is_some(),
+        estimate: latest.is_some(),
+        approved,
+        appointment: store::schedule::booked_of(tx, case_id)?.is_some(),
+    })
+}
+
+/// Move a case as the result of a stage's work (guarded by the domain's preconditions), with its
+/// timeline event, outbox record and audit row, in the caller's transaction.
+pub(crate) fn stage_move(
+    tx: &store::Tx,
+    case: &mut Case,
+    to: CaseStatus,
+    actor: &Actor,
+    kind: &str,
+    reason: Option<&str>,
+) -> Result<(), CaseError> {
+    let f = facts(tx, &case.id)?;
+    let t = rules::stage_transition(case.status, case.prior_status, to, &f)?;
+    let expected = case.version;
+    case.status = t.to;
+    case.prior_status = t.prior;
+    case.version += 1;
+    case.updated_at = now();
+    store::cases::update(tx, case, expected, actor, Event { kind, from: Some(t.from), to: Some(t.to), reason })?;
+    audit::record(tx, actor, &format!("case.{kind}"), "case", Some(&case.id), "ok")?;
+    Ok(())
+}
+
+/// Move an intake case to `assessed` when its preconditions now hold (called by the stages whose
+/// work can complete them: a message, a photo analysis, a waiver, a review). Quietly does nothing
+/// otherwise; returns whether it moved.
+pub(crate) fn assess_if_ready(tx: &store::Tx, case_id: &str, actor: &Actor, why: &str) -> Result<bool, CaseError> {
+    let Some(mut case) = store::cases::get(tx, case_id)? else { return Ok(false) };
+    if case.status != CaseStatus::Intake || !rules::requires(CaseStatus::Assessed, &facts(tx, case_id)?).is_empty() {
+        return Ok(false);
+    }
+    stage_move(tx, &mut case, CaseStatus::Assessed, actor, "assessed", Some(why))?;
+    Ok(true)
 }
 
 /// A person's decision on a finding (from the customer's words or a photo).
@@ -70,6 +174,17 @@ pub struct MeasureResult {
     pub stated_cm: Vec<f64>,
     /// Stated and measured differ by more than 15 %: the case went to a person.
     pub needs_review: bool,
+}
+
+/// A finding an advisor adds by hand (seen on the car, or said in a way the assistant missed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewFinding {
+    pub part: String,
+    pub position: Option<String>,
+    pub damage_type: String,
+    pub length_cm: Option<f64>,
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -284,9 +399,10 @@ impl CaseService {
         Ok(self.store.read(move |tx| store::cases::list(tx, &filter)).await?)
     }
 
-    /// Move a case; illegal moves come back as `TransitionError::Illegal` with the allowed ones.
+    /// Move a case by hand (pauses, cancellation, step-backs): illegal moves come back with the
+    /// allowed ones, and moves a stage owns with the stage's endpoint.
     pub async fn transition(&self, actor: &Actor, id: String, to: CaseStatus, reason: Option<String>) -> Result<Case, CaseError> {
-        self.change(actor, id, "transition", reason, move |role, c| rules::transition(role, c.status, c.prior_status, to)).await
+        self.change(actor, id, "transition", reason, move |role, c| rules::manual_transition(role, c.status, c.prior_status, to)).await
     }
 
     /// Hand the case to a person, from any open state, in one call.
@@ -348,6 +464,10 @@ impl CaseService {
                 let ev = Event { kind, from: Some(t.from), to: Some(t.to), reason: reason.as_deref() };
                 store::cases::update(tx, &case, expected, &actor, ev)?;
                 audit::record(tx, &actor, &format!("case.{kind}"), "case", Some(&case.id), "ok")?;
+                // A cancelled case frees its bay.
+                if t.to == CaseStatus::Cancelled {
+                    schedule::release_booking(tx, &case.id, &actor)?;
+                }
                 Ok(case)
             })
             .await
@@ -387,10 +507,93 @@ impl CaseService {
             .await
     }
 
+    /// An advisor adds a finding: it joins the one list (an existing finding of the same problem
+    /// gains the advisor as a source instead of a second row) and counts as confirmed.
+    pub async fn add_finding(&self, actor: &Actor, case_id: String, n: NewFinding) -> Result<store::findings::FindingRecord, CaseError> {
+        use crate::domain::vocab::{DamageType, Part, Position};
+        let part = Part::from_id(&n.part).ok_or_else(|| validate::invalid("part", "not a part of the vocabulary"))?;
+        let position = match n.position.as_deref() {
+            Some(p) => Some(Position::from_id(p).ok_or_else(|| validate::invalid("position", "not a position of the vocabulary"))?),
+            None => None,
+        };
+        let damage =
+            DamageType::from_id(&n.damage_type).ok_or_else(|| validate::invalid("damage_type", "not a damage type of the vocabulary"))?;
+        if let Some(l) = n.length_cm {
+            if !(0.0..=1000.0).contains(&l) {
+                return Err(validate::invalid("length_cm", "must be between 0 and 1000").into());
+            }
+        }
+        let note = validate::opt_text("note", n.note.as_deref(), 500)?;
+        let actor = actor.clone();
+        self.store
+            .write(move |tx| -> Result<_, CaseError> {
+                let case = store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))?;
+                if case.status.is_terminal() {
+                    return Err(CaseError::state("case_closed", format!("case is {}; it takes no more findings", case.status)));
+                }
+                let at = now();
+                let (p, pos, d) = (part.id(), position.map(|x| x.id()), damage.id());
+                let existing = store::findings::of_case(tx, &case_id)?
+                    .into_iter()
+                    .find(|f| f.review_status != "rejected" && store::findings::same_problem(f, p, pos, d));
+                let f = match existing {
+                    Some(mut f) => {
+                        if !f.has_source("advisor") {
+                            f.sources.push("advisor".into());
+                        }
+                        f.position = f.position.or(pos.map(String::from));
+                        f.length_cm = n.length_cm.or(f.length_cm);
+                        f.note = note.or(f.note);
+                        f.review_status = "confirmed".into();
+                        f.updated_at = at.clone();
+                        store::findings::save(tx, &f)?;
+                        f
+                    }
+                    None => {
+                        let f = store::findings::FindingRecord {
+                            id: new_id(),
+                            case_id: case_id.clone(),
+                            source: "advisor".into(),
+                            sources: vec!["advisor".into()],
+                            part: p.into(),
+                            position: pos.map(String::from),
+                            damage_type: d.into(),
+                            length_cm: n.length_cm,
+                            measured_cm: None,
+                            primer_visible: None,
+                            occurs_when: None,
+                            facts: Default::default(),
+                            confidence: None,
+                            review_status: "confirmed".into(),
+                            photo_id: None,
+                            bbox: None,
+                            note,
+                            updated_at: at.clone(),
+                        };
+                        store::findings::insert(tx, &f)?;
+                        f
+                    }
+                };
+                let what = format!("advisor added {}/{}", f.part, f.damage_type);
+                store::cases::note(
+                    tx,
+                    &case_id,
+                    &actor,
+                    &at,
+                    false,
+                    Event { kind: "finding_added", from: None, to: None, reason: Some(&what) },
+                )?;
+                audit::record(tx, &actor, "finding.add", "finding", Some(&f.id), "ok")?;
+                assess_if_ready(tx, &case_id, &actor, "an advisor added a finding; photos passed or waived")?;
+                Ok(f)
+            })
+            .await
+    }
+
     /// Confirm, correct or reject a finding: the person's word replaces the machine's, is kept for
     /// retraining, and goes on the case's timeline.
     pub async fn review_finding(&self, actor: &Actor, id: String, r: Review) -> Result<store::findings::FindingRecord, CaseError> {
-        use crate::intake::{DamageType, Part, Position};
+        use crate::domain::vocab::{DamageType, Part, Position};
         let part = r
             .part
             .as_deref()
@@ -442,7 +645,7 @@ impl CaseService {
                 }
                 .into();
                 f.updated_at = now();
-                store::findings::save_review(tx, &f)?;
+                store::findings::save(tx, &f)?;
                 let what = format!(
                     "{} {} {}/{}{}",
                     f.review_status,
@@ -479,12 +682,12 @@ impl CaseService {
                     .bbox
                     .as_ref()
                     .and_then(|b| serde_json::from_value(b.clone()).ok())
-                    .ok_or_else(|| CaseError::Store(StoreError::Conflict("only a photo finding has a box to measure".into())))?;
+                    .ok_or_else(|| CaseError::state("no_box", "only a finding seen on a photo has a box to measure"))?;
                 let m = measure::measure(&bbox, &reference)
                     .ok_or_else(|| CaseError::from(validate::invalid("to", "the marked segment is too short (at least 2 pixels)")))?;
-                f.length_cm = Some(m.length_cm);
+                f.measured_cm = Some(m.length_cm);
                 f.updated_at = now();
-                store::findings::save_review(tx, &f)?;
+                store::findings::save(tx, &f)?;
                 let (stated, disagree) = photos::stated_vs_measured(tx, &f.case_id, &f.part, m.length_cm)?;
                 let what = match disagree {
                     Some(s) => format!(

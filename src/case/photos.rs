@@ -4,6 +4,12 @@
 //! stores quality, shot guess and detections. Damage classes of a dealer's model become findings;
 //! below the review threshold they go to manual review. With no damage model the case is marked
 //! "needs advisor assessment" — never a made-up finding. Inference never runs on the async runtime.
+//!
+//! The photos stage: a photo finding of a problem the customer already named joins that finding
+//! (one finding, two sources); once the requested photos pass the quality gate (or an advisor
+//! waives them) the case moves to `assessed`. The blurred render — the only version that may leave
+//! the store — is made only from an analysis by a detector with a face or person class; otherwise
+//! it is refused (`privacy_detections`), never served unblurred.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -94,7 +100,9 @@ fn worker(
 /// Decode, detect, assess. Failures become a `failed` analysis so the queue moves on.
 fn analyse(files: &PhotoFiles, detector: Option<&dyn Detector>, cfg: &AnalyzerConfig, photo: &Photo) -> (Analysis, Vec<Detection>) {
     let path = files.path_for(&photo.sha256);
+    let privacy_capable = detector.is_some_and(|d| d.card().roles.iter().any(|r| matches!(r, Role::PiiFace | Role::PiiPerson)));
     let base = Analysis {
+        privacy_capable,
         photo_id: photo.id.clone(),
         status: "failed".into(),
         model: detector.map(|d| d.card().name.clone()),
@@ -150,7 +158,7 @@ fn locate_and_measure(damage: &Detection, dets: &[Detection]) -> (Option<String>
     let parts: Vec<(&str, [f32; 4])> = dets
         .iter()
         .filter_map(|d| match &d.role {
-            Role::Part(p) if crate::intake::Part::from_id(p).is_some() => Some((p.as_str(), d.bbox)),
+            Role::Part(p) if crate::domain::vocab::Part::from_id(p).is_some() => Some((p.as_str(), d.bbox)),
             _ => None,
         })
         .collect();
@@ -191,7 +199,7 @@ async fn save(
                         }
                     }
                     let part = part.unwrap_or_else(|| "other".into());
-                    repo::insert_vision_finding(tx, &photo.case_id, &photo.id, &part, kind, measured.map(|m| m.length_cm), d.confidence, &d.bbox, &at)?;
+                    merge_vision_finding(tx, &photo, &part, kind, measured.map(|m| m.length_cm), d, &at)?;
                     low_confidence |= d.confidence < review_threshold;
                 }
             }
@@ -213,7 +221,129 @@ async fn save(
                     store::cases::note(tx, &case.id, &actor, &at, true, ev)?;
                 }
             }
-            Ok(())
+            match super::assess_if_ready(tx, &photo.case_id, &actor, "the requested photos passed the quality gate") {
+                Ok(_) => Ok(()),
+                Err(super::CaseError::Store(e)) => Err(e),
+                // A guard that does not hold is not a failure of the analysis.
+                Err(e) => {
+                    tracing::warn!(error = %e, case = %photo.case_id, "could not move the case after a photo analysis");
+                    Ok(())
+                }
+            }
+        })
+        .await
+}
+
+/// A damage the detector found: one finding with the customer's (or advisor's) finding of the same
+/// problem when there is one (the photo adds its source, box, confidence and measurement), else a
+/// new photo finding.
+fn merge_vision_finding(
+    tx: &store::Tx,
+    photo: &Photo,
+    part: &str,
+    damage: &str,
+    measured_cm: Option<f64>,
+    d: &Detection,
+    at: &str,
+) -> Result<(), StoreError> {
+    use crate::store::findings::{self as findings, FindingRecord};
+    let bbox = serde_json::json!(d.bbox);
+    let same = findings::of_case(tx, &photo.case_id)?
+        .into_iter()
+        .find(|f| f.review_status != "rejected" && f.photo_id.is_none() && findings::same_problem(f, part, None, damage));
+    if let Some(mut f) = same {
+        if !f.has_source("vision") {
+            f.sources.push("vision".into());
+        }
+        f.photo_id = Some(photo.id.clone());
+        f.bbox = Some(bbox);
+        f.confidence = Some(f64::from(d.confidence));
+        f.measured_cm = measured_cm;
+        f.updated_at = at.to_string();
+        return findings::save(tx, &f);
+    }
+    findings::insert(
+        tx,
+        &FindingRecord {
+            id: crate::domain::new_id(),
+            case_id: photo.case_id.clone(),
+            source: "vision".into(),
+            sources: vec!["vision".into()],
+            part: part.into(),
+            position: None,
+            damage_type: damage.into(),
+            length_cm: None,
+            measured_cm,
+            primer_visible: None,
+            occurs_when: None,
+            facts: Default::default(),
+            confidence: Some(f64::from(d.confidence)),
+            review_status: "pending".into(),
+            photo_id: Some(photo.id.clone()),
+            bbox: Some(bbox),
+            note: None,
+            updated_at: at.to_string(),
+        },
+    )
+}
+
+/// The boxes to blur a photo with, or the reason there are none to trust: the analysis is not done
+/// (409), or no detector with a face or person class made it, or it cannot be read (503). Never
+/// "no boxes", which would pass the photo through unblurred.
+pub fn privacy_detections(analysis: Result<Option<Analysis>, StoreError>) -> Result<Vec<Detection>, super::CaseError> {
+    use super::CaseError;
+    let a = match analysis {
+        Ok(a) => a,
+        Err(StoreError::Corrupt(_)) => {
+            return Err(CaseError::Unavailable("the photo's analysis cannot be read, so it cannot be blurred; analyse it again".into()))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(a) = a.filter(|a| a.status == "done") else {
+        return Err(CaseError::state("analysis_pending", "the photo has not been analysed yet; try again shortly"));
+    };
+    if !a.privacy_capable {
+        return Err(CaseError::Unavailable(
+            "no detector that finds faces or people analysed this photo (vision off, or a model without pii roles): the blurred version cannot be made"
+                .into(),
+        ));
+    }
+    a.detections
+        .and_then(|d| serde_json::from_value::<Vec<Detection>>(d).ok())
+        .ok_or_else(|| CaseError::Unavailable("the photo's detections cannot be read, so it cannot be blurred; analyse it again".into()))
+}
+
+/// An advisor decides the case needs no (more) photos, with a reason; the case moves on to
+/// `assessed` when its findings are in.
+pub async fn waive_photos(
+    store: &Store,
+    actor: &Actor,
+    case_id: String,
+    reason: String,
+) -> Result<crate::domain::case::Case, super::CaseError> {
+    use super::CaseError;
+    let reason = crate::domain::validate::text("reason", &reason, 500)?;
+    let actor = actor.clone();
+    store
+        .write(move |tx| -> Result<_, CaseError> {
+            let case = store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))?;
+            if !matches!(case.status, crate::domain::CaseStatus::Reported | crate::domain::CaseStatus::Intake) {
+                return Err(CaseError::state("not_in_intake", format!("case is {}; photos are waived during intake", case.status)));
+            }
+            let at = now();
+            repo::save_waiver(tx, &case_id, &reason, &actor.username, &at)?;
+            let why = format!("photos waived: {reason}");
+            store::cases::note(
+                tx,
+                &case_id,
+                &actor,
+                &at,
+                false,
+                Event { kind: "photos_waived", from: None, to: None, reason: Some(&why) },
+            )?;
+            store::audit::record(tx, &actor, "case.photos_waive", "case", Some(&case_id), "ok")?;
+            super::assess_if_ready(tx, &case_id, &actor, "photos waived by an advisor")?;
+            store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))
         })
         .await
 }

@@ -8,6 +8,12 @@
 //!   pause keeps the original working status, so a case can never lose where it was.
 //! - `closed` and `cancelled` are terminal: no move leaves them.
 //! - Which role may *cause* a move is decided here too (`may_move`), next to the table it guards.
+//! - Stages own the forward moves of the front desk (`stage_of`): reported → intake (the first
+//!   customer message), intake → assessed (photos passed or waived), → estimated (an estimate),
+//!   → scheduled (approval + appointment). Those happen only through `stage_transition`, after
+//!   its preconditions (`requires`) hold; `manual_transition` (the `/transition` route) refuses
+//!   them and names the stage's endpoint. Pauses, cancellation, step-backs and the workshop moves
+//!   (until their stages exist) stay manual.
 
 use serde::{Deserialize, Serialize};
 
@@ -149,6 +155,138 @@ pub enum TransitionError {
     Forbidden { role: Role, from: CaseStatus, to: CaseStatus },
     #[error("case is not paused; there is nothing to hand back")]
     NotPaused { current: CaseStatus },
+    #[error("a case enters {to} only through its stage: {endpoint}")]
+    StageOwned { current: CaseStatus, to: CaseStatus, endpoint: &'static str },
+    #[error("the case cannot enter {to} yet: {} missing", missing.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "))]
+    Precondition { current: CaseStatus, to: CaseStatus, missing: Vec<Missing> },
+}
+
+/// What a case has, as far as the stage guards are concerned (read inside the stage's transaction).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Findings that are not rejected.
+    pub findings: u32,
+    /// Photos the intake asked for (0 when the findings need none).
+    pub photos_needed: u32,
+    /// Photos whose analysis passed the quality gate.
+    pub photos_passed: u32,
+    /// An advisor waived the photos, with a reason.
+    pub photos_waived: bool,
+    /// An estimate version exists.
+    pub estimate: bool,
+    /// The customer approved the latest estimate version.
+    pub approved: bool,
+    /// A booked appointment.
+    pub appointment: bool,
+}
+
+/// A precondition that does not hold yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missing {
+    Findings,
+    Photos,
+    Estimate,
+    Approval,
+    Appointment,
+}
+
+impl Missing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Missing::Findings => "findings",
+            Missing::Photos => "photos",
+            Missing::Estimate => "estimate",
+            Missing::Approval => "approval",
+            Missing::Appointment => "appointment",
+        }
+    }
+}
+
+/// Photos the intake asks for when a finding must be seen (front, side, close-up).
+pub const REQUESTED_PHOTOS: u32 = 3;
+
+/// The stage endpoint that owns the move `from → to`, if a stage owns it. Resuming a paused case
+/// is not a stage move (hand back returns to where the case was).
+pub fn stage_of(from: CaseStatus, to: CaseStatus) -> Option<&'static str> {
+    if from.is_pause() {
+        return None;
+    }
+    match (from, to) {
+        (Reported, Intake) => Some("POST /api/v1/cases/{id}/messages"),
+        (Intake, Assessed) => Some("POST /api/v1/cases/{id}/photos (or /photos/waive)"),
+        (Assessed | Scheduled, Estimated) => Some("POST /api/v1/cases/{id}/estimate"),
+        (Estimated, Scheduled) => Some("POST /api/v1/cases/{id}/approval and /appointment"),
+        _ => None,
+    }
+}
+
+/// What must hold before a case enters `to` through its stage.
+pub fn requires(to: CaseStatus, f: &Facts) -> Vec<Missing> {
+    let mut m = Vec::new();
+    match to {
+        Assessed => {
+            if f.findings == 0 {
+                m.push(Missing::Findings);
+            }
+            if f.photos_passed < f.photos_needed && !f.photos_waived {
+                m.push(Missing::Photos);
+            }
+        }
+        Estimated => {
+            if f.findings == 0 {
+                m.push(Missing::Findings);
+            }
+            if !f.estimate {
+                m.push(Missing::Estimate);
+            }
+        }
+        Scheduled => {
+            if !f.approved {
+                m.push(Missing::Approval);
+            }
+            if !f.appointment {
+                m.push(Missing::Appointment);
+            }
+        }
+        _ => {}
+    }
+    m
+}
+
+/// A move by a stage: legal in the table and its preconditions hold. Who may do the stage's work
+/// is the stage endpoint's rule (the route table), so no role is checked here.
+pub fn stage_transition(
+    current: CaseStatus,
+    prior: Option<CaseStatus>,
+    to: CaseStatus,
+    facts: &Facts,
+) -> Result<Transition, TransitionError> {
+    let allowed = allowed_next(current, prior);
+    if !allowed.contains(&to) || stage_of(current, to).is_none() {
+        return Err(TransitionError::Illegal { current, requested: to, allowed });
+    }
+    let missing = requires(to, facts);
+    if !missing.is_empty() {
+        return Err(TransitionError::Precondition { current, to, missing });
+    }
+    Ok(Transition { from: current, to, prior: None })
+}
+
+/// A move asked for by hand (`/transition`): everything the table allows except the moves a stage
+/// owns, which are refused with the stage's endpoint.
+pub fn manual_transition(
+    role: Role,
+    current: CaseStatus,
+    prior: Option<CaseStatus>,
+    to: CaseStatus,
+) -> Result<Transition, TransitionError> {
+    if let Some(endpoint) = stage_of(current, to) {
+        if allowed_next(current, prior).contains(&to) {
+            return Err(TransitionError::StageOwned { current, to, endpoint });
+        }
+    }
+    transition(role, current, prior, to)
 }
 
 /// The outcome of a legal move: the new status and the working status to remember (if paused).

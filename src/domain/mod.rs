@@ -2,8 +2,11 @@
 //! vehicles, photos. Pure: nothing here knows about HTTP, SQL or MQTT, so the rules can be tested alone.
 
 pub mod case;
+pub mod numerals;
+pub mod vocab;
 
 pub use case::{CaseStatus, Transition, TransitionError};
+pub use vocab::{DamageType, Finding, Lang, Part, Position};
 
 use serde::{Deserialize, Serialize};
 

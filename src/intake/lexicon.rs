@@ -9,6 +9,7 @@
 //! hit, longest match first, so "后视镜" is a mirror, never "rear", and "开关门" is a situation,
 //! never a door.
 
+use crate::domain::numerals::{digit as cn_digit, value as cn_number};
 use std::sync::OnceLock;
 
 use super::homophone::Homophones;
@@ -2356,74 +2357,6 @@ const WHEN_FILLERS: &[&str] = &[
 
 // ---------------------------------------------------------------------------------------------
 // Numbers and units.
-
-fn cn_digit(c: char) -> Option<f64> {
-    Some(match c {
-        '零' => 0.0,
-        '一' => 1.0,
-        '二' | '两' => 2.0,
-        '三' => 3.0,
-        '四' => 4.0,
-        '五' => 5.0,
-        '六' => 6.0,
-        '七' => 7.0,
-        '八' => 8.0,
-        '九' => 9.0,
-        _ => return None,
-    })
-}
-
-/// Value of a Chinese numeral run like 三十, 十几, 二三十, 一百二, 几十, 半.
-fn cn_number(s: &str) -> Option<f64> {
-    if s.is_empty() {
-        return None;
-    }
-    if s == "半" {
-        return Some(0.5);
-    }
-    if s == "几" {
-        return Some(3.0);
-    }
-    if s == "几十" {
-        return Some(50.0);
-    }
-    let chars: Vec<char> = s.chars().collect();
-    // "二三十", "三四十": a range, take the middle.
-    if chars.len() == 3 && chars[2] == '十' {
-        if let (Some(a), Some(b)) = (cn_digit(chars[0]), cn_digit(chars[1])) {
-            return Some((a + b) / 2.0 * 10.0);
-        }
-    }
-    let mut total = 0.0;
-    let mut cur = 0.0;
-    let mut last_unit = 1.0;
-    for &c in &chars {
-        if let Some(d) = cn_digit(c) {
-            cur = d;
-        } else if c == '几' {
-            cur = 5.0; // 十几 ≈ 15
-        } else if c == '十' {
-            total += if cur == 0.0 { 1.0 } else { cur } * 10.0;
-            cur = 0.0;
-            last_unit = 10.0;
-        } else if c == '百' {
-            total += if cur == 0.0 { 1.0 } else { cur } * 100.0;
-            cur = 0.0;
-            last_unit = 100.0;
-        } else if c == '半' {
-            cur += 0.5;
-        } else {
-            return None;
-        }
-    }
-    // "一百二" = 120: a trailing digit after 百 counts tens.
-    if last_unit == 100.0 && cur > 0.0 && chars.last().map(|c| cn_digit(*c).is_some()).unwrap_or(false) {
-        total += cur * 10.0;
-    } else {
-        total += cur;
-    }
-    Some(total)
-}
 
 /// First length with a unit (in cm), and the first bare number without one.
 fn lengths(s: &str) -> (Option<f64>, Option<f64>) {

@@ -13,24 +13,7 @@ use serde::Deserialize;
 /// The compiled-in default template file.
 pub const DEFAULT_TEMPLATES: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/prompts/templates_v1.toml"));
 
-/// Customer language; decides which text of a template is used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Lang {
-    Zh,
-    En,
-}
-
-impl Lang {
-    /// Chinese as soon as the text has a CJK character; English otherwise.
-    pub fn detect(text: &str) -> Lang {
-        if text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)) {
-            Lang::Zh
-        } else {
-            Lang::En
-        }
-    }
-}
+pub use crate::domain::vocab::Lang;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {

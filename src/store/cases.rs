@@ -4,18 +4,14 @@
 //! event, and one outbox row with the case's new state. So HQ can never see a state the store lost,
 //! and the store can never commit a state HQ will not eventually get.
 
-use rusqlite::{params, OptionalExtension, Row};
-use serde::Serialize;
-
+use super::outbox::{CaseEvent, Record};
 use super::{parse_status, StoreError, Tx};
 use crate::domain::case::Case;
 use crate::domain::{Actor, CaseStatus, TimelineEntry};
+use rusqlite::{params, OptionalExtension, Row};
 
 const COLS: &str =
     "id, store_id, customer_id, vehicle_id, status, prior_status, summary, assigned_to, needs_review, created_at, updated_at, version";
-
-/// Version of the outbox body format for cases.
-const CASE_SCHEMA: i64 = 1;
 
 fn row_case(r: &Row) -> rusqlite::Result<Case> {
     let status: String = r.get(4)?;
@@ -24,6 +20,7 @@ fn row_case(r: &Row) -> rusqlite::Result<Case> {
         store_id: r.get(1)?,
         customer_id: r.get(2)?,
         vehicle_id: r.get(3)?,
+        // An unknown status (a newer binary's) reads as escalated: a person looks, nothing moves.
         status: CaseStatus::parse(&status).unwrap_or(CaseStatus::Escalated),
         prior_status: parse_status(r.get(5)?),
         summary: r.get(6)?,
@@ -162,21 +159,6 @@ pub fn update(tx: &Tx, case: &Case, expected_version: i64, actor: &Actor, event:
     append(tx, case, actor, event)
 }
 
-#[derive(Serialize)]
-struct OutboxCase<'a> {
-    case: &'a Case,
-    event: OutboxEvent<'a>,
-}
-
-#[derive(Serialize)]
-struct OutboxEvent<'a> {
-    kind: &'a str,
-    actor: &'a str,
-    from: Option<CaseStatus>,
-    to: Option<CaseStatus>,
-    reason: Option<&'a str>,
-}
-
 fn append(tx: &Tx, case: &Case, actor: &Actor, e: Event) -> Result<(), StoreError> {
     tx.conn().execute(
         "INSERT INTO case_events (case_id, at, actor_id, actor, kind, from_status, to_status, reason)
@@ -192,10 +174,6 @@ fn append(tx: &Tx, case: &Case, actor: &Actor, e: Event) -> Result<(), StoreErro
             e.reason
         ],
     )?;
-    let body = serde_json::to_string(&OutboxCase {
-        case,
-        event: OutboxEvent { kind: e.kind, actor: &actor.username, from: e.from, to: e.to, reason: e.reason },
-    })
-    .map_err(|err| StoreError::Conflict(format!("cannot encode outbox body: {err}")))?;
-    super::outbox::append(tx, "case", &case.id, case.version, CASE_SCHEMA, &case.updated_at, &body)
+    let event = CaseEvent { kind: e.kind, actor: &actor.username, from: e.from, to: e.to, reason: e.reason };
+    super::outbox::append(tx, &Record::Case { case, event }, &case.updated_at)
 }

@@ -44,6 +44,8 @@ pub struct StoredEstimate {
     pub explanation: String,
     pub explanation_from_llm: bool,
     pub items: i64,
+    /// `draft` (offered), `approved` (the customer said yes).
+    pub status: String,
 }
 
 /// Insert the next version for the case; returns it.
@@ -62,8 +64,53 @@ pub fn insert(tx: &Tx, e: &NewEstimate, items: &[Item]) -> Result<i64, StoreErro
             params![e.id, i.kind, i.code, i.name_zh, i.name_en, i.hours, i.rate_fen, i.qty, i.unit_price_fen, i.amount_fen, i.part_origin],
         )?;
     }
-    super::outbox::append(tx, "estimate", e.id, version, 1, e.at, e.plan_json)?;
+    super::outbox::append(tx, &super::outbox::Record::Estimate { id: e.id, version, plan_json: e.plan_json }, e.at)?;
     Ok(version)
+}
+
+/// The latest estimate version of a case: (id, version), if any.
+pub fn latest_id(tx: &Tx, case_id: &str) -> Result<Option<(String, i64)>, StoreError> {
+    Ok(tx
+        .conn()
+        .query_row("SELECT id, version FROM estimates WHERE case_id = ?1 ORDER BY version DESC LIMIT 1", [case_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?)
+}
+
+/// SHA-256 over the priced lines and the total of one estimate, in a fixed text form: what an
+/// approval certifies. Any change of a line, a price or the total changes it.
+pub fn lines_sha256(tx: &Tx, estimate_id: &str) -> Result<String, StoreError> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let total: i64 = tx.conn().query_row("SELECT total_fen FROM estimates WHERE id = ?1", [estimate_id], |r| r.get(0))?;
+    h.update(format!("total_fen={total}\n"));
+    let mut st = tx.conn().prepare_cached(
+        "SELECT kind, code, hours, rate_fen, qty, unit_price_fen, amount_fen, COALESCE(part_origin, '') FROM estimate_items
+         WHERE estimate_id = ?1 ORDER BY id",
+    )?;
+    let mut rows = st.query([estimate_id])?;
+    while let Some(r) = rows.next()? {
+        let line = format!(
+            "{}|{}|{:?}|{:?}|{:?}|{:?}|{}|{}\n",
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<f64>>(2)?,
+            r.get::<_, Option<i64>>(3)?,
+            r.get::<_, Option<f64>>(4)?,
+            r.get::<_, Option<i64>>(5)?,
+            r.get::<_, i64>(6)?,
+            r.get::<_, String>(7)?
+        );
+        h.update(line);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Mark an estimate `approved` (the customer said yes to this version).
+pub fn set_status(tx: &Tx, estimate_id: &str, status: &str) -> Result<(), StoreError> {
+    tx.conn().execute("UPDATE estimates SET status = ?2 WHERE id = ?1", params![estimate_id, status])?;
+    Ok(())
 }
 
 pub fn latest(tx: &Tx, case_id: &str) -> Result<Option<StoredEstimate>, StoreError> {
@@ -71,25 +118,35 @@ pub fn latest(tx: &Tx, case_id: &str) -> Result<Option<StoredEstimate>, StoreErr
         .conn()
         .query_row(
             "SELECT e.id, e.case_id, e.version, e.total_fen, e.created_at, e.plan, e.explanation, e.explanation_from_llm,
-                    (SELECT COUNT(*) FROM estimate_items i WHERE i.estimate_id = e.id)
+                    (SELECT COUNT(*) FROM estimate_items i WHERE i.estimate_id = e.id), e.status
              FROM estimates e WHERE e.case_id = ?1 ORDER BY e.version DESC LIMIT 1",
             [case_id],
             |r| {
                 let plan: Option<String> = r.get(5)?;
+                let plan = match plan {
+                    None => serde_json::Value::Null,
+                    Some(p) => serde_json::from_str(&p)
+                        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e)))?,
+                };
                 Ok(StoredEstimate {
                     id: r.get(0)?,
                     case_id: r.get(1)?,
                     version: r.get(2)?,
                     total_fen: r.get(3)?,
                     created_at: r.get(4)?,
-                    plan: plan.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or(serde_json::Value::Null),
+                    plan,
                     explanation: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
                     explanation_from_llm: r.get(7)?,
                     items: r.get(8)?,
+                    status: r.get(9)?,
                 })
             },
         )
-        .optional()?)
+        .optional()
+        .map_err(|e| match e {
+            rusqlite::Error::FromSqlConversionFailure(_, _, inner) => StoreError::Corrupt(format!("an estimate's plan: {inner}")),
+            e => e.into(),
+        })?)
 }
 
 /// Booked work that has not ended yet: (start, end) as stored (RFC 3339 local times).

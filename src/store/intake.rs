@@ -74,39 +74,6 @@ pub fn messages(tx: &Tx, case_id: &str) -> Result<Vec<Message>, StoreError> {
     Ok(v)
 }
 
-/// One finding as the `findings` table stores it (vocabulary values as text).
-pub struct FindingRow<'a> {
-    pub part: &'a str,
-    pub position: Option<&'a str>,
-    pub damage_type: &'a str,
-    pub length_cm: Option<f64>,
-    pub primer_visible: Option<bool>,
-    pub occurs_when: Option<&'a str>,
-}
-
-/// Replace the customer-reported findings of a case (they are derived from the conversation). A
-/// finding a person has reviewed is kept as the person left it and is not added again.
-pub fn replace_customer_findings(tx: &Tx, case_id: &str, rows: &[FindingRow], at: &str) -> Result<(), StoreError> {
-    tx.conn().execute("DELETE FROM findings WHERE case_id = ?1 AND source = 'customer' AND review_status = 'pending'", [case_id])?;
-    for f in rows {
-        let reviewed: bool = tx.conn().query_row(
-            "SELECT EXISTS(SELECT 1 FROM findings WHERE case_id = ?1 AND source = 'customer' AND review_status != 'pending'
-                           AND part = ?2 AND position IS ?3 AND damage_type = ?4)",
-            params![case_id, f.part, f.position, f.damage_type],
-            |r| r.get(0),
-        )?;
-        if reviewed {
-            continue;
-        }
-        tx.conn().execute(
-            "INSERT INTO findings (id, case_id, source, part, position, damage_type, length_cm, primer_visible, occurs_when, created_at, updated_at)
-             VALUES (?1, ?2, 'customer', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-            params![crate::domain::new_id(), case_id, f.part, f.position, f.damage_type, f.length_cm, f.primer_visible, f.occurs_when, at],
-        )?;
-    }
-    Ok(())
-}
-
 pub fn outbox(tx: &Tx, case_id: &str, version: i64, at: &str, body: &serde_json::Value) -> Result<(), StoreError> {
-    super::outbox::append(tx, "intake", case_id, version, 1, at, &body.to_string())
+    super::outbox::append(tx, &super::outbox::Record::Intake { case_id, version, body }, at)
 }

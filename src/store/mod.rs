@@ -19,6 +19,7 @@ pub mod intake;
 pub mod outbox;
 pub mod people;
 pub mod photos;
+pub mod schedule;
 pub mod sync;
 pub mod users;
 
@@ -38,6 +39,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "estimate_plan", include_str!("migrations/0003_estimate_plan.sql")),
     (4, "photo_analysis", include_str!("migrations/0004_photo_analysis.sql")),
     (5, "sync", include_str!("migrations/0005_sync.sql")),
+    (6, "workflow", include_str!("migrations/0006_workflow.sql")),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -55,8 +57,19 @@ pub enum StoreError {
     DiskFull,
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A state conflict (a stale version, a unique rule): the caller may reload and retry (409).
     #[error("{0}")]
     Conflict(String),
+    /// COMMIT itself failed (I/O, corruption): nothing was written; an operator must look (500).
+    #[error("commit failed: {0}")]
+    Commit(String),
+    /// Stored data that cannot be read back (a JSON column that does not parse): never reset
+    /// silently; an operator must look (500).
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    /// A value could not be encoded for storage.
+    #[error("cannot encode {0}")]
+    Encode(String),
     #[error("file error at {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("migration failed: {0}")]
@@ -322,7 +335,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
             Ok(()) => Ok(()),
             Err(StoreError::DiskFull) => Err(StoreError::DiskFull),
             Err(StoreError::Busy) => Err(StoreError::Busy),
-            Err(e) => Err(StoreError::Conflict(format!("commit failed: {e}"))),
+            Err(e) => Err(StoreError::Commit(e.to_string())),
         });
     }
 }
@@ -369,6 +382,7 @@ mod tests {
             .unwrap();
         for t in [
             "appointments",
+            "approvals",
             "audit_log",
             "case_events",
             "cases",
@@ -378,6 +392,7 @@ mod tests {
             "findings",
             "messages",
             "outbox",
+            "photo_waivers",
             "photos",
             "qc_records",
             "sessions",

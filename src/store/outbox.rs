@@ -1,23 +1,101 @@
 //! The outbox: every change HQ needs is appended here in the same transaction as the change itself
 //! (store-and-forward; the sync task sends rows and removes them only after HQ's application ack).
-//! This is the one writer of outbox rows.
+//!
+//! Invariants:
+//! - `append` is the one writer of outbox rows, and it takes a typed `Record`: the set of kinds HQ
+//!   receives is this enum, and each kind's body has its own schema version (bump it when the
+//!   body's shape changes; HQ keeps both readable). README "HQ data contract" lists them.
+//! - A record's `version` grows with every change of that record, so HQ keeps the newest whatever
+//!   order batches land in.
 
 use rusqlite::params;
+use serde::Serialize;
 
 use super::{StoreError, Tx};
+use crate::domain::case::Case;
+use crate::domain::CaseStatus;
 
-pub fn append(
-    tx: &Tx,
-    record_type: &str,
-    record_id: &str,
-    version: i64,
-    schema_version: i64,
-    at: &str,
-    body: &str,
-) -> Result<(), StoreError> {
+/// One change for HQ.
+pub enum Record<'a> {
+    /// A case's new state and the timeline event that made it.
+    Case { case: &'a Case, event: CaseEvent<'a> },
+    /// The intake conversation's outcome after a turn (findings so far, next action).
+    Intake { case_id: &'a str, version: i64, body: &'a serde_json::Value },
+    /// A finding as it now stands (sources, review, measurement).
+    Finding { id: &'a str, version: i64, body: &'a super::findings::FindingRecord },
+    /// A priced estimate version (the whole plan).
+    Estimate { id: &'a str, version: i64, plan_json: &'a str },
+    /// A customer's approval of one estimate version (never the signature image itself).
+    Approval { body: &'a super::schedule::Approval },
+    /// A booked, moved or cancelled appointment.
+    Appointment { body: &'a super::schedule::Appointment },
+}
+
+/// The timeline event carried with a case record.
+#[derive(Serialize)]
+pub struct CaseEvent<'a> {
+    pub kind: &'a str,
+    pub actor: &'a str,
+    pub from: Option<CaseStatus>,
+    pub to: Option<CaseStatus>,
+    pub reason: Option<&'a str>,
+}
+
+/// Every record kind with its body's schema version: the data contract HQ ingests.
+pub const KINDS: &[(&str, i64)] = &[("case", 1), ("intake", 1), ("finding", 2), ("estimate", 1), ("approval", 1), ("appointment", 1)];
+
+impl Record<'_> {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Case { .. } => "case",
+            Record::Intake { .. } => "intake",
+            Record::Finding { .. } => "finding",
+            Record::Estimate { .. } => "estimate",
+            Record::Approval { .. } => "approval",
+            Record::Appointment { .. } => "appointment",
+        }
+    }
+
+    pub fn schema_version(&self) -> i64 {
+        let kind = self.kind();
+        KINDS.iter().find(|(k, _)| *k == kind).map(|(_, v)| *v).unwrap_or(1)
+    }
+
+    fn id_version(&self) -> (&str, i64) {
+        match self {
+            Record::Case { case, .. } => (&case.id, case.version),
+            Record::Intake { case_id, version, .. } => (case_id, *version),
+            Record::Finding { id, version, .. } => (id, *version),
+            Record::Estimate { id, version, .. } => (id, *version),
+            Record::Approval { body } => (&body.id, 1),
+            Record::Appointment { body } => (&body.id, body.version),
+        }
+    }
+
+    fn body(&self) -> Result<String, serde_json::Error> {
+        #[derive(Serialize)]
+        struct CaseBody<'b> {
+            case: &'b Case,
+            event: &'b CaseEvent<'b>,
+        }
+        match self {
+            Record::Case { case, event } => serde_json::to_string(&CaseBody { case, event }),
+            Record::Intake { body, .. } => serde_json::to_string(body),
+            Record::Finding { body, .. } => serde_json::to_string(body),
+            Record::Estimate { plan_json, .. } => Ok((*plan_json).to_string()),
+            Record::Approval { body } => serde_json::to_string(body),
+            Record::Appointment { body } => serde_json::to_string(body),
+        }
+    }
+}
+
+/// Append one record; call it inside the transaction that made the change.
+pub fn append(tx: &Tx, record: &Record, at: &str) -> Result<(), StoreError> {
+    let body = record.body().map_err(|e| StoreError::Encode(format!("outbox {} body: {e}", record.kind())))?;
+    let (id, version) = record.id_version();
     tx.conn().execute(
         "INSERT INTO outbox (event_id, record_type, record_id, version, schema_version, at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![crate::domain::new_id(), record_type, record_id, version, schema_version, at, body],
+        params![crate::domain::new_id(), record.kind(), id, version, record.schema_version(), at, body],
     )?;
     Ok(())
 }

@@ -67,12 +67,14 @@ pub struct Analysis {
     pub shot: Option<String>,
     pub error: Option<String>,
     pub analysed_at: String,
+    /// The detector had a face or person class: its boxes can drive the privacy blur.
+    pub privacy_capable: bool,
 }
 
 pub fn save_analysis(tx: &Tx, a: &Analysis) -> Result<(), StoreError> {
     tx.conn().execute(
-        "INSERT OR REPLACE INTO photo_analysis (photo_id, status, model, quality, detections, shot, error, analysed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT OR REPLACE INTO photo_analysis (photo_id, status, model, quality, detections, shot, error, analysed_at, privacy_capable)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             a.photo_id,
             a.status,
@@ -81,51 +83,71 @@ pub fn save_analysis(tx: &Tx, a: &Analysis) -> Result<(), StoreError> {
             a.detections.as_ref().map(|d| d.to_string()),
             a.shot,
             a.error,
-            a.analysed_at
+            a.analysed_at,
+            a.privacy_capable
         ],
     )?;
     Ok(())
 }
 
 pub fn analysis(tx: &Tx, photo_id: &str) -> Result<Option<Analysis>, StoreError> {
-    let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
-    Ok(tx
-        .conn()
+    // A stored column that does not parse is an error (never read as "no detections").
+    let json = |i: usize, s: Option<String>| -> rusqlite::Result<Option<serde_json::Value>> {
+        s.map(|s| {
+            serde_json::from_str(&s).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+        })
+        .transpose()
+    };
+    tx.conn()
         .query_row(
-            "SELECT photo_id, status, model, quality, detections, shot, error, analysed_at FROM photo_analysis WHERE photo_id = ?1",
+            "SELECT photo_id, status, model, quality, detections, shot, error, analysed_at, privacy_capable FROM photo_analysis WHERE photo_id = ?1",
             [photo_id],
             |r| {
                 Ok(Analysis {
                     photo_id: r.get(0)?,
                     status: r.get(1)?,
                     model: r.get(2)?,
-                    quality: json(r.get(3)?),
-                    detections: json(r.get(4)?),
+                    quality: json(3, r.get(3)?)?,
+                    detections: json(4, r.get(4)?)?,
                     shot: r.get(5)?,
                     error: r.get(6)?,
                     analysed_at: r.get(7)?,
+                    privacy_capable: r.get(8)?,
                 })
             },
         )
+        .optional()
+        .map_err(|e| match e {
+            rusqlite::Error::FromSqlConversionFailure(_, _, inner) => StoreError::Corrupt(format!("the analysis of photo {photo_id}: {inner}")),
+            e => e.into(),
+        })
+}
+
+/// Photos of a case whose analysis passed the quality gate.
+pub fn passed_quality(tx: &Tx, case_id: &str) -> Result<u32, StoreError> {
+    Ok(tx.conn().query_row(
+        "SELECT COUNT(*) FROM photos p JOIN photo_analysis a ON a.photo_id = p.id
+         WHERE p.case_id = ?1 AND a.status = 'done' AND json_extract(a.quality, '$.ok') = 1",
+        [case_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// An advisor's waiver of the photos: (reason, who, when).
+pub fn waiver(tx: &Tx, case_id: &str) -> Result<Option<(String, String, String)>, StoreError> {
+    Ok(tx
+        .conn()
+        .query_row("SELECT reason, waived_by, at FROM photo_waivers WHERE case_id = ?1", [case_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?)
 }
 
-/// Vision findings of a photo (damage classes of a dealer's model).
-pub fn insert_vision_finding(
-    tx: &Tx,
-    case_id: &str,
-    photo_id: &str,
-    part: &str,
-    damage: &str,
-    length_cm: Option<f64>,
-    confidence: f32,
-    bbox: &[f32; 4],
-    at: &str,
-) -> Result<(), StoreError> {
+pub fn save_waiver(tx: &Tx, case_id: &str, reason: &str, by: &str, at: &str) -> Result<(), StoreError> {
     tx.conn().execute(
-        "INSERT INTO findings (id, case_id, source, part, damage_type, length_cm, confidence, photo_id, bbox, created_at, updated_at)
-         VALUES (?1, ?2, 'vision', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-        params![crate::domain::new_id(), case_id, part, damage, length_cm, confidence, photo_id, serde_json::json!(bbox).to_string(), at],
+        "INSERT INTO photo_waivers (case_id, reason, waived_by, at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(case_id) DO UPDATE SET reason = excluded.reason, waived_by = excluded.waived_by, at = excluded.at",
+        params![case_id, reason, by, at],
     )?;
     Ok(())
 }
@@ -134,8 +156,8 @@ pub fn insert_vision_finding(
 /// with what a photo measures.
 pub fn stated_lengths(tx: &Tx, case_id: &str, part: &str) -> Result<Vec<f64>, StoreError> {
     let mut st = tx.conn().prepare_cached(
-        "SELECT length_cm FROM findings WHERE case_id = ?1 AND source = 'customer' AND part = ?2 AND length_cm IS NOT NULL
-           AND review_status <> 'rejected'",
+        "SELECT length_cm FROM findings WHERE case_id = ?1 AND part = ?2 AND length_cm IS NOT NULL AND review_status <> 'rejected'
+           AND EXISTS (SELECT 1 FROM json_each(findings.sources) WHERE value = 'customer')",
     )?;
     let v = st.query_map(params![case_id, part], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(v)

@@ -44,7 +44,7 @@ impl PanelSizes {
     pub fn parse(text: &str) -> Result<PanelSizes, String> {
         let t: PanelSizes = toml::from_str(text).map_err(|e| e.to_string())?;
         for (name, s) in &t.part {
-            if crate::intake::Part::from_id(name).is_none() {
+            if crate::domain::vocab::Part::from_id(name).is_none() {
                 return Err(format!("`{name}` is not a part of the vocabulary"));
             }
             if !(1.0..=1000.0).contains(&s.width_cm) || !(1.0..=1000.0).contains(&s.height_cm) {

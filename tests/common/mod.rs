@@ -51,7 +51,11 @@ impl Server {
 
     /// `server_extra` is appended to the [server] section.
     pub async fn start_with(server_extra: &str) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), server_extra).await
+    }
+
+    /// Like `start_with`, in a data dir the test prepared (e.g. with an applied HQ bundle).
+    pub async fn start_in(dir: tempfile::TempDir, server_extra: &str) -> Server {
         let text = config_text(dir.path(), "127.0.0.1:0", server_extra);
         let cfg = Config::from_toml(&text, "test").expect("config");
         let cert = cfg.tls_cert.clone();
