@@ -165,7 +165,8 @@ impl ScheduleService {
                 repo::insert_approval(tx, &a, signature.as_deref(), actor.user_id)?;
                 store::estimates::set_status(tx, &estimate_id, "approved")?;
                 audit::record(tx, &actor, "estimate.approve", "case", Some(&case_id), "ok")?;
-                let why = format!("estimate v{latest} approved by {} ({})", a.approved_by, a.channel);
+                // The timeline travels to HQ: the approver's name stays on the approval row only.
+                let why = format!("estimate v{latest} approved by the customer ({}), recorded by {}", a.channel, a.recorded_by);
                 if repo::booked_of(tx, &case_id)?.is_some() {
                     stage_move(tx, &mut case, CaseStatus::Scheduled, &actor, "scheduled", Some(&why))?;
                 } else {

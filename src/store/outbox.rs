@@ -25,7 +25,7 @@ pub enum Record<'a> {
     Finding { id: &'a str, version: i64, body: &'a super::findings::FindingRecord },
     /// A priced estimate version (the whole plan).
     Estimate { id: &'a str, version: i64, plan_json: &'a str },
-    /// A customer's approval of one estimate version (never the signature image itself).
+    /// A customer's approval of one estimate version (never the signature image, nor the name).
     Approval { body: &'a super::schedule::Approval },
     /// A booked, moved or cancelled appointment.
     Appointment { body: &'a super::schedule::Appointment },
@@ -83,7 +83,14 @@ impl Record<'_> {
             Record::Intake { body, .. } => serde_json::to_string(body),
             Record::Finding { body, .. } => serde_json::to_string(body),
             Record::Estimate { plan_json, .. } => Ok((*plan_json).to_string()),
-            Record::Approval { body } => serde_json::to_string(body),
+            // Who approved is the customer's name: personal data stays in the store.
+            Record::Approval { body } => {
+                let mut v = serde_json::to_value(body)?;
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("approved_by");
+                }
+                serde_json::to_string(&v)
+            }
             Record::Appointment { body } => serde_json::to_string(body),
         }
     }
