@@ -67,16 +67,25 @@ async fn ack_reaches(cfg: &HqConfig, store: &str, want: i64) -> i64 {
     last
 }
 
-async fn wait_acked(pg: &tokio_postgres::Client, store: &str, want: i64) {
+/// HQ's acked sequence for `store` (-1 before HQ knows the store or has its schema).
+async fn acked(pg: &tokio_postgres::Client, store: &str) -> i64 {
+    pg.query_opt("SELECT acked_seq FROM hq_stores WHERE store_id = $1", &[&store]).await.ok().flatten().map_or(-1, |r| r.get(0))
+}
+
+/// Publish like a store does: again after an ack timeout, until HQ's acked sequence is `want`
+/// (the first copy may reach the broker before the worker's shared subscription exists).
+async fn send_until_acked(sender: &HqConfig, pg: &tokio_postgres::Client, store: &str, payload: &[u8], want: i64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let acked: i64 =
-            pg.query_opt("SELECT acked_seq FROM hq_stores WHERE store_id = $1", &[&store]).await.expect("acked").map_or(-1, |r| r.get(0));
-        if acked == want {
-            return;
+        publish_once(sender, &format!("servicebay/v1/{store}/events"), payload.to_vec(), false).await.expect("publish");
+        let timeout = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < timeout {
+            if acked(pg, store).await == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(Instant::now() < deadline, "HQ acked {acked}, expected {want}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(Instant::now() < deadline, "HQ acked {}, expected {want}", acked(pg, store).await);
     }
 }
 
@@ -87,7 +96,6 @@ async fn a_batch_postgres_refuses_is_quarantined_acked_and_the_store_moves_on() 
     let hq_toml = r.worker("w1");
     let store = "store-older";
     let sender = r.client_config("older-appliance");
-    let events = format!("servicebay/v1/{store}/events");
     let pg = r.db.client().await;
 
     let first = batch(store, 0, vec![record(1, "c1", 1, "左前门凹陷"), record(2, "c2", 1, "ok"), record(3, "c1", 2, "左前门凹陷")]);
@@ -95,12 +103,9 @@ async fn a_batch_postgres_refuses_is_quarantined_acked_and_the_store_moves_on() 
         batch(store, 3, vec![record(4, "c2", 2, "ok"), record(5, "c3", 1, "pasted from a form\u{0}with a NUL"), record(6, "c1", 3, "ok")]);
     let after = batch(store, 6, vec![record(7, "c3", 2, "fixed"), record(8, "c2", 3, "ok"), record(9, "c4", 1, "新")]);
     let poison_bytes = wire::encode_batch(&poison);
-    publish_once(&sender, &events, wire::encode_batch(&first), false).await.expect("publish");
-    wait_acked(&pg, store, 3).await;
-    publish_once(&sender, &events, poison_bytes.clone(), false).await.expect("publish");
-
+    send_until_acked(&sender, &pg, store, &wire::encode_batch(&first), 3).await;
     // Set aside with PostgreSQL's own reason, byte for byte, and its range counts as received.
-    wait_acked(&pg, store, 6).await;
+    send_until_acked(&sender, &pg, store, &poison_bytes, 6).await;
     assert_eq!(ack_reaches(&sender, store, 6).await, 6, "the store is told to drop 4..=6 from its outbox");
     let q = pg
         .query(
@@ -118,10 +123,9 @@ async fn a_batch_postgres_refuses_is_quarantined_acked_and_the_store_moves_on() 
     assert_eq!(q.get::<_, String>(8), "w1");
 
     // The same batch again (a resend that crossed the ack): acknowledged, not a second entry.
-    publish_once(&sender, &events, poison_bytes.clone(), false).await.expect("publish");
+    send_until_acked(&sender, &pg, store, &poison_bytes, 6).await;
     // The batches after it arrive.
-    publish_once(&sender, &events, wire::encode_batch(&after), false).await.expect("publish");
-    wait_acked(&pg, store, 9).await;
+    send_until_acked(&sender, &pg, store, &wire::encode_batch(&after), 9).await;
     assert_eq!(ack_reaches(&sender, store, 9).await, 9);
     let seqs: Vec<i64> = pg
         .query("SELECT seq FROM hq_events WHERE store_id = $1 ORDER BY seq", &[&store])
