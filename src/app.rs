@@ -3,7 +3,6 @@
 //! stack on 127.0.0.1:0 with a temporary data directory.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -93,7 +92,7 @@ impl App {
 
         let initial_manager = if staff.user_count().await? == 0 {
             let (user, pw) = staff.add_user(&Actor::system("setup"), "manager", Some("店长 Manager"), Role::Manager).await?;
-            write_secret(&cfg.data_dir.join(INITIAL_PASSWORD_FILE), &format!("{}\n", pw))?;
+            crate::fsutil::write_secret(&cfg.data_dir.join(INITIAL_PASSWORD_FILE), &format!("{}\n", pw))?;
             Some(user.username)
         } else {
             None
@@ -193,17 +192,6 @@ async fn load_llm(cfg: &Config) -> Arc<dyn crate::llm::TextGen> {
             Arc::new(crate::llm::NoneTextGen)
         }
     }
-}
-
-pub fn write_secret(path: &PathBuf, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    o.mode(0o600);
-    o.open(path)?.write_all(text.as_bytes())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod config;
 pub mod domain;
 pub mod estimate;
+pub mod fsutil;
 pub mod intake;
 pub mod llm;
 pub mod media;

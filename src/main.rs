@@ -283,6 +283,21 @@ fn hq_main(config: Option<PathBuf>, cmd: Command) -> ExitCode {
     }
 }
 
+/// `check-config` on an HQ file: HqConfig's own validation, then what it checked (no connection is
+/// made: the config must be checkable where PostgreSQL and the broker are not reachable).
+fn hq_check_config(path: &std::path::Path) -> ExitCode {
+    match HqConfig::from_file(path) {
+        Ok(cfg) => {
+            print!("{}", cfg.check_report(&path.display().to_string()));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("servicebay: {e}");
+            ExitCode::from(hq_code(&e))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::LlmWorker { model, threads } = cli.command {
@@ -297,6 +312,12 @@ fn main() -> ExitCode {
     }
     if matches!(cli.command, Command::HqIngest | Command::HqPublish { .. } | Command::HqKeygen { .. } | Command::HqLag) {
         return hq_main(cli.config, cli.command);
+    }
+    // `check-config` serves both kinds of file: an `[hq]` table means HQ's (assets/hq.example.toml).
+    if let (Command::CheckConfig, Some(path)) = (&cli.command, &cli.config) {
+        if std::fs::read_to_string(path).is_ok_and(|t| HqConfig::is_hq_toml(&t)) {
+            return hq_check_config(path);
+        }
     }
     let (cfg, rt) = match boot(Config::load(cli.config.as_deref()), |c| (c.log_json, c.log_level.clone())) {
         Ok(x) => x,

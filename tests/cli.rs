@@ -41,6 +41,35 @@ fn check_config_names_key_and_fix() {
 }
 
 #[test]
+fn check_config_validates_an_hq_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hq.toml");
+    let example = include_str!("../assets/hq.example.toml");
+    std::fs::write(&cfg, example).unwrap();
+    let o = sb(&cfg, &["check-config"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for what in ["HQ config OK", "user=servicebay_hq dbname=servicebay_hq", "mqtts://mqtt.hq.example.com:8883 (TLS)", "client certificate"]
+    {
+        assert!(text(&o).contains(what), "{what}: {}", text(&o));
+    }
+    assert!(!text(&o).contains("unknown field"), "{}", text(&o));
+    // HQ's own rules, HQ's own key names, the config exit code.
+    for (body, key) in [
+        (example.replace("[hq]\n", "[hq]\nbogus = 1\n"), "bogus"),
+        (example.replace("postgres = \"host=127.0.0.1 user=servicebay_hq dbname=servicebay_hq\"", ""), "hq.postgres"),
+        (example.replace("mqtts://mqtt.hq.example.com:8883", "mqtt://mqtt.hq.example.com:1883"), "hq.mqtt.broker"),
+        (example.replace("keepalive_secs = 30", "keepalive_secs = 1"), "hq.mqtt.keepalive_secs"),
+        (example.replace("format = \"json\"", "format = \"yaml\""), "log.format"),
+    ] {
+        assert_ne!(body, example, "the case must change the example");
+        std::fs::write(&cfg, &body).unwrap();
+        let o = sb(&cfg, &["check-config"]);
+        assert_eq!(o.status.code(), Some(78), "{key}: {}", text(&o));
+        assert!(text(&o).contains(key), "{key}: {}", text(&o));
+    }
+}
+
+#[test]
 fn migrate_and_user_administration() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");

@@ -90,7 +90,7 @@ fn rates_with(rate: u32) -> String {
 async fn signed_bundles_apply_and_bad_ones_are_refused() {
     let mut r = Rig::new().await;
     r.broker.start();
-    let hq_cfg_path = r.worker("w1", None);
+    let hq_cfg_path = r.worker("w1");
     let hq_cfg = HqConfig::from_file(&hq_cfg_path).expect("hq config");
     let topics_seen = sniff(&r.client_config("sniffer"));
     let root = r.root.clone();
@@ -243,7 +243,7 @@ async fn signed_bundles_apply_and_bad_ones_are_refused() {
 async fn hostile_messages_on_every_topic_harm_nothing() {
     let mut r = Rig::new().await;
     r.broker.start();
-    r.worker("w1", None);
+    r.worker("w1");
     let attacker = r.client_config("attacker");
     let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
     let public = wire::encode_key(key.verifying_key().as_bytes());

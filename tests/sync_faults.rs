@@ -29,7 +29,7 @@ async fn ten_thousand_records_made_while_the_broker_is_down_all_arrive() {
     assert!(st["oldest_unsent_age_secs"].as_f64().is_some(), "{st}");
 
     r.broker.start();
-    r.worker("w1", None);
+    r.worker("w1");
     let pg = r.db.client().await;
     let t0 = Instant::now();
     wait_synced(&pg, store, &d.data_dir(), Duration::from_secs(180)).await;
@@ -68,7 +68,7 @@ async fn broker_killed_repeatedly_during_transfer() {
     let mut r = Rig::new().await;
     let store = "store-brokerkill";
     r.broker.start();
-    r.worker("w1", None);
+    r.worker("w1");
     let (d, api, m) = r.store(store, None).await;
 
     let producer = {
@@ -95,7 +95,7 @@ async fn appliance_killed_at_random_points_during_sync() {
     let mut r = Rig::new().await;
     let store = "store-appkill";
     r.broker.start();
-    r.worker("w1", None);
+    r.worker("w1");
     let (mut d, api, m) = r.store(store, None).await;
     let mut produced = 0;
     for round in 0..5u64 {
@@ -124,22 +124,69 @@ async fn ingest_killed_after_writing_before_acking_makes_no_duplicates() {
     let mut r = Rig::new().await;
     let store = "store-ingestkill";
     r.broker.start();
-    // This worker aborts right after its second COMMIT, before publishing the ack.
-    r.worker("w1", Some("crash-after-commit:2"));
+    // The crash point lives here, in the test, not in the product: a deferred trigger (it runs
+    // inside COMMIT) makes the worker's second batch wait at COMMIT for a lock this test holds. The
+    // test SIGKILLs the worker while it waits, then lets the lock go: PostgreSQL finishes that
+    // COMMIT (a server does not notice a dead client while it waits on a lock), so the batch is
+    // written and its ack never sent — the "written but not acked" crash, every run.
+    let mut pg = r.db.client().await;
+    servicebay::sync::hq::migrate(&mut pg).await.expect("migrate");
+    pg.batch_execute(
+        "CREATE FUNCTION test_hold_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF OLD.batches = 1 AND NEW.batches = 2 THEN PERFORM pg_advisory_xact_lock(4242); END IF;
+             RETURN NULL;
+         END $$;
+         CREATE CONSTRAINT TRIGGER test_hold_commit AFTER UPDATE ON hq_stores
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_hold_commit();
+         SELECT pg_advisory_lock(4242);",
+    )
+    .await
+    .expect("install the hold");
+    r.worker("w1");
     let (d, api, m) = r.store(store, None).await;
     assert_eq!(produce(&api, &m, 1000, 16).await, 3000);
 
     let deadline = Instant::now() + Duration::from_secs(60);
-    while r.hq.exited("w1").is_none() {
-        assert!(Instant::now() < deadline, "failpoint never fired:\n{}", r.hq.log("w1"));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    loop {
+        let waiting: i64 = pg
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if waiting == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second batch never reached COMMIT:\n{}", r.hq.log("w1"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(r.hq.log("w1").contains("failpoint crash-after-commit reached"));
-    let pg = r.db.client().await;
-    let before: i64 = pg.query_one("SELECT COUNT(*) FROM hq_events WHERE store_id = $1", &[&store]).await.expect("n").get(0);
-    assert!(before > 0, "the crashed worker committed batches");
+    r.hq.kill9("w1");
+    pg.batch_execute("SELECT pg_advisory_unlock(4242)").await.expect("unlock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let batches: i64 = pg.query_one("SELECT batches FROM hq_stores WHERE store_id = $1", &[&store]).await.expect("batches").get(0);
+        if batches == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the held COMMIT did not complete after the worker died");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (before, acked): (i64, i64) = {
+        let row = pg
+            .query_one(
+                "SELECT (SELECT COUNT(*) FROM hq_events WHERE store_id = $1), acked_seq FROM hq_stores WHERE store_id = $1",
+                &[&store],
+            )
+            .await
+            .expect("n");
+        (row.get(0), row.get(1))
+    };
+    assert!(before > 0 && acked > 0, "the killed worker committed two batches ({before} rows, acked {acked})");
 
-    r.worker("w2", None);
+    r.worker("w2");
     wait_synced(&pg, store, &d.data_dir(), Duration::from_secs(120)).await;
     assert_exact(&pg, store, &d.data_dir()).await;
     let dups: i64 = pg.query_one("SELECT duplicates FROM hq_stores WHERE store_id = $1", &[&store]).await.expect("dups").get(0);
@@ -150,8 +197,8 @@ async fn ingest_killed_after_writing_before_acking_makes_no_duplicates() {
 async fn two_ingest_workers_share_the_load() {
     let mut r = Rig::new().await;
     r.broker.start();
-    r.worker("w1", None);
-    r.worker("w2", None);
+    r.worker("w1");
+    r.worker("w2");
     let mut stores = Vec::new();
     for i in 0..2 {
         let id = format!("store-shared-{i}");

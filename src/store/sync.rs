@@ -6,11 +6,25 @@ use std::collections::BTreeMap;
 use rusqlite::{params, OptionalExtension};
 
 use super::{StoreError, Tx};
-use crate::sync::wire::Record;
+
+/// One outbox row as the store keeps it. The store knows nothing of the wire: `sync::wire` turns
+/// these into `Record`s (the dependency points from sync to the store, never back).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub event_id: String,
+    pub record_type: String,
+    pub record_id: String,
+    pub version: i64,
+    pub schema_version: i64,
+    pub at: String,
+    /// The record's JSON body, as committed.
+    pub body: String,
+}
 
 /// Outbox rows after `after_seq`, in order, bounded by count and by total body bytes (at least
 /// one row, so a single large row still moves).
-pub fn batch_after(tx: &Tx, after_seq: i64, max_records: usize, max_bytes: usize) -> Result<Vec<Record>, StoreError> {
+pub fn batch_after(tx: &Tx, after_seq: i64, max_records: usize, max_bytes: usize) -> Result<Vec<OutboxRow>, StoreError> {
     let mut st = tx.conn().prepare_cached(
         "SELECT seq, event_id, record_type, record_id, version, schema_version, at, body FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
@@ -18,7 +32,7 @@ pub fn batch_after(tx: &Tx, after_seq: i64, max_records: usize, max_bytes: usize
     let mut out = Vec::new();
     let mut bytes = 0usize;
     while let Some(r) = rows.next()? {
-        let rec = Record {
+        let rec = OutboxRow {
             seq: r.get(0)?,
             event_id: r.get(1)?,
             record_type: r.get(2)?,

@@ -7,6 +7,13 @@
 //! point leaves either nothing or a committed batch that a redelivery or a store resend finds
 //! already there. Several workers share `$share/hq/servicebay/v1/+/events`; the per-store row lock
 //! serialises them per store only.
+//!
+//! Poison (habit 16): PostgreSQL refusing a batch for its *content* is not a reason to retry — the
+//! store would resend the same batch forever and its sync would wedge. `classify` sorts
+//! PostgreSQL's errors by SQLSTATE: a content error sends the batch to `hq_quarantine` (its own
+//! transaction, with PostgreSQL's code, message and detail), its range counts as received and the
+//! ack goes out; anything else (connection lost, shutdown, deadlock, too many connections, a schema
+//! or permission problem) is retried and loses nothing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +28,7 @@ use super::link::{Link, LinkError, RawLink};
 use super::topics;
 use super::wire::{self, Batch, BundleKind};
 
-const SCHEMA: &[(i32, &str)] = &[(1, include_str!("hq_schema.sql"))];
+const SCHEMA: &[(i32, &str)] = &[(1, include_str!("hq_schema.sql")), (2, include_str!("hq_schema_2.sql"))];
 
 #[derive(Debug, thiserror::Error)]
 pub enum HqError {
@@ -31,7 +38,8 @@ pub enum HqError {
     Config { path: String, message: String },
     #[error(transparent)]
     Link(#[from] LinkError),
-    #[error("PostgreSQL: {0}")]
+    /// Shown with PostgreSQL's own code, message and detail (tokio_postgres alone says "db error").
+    #[error("PostgreSQL: {}", describe_pg(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("MQTT: {0}")]
     Mqtt(String),
@@ -42,9 +50,74 @@ pub enum HqError {
 }
 
 impl HqError {
-    /// Worth retrying (broker or database unreachable) rather than fixing the config.
+    /// Worth retrying (broker or database unreachable, or busy) rather than fixing the config or
+    /// setting the input aside.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, HqError::Postgres(_) | HqError::Mqtt(_))
+        match self {
+            HqError::Postgres(e) => classify(e) == PgFault::Retry,
+            HqError::Mqtt(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// `code message (detail: …) (hint: …)` for a server error; the error and its causes otherwise
+/// (e.g. "error connecting to server: Connection refused").
+pub fn describe_pg(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!(" (detail: {d})"));
+            }
+            if let Some(h) = db.hint() {
+                s.push_str(&format!(" (hint: {h})"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                s.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            s
+        }
+    }
+}
+
+/// What to do about a PostgreSQL error met while storing a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgFault {
+    /// The batch's content is refused: the same bytes will be refused every time. Quarantine it.
+    Content,
+    /// Everything else: retry (reconnect, back off); nothing is lost while we wait.
+    Retry,
+}
+
+/// Sort an error by its SQLSTATE. Our statements are fixed and every value is a typed parameter,
+/// so only the batch's data can vary between two runs of the same statement:
+/// - 22 data exception (22P05 `\u0000` in jsonb, 22021 NUL or bad byte in text, 22P02, 22003, …),
+///   23 integrity constraint violation (every unique key we write has its ON CONFLICT clause, so
+///   one that still fires is the data's doing), 21 cardinality violation (the same key twice in one
+///   statement) and 54 program limit exceeded (a key too large for its btree index, a jsonb value
+///   too large) → `Content`.
+/// - 42 (syntax error, undefined table, insufficient privilege, …) is *not* content: with fixed SQL
+///   it means the schema, the grants or our code are wrong, and quarantining would set every
+///   store's data aside. It is retried, loudly, until someone fixes the deployment.
+/// - 08 connection, 40 serialization failure / deadlock, 53 insufficient resources (too many
+///   connections, disk full), 55 lock not available, 57 shutdown / cannot connect now, 58 I/O,
+///   25 read-only transaction (a fail-over), XX internal, and errors that are not the server's
+///   (I/O, closed connection) → `Retry`.
+pub fn classify(e: &tokio_postgres::Error) -> PgFault {
+    e.code().map_or(PgFault::Retry, |c| fault_of(c.code()))
+}
+
+fn fault_of(sqlstate: &str) -> PgFault {
+    match sqlstate.get(..2) {
+        Some("21" | "22" | "23" | "54") => PgFault::Content,
+        _ => PgFault::Retry,
     }
 }
 
@@ -83,6 +156,8 @@ pub struct HqConfig {
     pub link: Link,
     pub log_level: String,
     pub log_json: bool,
+    /// No `worker_id` in the file: it came from SERVICEBAY_HQ_WORKER or the process id.
+    pub worker_id_default: bool,
 }
 
 impl HqConfig {
@@ -99,6 +174,7 @@ impl HqConfig {
         }
         raw.hq.postgres.parse::<tokio_postgres::Config>().map_err(|e| bad(format!("key `hq.postgres`: {e}")))?;
         // systemd's servicebay-hq-ingest@N.service sets SERVICEBAY_HQ_WORKER=N.
+        let worker_id_default = raw.hq.worker_id.is_none();
         let worker_id = raw
             .hq
             .worker_id
@@ -112,8 +188,86 @@ impl HqConfig {
             "json" => true,
             other => return Err(bad(format!("key `log.format`: '{other}' is not \"human\" or \"json\""))),
         };
-        Ok(HqConfig { postgres: raw.hq.postgres, worker_id, link: raw.hq.mqtt.validate("hq.mqtt")?, log_level: raw.log.level, log_json })
+        Ok(HqConfig {
+            postgres: raw.hq.postgres,
+            worker_id,
+            link: raw.hq.mqtt.validate("hq.mqtt")?,
+            log_level: raw.log.level,
+            log_json,
+            worker_id_default,
+        })
     }
+
+    /// Whether `text` is an HQ config (it has an `[hq]` table) rather than a store's: `check-config`
+    /// validates each kind with its own rules. Text that is not TOML is not HQ's (the store's parser
+    /// then names the syntax error).
+    pub fn is_hq_toml(text: &str) -> bool {
+        toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key("hq"))
+    }
+
+    /// `check-config` for HQ: what was validated, one line per setting. Credentials files are only
+    /// reported if missing, not required: they are read at each connection and systemd credentials
+    /// (/run/credentials/…) exist only while the service runs.
+    pub fn check_report(&self, source: &str) -> String {
+        let l = &self.link;
+        let mut out = format!("HQ config OK ({source})\n");
+        out.push_str(&format!("  postgres   {} (connection string parsed; not connected)\n", redacted(&self.postgres)));
+        if self.worker_id_default {
+            out.push_str(&format!("  worker_id  {} (default: SERVICEBAY_HQ_WORKER, else the process id)\n", self.worker_id));
+        } else {
+            out.push_str(&format!("  worker_id  {}\n", self.worker_id));
+        }
+        let scheme = if l.tls { "mqtts" } else { "mqtt" };
+        out.push_str(&format!("  broker     {scheme}://{}:{} ({})\n", l.host, l.port, if l.tls { "TLS" } else { "plain, loopback only" }));
+        let mut files: Vec<(&str, &Path)> = Vec::new();
+        if let Some(ca) = &l.ca_file {
+            out.push_str(&format!("  ca_file    {}\n", ca.display()));
+            files.push(("ca_file", ca));
+        } else if l.tls {
+            out.push_str("  ca_file    system roots\n");
+        }
+        if let Some((c, k)) = &l.client_cert {
+            out.push_str(&format!("  identity   client certificate {} (key {})\n", c.display(), k.display()));
+            files.push(("client_cert", c));
+            files.push(("client_key", k));
+        }
+        if let (Some(u), Some(p)) = (&l.username, &l.password_file) {
+            out.push_str(&format!("  identity   username {u}, password from {}\n", p.display()));
+            files.push(("password_file", p));
+        }
+        out.push_str(&format!("  keepalive  {} s, reconnect backoff up to {} s\n", l.keepalive.as_secs(), l.backoff_max.as_secs()));
+        out.push_str(&format!("  log        {} ({})\n", self.log_level, if self.log_json { "json" } else { "human" }));
+        for (key, f) in files {
+            if !f.exists() {
+                out.push_str(&format!("  note       hq.mqtt.{key} {} does not exist here (read at each connection)\n", f.display()));
+            }
+        }
+        out
+    }
+}
+
+/// A connection string without its password, for logs and `check-config`.
+pub fn redacted(conn: &str) -> String {
+    let Ok(c) = conn.parse::<tokio_postgres::Config>() else { return "(unparsable connection string)".into() };
+    let hosts: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    let mut parts = vec![format!("host={}", if hosts.is_empty() { "(default)".into() } else { hosts.join(",") })];
+    if !c.get_ports().is_empty() {
+        parts.push(format!("port={}", c.get_ports().iter().map(u16::to_string).collect::<Vec<_>>().join(",")));
+    }
+    parts.push(format!("user={}", c.get_user().unwrap_or("(default)")));
+    parts.push(format!("dbname={}", c.get_dbname().unwrap_or("(user name)")));
+    if c.get_password().is_some() {
+        parts.push("password=***".into());
+    }
+    parts.join(" ")
 }
 
 // ---- PostgreSQL ------------------------------------------------------------------------------
@@ -122,7 +276,7 @@ pub async fn connect_pg(conn: &str) -> Result<tokio_postgres::Client, HqError> {
     let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::error!(error = %e, "PostgreSQL connection ended");
+            tracing::error!(error = %describe_pg(&e), "PostgreSQL connection ended");
         }
     });
     Ok(client)
@@ -199,28 +353,7 @@ pub async fn store_batch(pg: &mut tokio_postgres::Client, b: &Batch, worker: &st
     )
     .await?;
 
-    // Advance the contiguous sequence over this batch and any stored beyond an earlier gap.
-    if b.last_seq > acked {
-        tx.execute(
-            "INSERT INTO hq_ranges (store_id, after_seq, last_seq) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&b.store_id, &b.after_seq, &b.last_seq],
-        )
-        .await?;
-        loop {
-            let next: Option<i64> = tx
-                .query_one(
-                    "SELECT MAX(last_seq) FROM hq_ranges WHERE store_id = $1 AND after_seq <= $2 AND last_seq > $2",
-                    &[&b.store_id, &acked],
-                )
-                .await?
-                .get(0);
-            match next {
-                Some(n) => acked = n,
-                None => break,
-            }
-        }
-        tx.execute("DELETE FROM hq_ranges WHERE store_id = $1 AND last_seq <= $2", &[&b.store_id, &acked]).await?;
-    }
+    acked = advance(&tx, b, acked).await?;
     let dup = n as i64 - inserted as i64;
     tx.execute(
         "UPDATE hq_stores SET acked_seq = $2, head_seq = GREATEST(head_seq, $3), last_seen = now(), last_batch_at = now(),
@@ -231,6 +364,97 @@ pub async fn store_batch(pg: &mut tokio_postgres::Client, b: &Batch, worker: &st
     .await?;
     tx.commit().await?;
     Ok((acked, inserted))
+}
+
+/// Advance the store's contiguous sequence over the batch's range and any range stored (or
+/// quarantined) beyond an earlier gap. Runs inside the batch's transaction, under the store's lock.
+async fn advance(tx: &tokio_postgres::Transaction<'_>, b: &Batch, mut acked: i64) -> Result<i64, HqError> {
+    if b.last_seq <= acked {
+        return Ok(acked);
+    }
+    tx.execute(
+        "INSERT INTO hq_ranges (store_id, after_seq, last_seq) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        &[&b.store_id, &b.after_seq, &b.last_seq],
+    )
+    .await?;
+    loop {
+        let next: Option<i64> = tx
+            .query_one(
+                "SELECT MAX(last_seq) FROM hq_ranges WHERE store_id = $1 AND after_seq <= $2 AND last_seq > $2",
+                &[&b.store_id, &acked],
+            )
+            .await?
+            .get(0);
+        match next {
+            Some(n) => acked = n,
+            None => break,
+        }
+    }
+    tx.execute("DELETE FROM hq_ranges WHERE store_id = $1 AND last_seq <= $2", &[&b.store_id, &acked]).await?;
+    Ok(acked)
+}
+
+/// PostgreSQL's reason for refusing a batch, as stored with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub sqlstate: String,
+    pub message: String,
+    pub detail: Option<String>,
+}
+
+impl Refusal {
+    pub fn of(e: &tokio_postgres::Error) -> Refusal {
+        match e.as_db_error() {
+            Some(db) => Refusal {
+                sqlstate: db.code().code().to_string(),
+                message: db.message().to_string(),
+                detail: db.detail().map(str::to_string),
+            },
+            None => Refusal { sqlstate: String::new(), message: describe_pg(e), detail: None },
+        }
+    }
+}
+
+/// Set a refused batch aside in its own transaction: the payload as received and PostgreSQL's
+/// reason go to `hq_quarantine`, and the batch's range counts as received so the contiguous
+/// sequence passes it and the store's rows leave its outbox. Returns (the store's acked sequence,
+/// whether this was a new entry — a redelivered or resent copy is not).
+pub async fn quarantine(
+    pg: &mut tokio_postgres::Client,
+    b: &Batch,
+    payload: &[u8],
+    why: &Refusal,
+    worker: &str,
+) -> Result<(i64, bool), HqError> {
+    let tx = pg.transaction().await?;
+    tx.execute("INSERT INTO hq_stores (store_id) VALUES ($1) ON CONFLICT (store_id) DO NOTHING", &[&b.store_id]).await?;
+    let acked: i64 = tx.query_one("SELECT acked_seq FROM hq_stores WHERE store_id = $1 FOR UPDATE", &[&b.store_id]).await?.get(0);
+    // Already passed (this exact batch quarantined before, then redelivered): nothing new to keep.
+    let new = if b.last_seq > acked {
+        let first = b.records.first().map_or(b.last_seq, |r| r.seq);
+        let records = i32::try_from(b.records.len()).unwrap_or(i32::MAX);
+        tx.execute(
+            "INSERT INTO hq_quarantine (store_id, after_seq, first_seq, last_seq, records, payload, sqlstate, message, detail, worker)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (store_id, after_seq, last_seq) DO NOTHING",
+            &[&b.store_id, &b.after_seq, &first, &b.last_seq, &records, &payload, &why.sqlstate, &why.message, &why.detail, &worker],
+        )
+        .await?
+            == 1
+    } else {
+        false
+    };
+    let acked = advance(&tx, b, acked).await?;
+    let (batches, records) = if new { (1i64, b.records.len() as i64) } else { (0, 0) };
+    tx.execute(
+        "UPDATE hq_stores SET acked_seq = $2, head_seq = GREATEST(head_seq, $3), last_seen = now(), last_batch_at = now(),
+                quarantined_batches = quarantined_batches + $4, quarantined_records = quarantined_records + $5
+         WHERE store_id = $1",
+        &[&b.store_id, &acked, &b.head_seq, &batches, &records],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((acked, new))
 }
 
 async fn record_status(pg: &tokio_postgres::Client, store_id: &str, payload: &[u8]) -> Result<(), HqError> {
@@ -251,24 +475,30 @@ async fn record_status(pg: &tokio_postgres::Client, store_id: &str, payload: &[u
 
 // ---- ingest ----------------------------------------------------------------------------------
 
-/// Test hook: `SERVICEBAY_HQ_FAILPOINT=crash-after-commit:N` aborts the process after the N-th
-/// committed batch, before its ack is published (the "written but not acked" crash).
-fn failpoint_after_commit() -> Option<u64> {
-    std::env::var("SERVICEBAY_HQ_FAILPOINT").ok()?.strip_prefix("crash-after-commit:")?.parse().ok()
+/// The server must store text as UTF-8: in another encoding every batch with Chinese text would be
+/// refused with 22P05 — a deployment error that would look like content and fill the quarantine.
+async fn check_encoding(pg: &tokio_postgres::Client, conn: &str) -> Result<(), HqError> {
+    let enc: String = pg.query_one("SELECT current_setting('server_encoding')", &[]).await?.get(0);
+    if enc != "UTF8" {
+        return Err(HqError::Config {
+            path: "hq.postgres".into(),
+            message: format!("database ({conn}) uses encoding {enc}; HQ needs UTF8 (CREATE DATABASE … ENCODING 'UTF8')"),
+        });
+    }
+    Ok(())
 }
 
 /// `servicebay hq-ingest`: runs until `shutdown`; reconnects to the broker and PostgreSQL with backoff.
 pub async fn run_ingest(cfg: HqConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), HqError> {
     let mut pg = connect_pg(&cfg.postgres).await?;
+    check_encoding(&pg, &redacted(&cfg.postgres)).await?;
     let schema = migrate(&mut pg).await?;
     tracing::info!(worker = %cfg.worker_id, schema, "HQ ingest started");
     println!("hq-ingest {} ready (schema v{schema})", cfg.worker_id);
-    let crash_after = failpoint_after_commit();
-    let mut committed = 0u64;
     tokio::pin!(shutdown);
     let mut attempt = 0u32;
     loop {
-        let session = ingest_session(&cfg, &mut pg, crash_after, &mut committed);
+        let session = ingest_session(&cfg, &mut pg);
         tokio::select! {
             _ = &mut shutdown => {
                 tracing::info!("HQ ingest stopping");
@@ -291,12 +521,7 @@ pub async fn run_ingest(cfg: HqConfig, shutdown: impl std::future::Future<Output
     }
 }
 
-async fn ingest_session(
-    cfg: &HqConfig,
-    pg: &mut tokio_postgres::Client,
-    crash_after: Option<u64>,
-    committed: &mut u64,
-) -> Result<(), HqError> {
+async fn ingest_session(cfg: &HqConfig, pg: &mut tokio_postgres::Client) -> Result<(), HqError> {
     let mut opts = cfg.link.options(&format!("servicebay-{}", cfg.worker_id))?;
     // A clean session on purpose: Mosquitto keeps dealing a shared subscription's messages to a
     // dead worker's persisted session, so a crashed worker would swallow every other batch. The
@@ -331,7 +556,7 @@ async fn ingest_session(
             }
         }
     });
-    let r = ingest_loop(cfg, pg, &client, &mut rx, crash_after, committed).await;
+    let r = ingest_loop(cfg, pg, &client, &mut rx).await;
     poller.abort();
     r
 }
@@ -341,8 +566,6 @@ async fn ingest_loop(
     pg: &mut tokio_postgres::Client,
     client: &AsyncClient,
     rx: &mut tokio::sync::mpsc::Receiver<Result<rumqttc::v5::mqttbytes::v5::Publish, String>>,
-    crash_after: Option<u64>,
-    committed: &mut u64,
 ) -> Result<(), HqError> {
     loop {
         let p = match rx.recv().await {
@@ -353,10 +576,13 @@ async fn ingest_loop(
         let topic = String::from_utf8_lossy(&p.topic).into_owned();
         if let Some(store) = topics::store_of(&topic, "status") {
             if let Err(e) = record_status(pg, store, &p.payload).await {
-                tracing::warn!(topic, error = %e, "ignored a status message");
-                if matches!(e, HqError::Postgres(_)) {
+                // A status PostgreSQL refuses for its content is dropped like a malformed one: it
+                // is retained at the broker, so retrying it would wedge every reconnect, and the
+                // store's next status replaces it anyway.
+                if e.is_retriable() {
                     return Err(e);
                 }
+                tracing::warn!(topic, error = %e, "ignored a status message");
             }
             client.ack(&p).await.map_err(|e| HqError::Mqtt(e.to_string()))?;
             continue;
@@ -379,13 +605,30 @@ async fn ingest_loop(
                 continue;
             }
         };
-        let (acked, inserted) = store_batch(pg, &batch, &cfg.worker_id).await?;
-        *committed += 1;
-        if crash_after.is_some_and(|n| *committed >= n) {
-            eprintln!("hq-ingest: failpoint crash-after-commit reached");
-            std::process::abort();
-        }
-        tracing::debug!(store, after = batch.after_seq, last = batch.last_seq, inserted, acked, "batch stored");
+        let acked = match store_batch(pg, &batch, &cfg.worker_id).await {
+            Ok((acked, inserted)) => {
+                tracing::debug!(store, after = batch.after_seq, last = batch.last_seq, inserted, acked, "batch stored");
+                acked
+            }
+            Err(HqError::Postgres(e)) if classify(&e) == PgFault::Content => {
+                let why = Refusal::of(&e);
+                let (acked, new) = quarantine(pg, &batch, &p.payload, &why, &cfg.worker_id).await?;
+                tracing::error!(
+                    store,
+                    after = batch.after_seq,
+                    last = batch.last_seq,
+                    records = batch.records.len(),
+                    sqlstate = %why.sqlstate,
+                    message = %why.message,
+                    detail = why.detail.as_deref().unwrap_or(""),
+                    new,
+                    acked,
+                    "batch quarantined: PostgreSQL refused its content; its range counts as received (see hq_quarantine)"
+                );
+                acked
+            }
+            Err(e) => return Err(e),
+        };
         let ack = wire::encode_ack(&wire::Ack { v: wire::WIRE_VERSION, store_id: store.to_string(), acked_seq: acked });
         client.publish(topics::ack(store), QoS::AtLeastOnce, true, ack).await.map_err(|e| HqError::Mqtt(e.to_string()))?;
         client.ack(&p).await.map_err(|e| HqError::Mqtt(e.to_string()))?;
@@ -402,7 +645,7 @@ pub fn keygen(out: &Path) -> Result<String, HqError> {
     if private.exists() {
         return Err(HqError::Invalid(format!("{} exists; refusing to overwrite a signing key", private.display())));
     }
-    crate::app::write_secret(&private, &format!("{}\n", wire::encode_key(&key.to_bytes())))
+    crate::fsutil::write_secret(&private, &format!("{}\n", wire::encode_key(&key.to_bytes())))
         .map_err(|source| HqError::Write { path: private.clone(), source })?;
     let public = wire::encode_key(key.verifying_key().as_bytes());
     let pub_path = out.join("hq-signing.pub");
@@ -466,18 +709,21 @@ pub async fn lag_table(cfg: &HqConfig) -> Result<String, HqError> {
     let rows = pg
         .query(
             "SELECT store_id, last_seq, backlog_estimate, to_char(last_seen, 'YYYY-MM-DD HH24:MI:SS TZ'),
-                    EXTRACT(EPOCH FROM since_last_seen)::float8, COALESCE(link_state, '-'), records, duplicates
-             FROM hq_sync_lag ORDER BY backlog_estimate DESC, store_id",
+                    EXTRACT(EPOCH FROM since_last_seen)::float8, COALESCE(link_state, '-'), records, duplicates,
+                    quarantined_batches
+             FROM hq_sync_lag ORDER BY quarantined_batches > 0 DESC, backlog_estimate DESC, store_id",
             &[],
         )
         .await?;
+    // `quarantined`: batches PostgreSQL refused for their content (rows in hq_quarantine); such a
+    // store needs a person even though its backlog is 0, so it sorts first.
     let mut out = format!(
-        "{:<24} {:>10} {:>8} {:<26} {:>10} {:<8} {:>10} {:>6}\n",
-        "store", "last_seq", "backlog", "last_seen", "age_s", "link", "records", "dups"
+        "{:<24} {:>10} {:>8} {:<26} {:>10} {:<8} {:>10} {:>6} {:>11}\n",
+        "store", "last_seq", "backlog", "last_seen", "age_s", "link", "records", "dups", "quarantined"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<24} {:>10} {:>8} {:<26} {:>10.0} {:<8} {:>10} {:>6}\n",
+            "{:<24} {:>10} {:>8} {:<26} {:>10.0} {:<8} {:>10} {:>6} {:>11}\n",
             r.get::<_, String>(0),
             r.get::<_, i64>(1),
             r.get::<_, i64>(2),
@@ -485,7 +731,8 @@ pub async fn lag_table(cfg: &HqConfig) -> Result<String, HqError> {
             r.get::<_, f64>(4),
             r.get::<_, String>(5),
             r.get::<_, i64>(6),
-            r.get::<_, i64>(7)
+            r.get::<_, i64>(7),
+            r.get::<_, i64>(8)
         ));
     }
     Ok(out)
@@ -504,5 +751,36 @@ mod tests {
         assert!(e.contains("bogus"), "{e}");
         let e = HqConfig::from_toml("[hq]\n[hq.mqtt]\nbroker = \"mqtt://127.0.0.1\"\n", "t").unwrap_err().to_string();
         assert!(e.contains("hq.postgres"), "{e}");
+    }
+
+    #[test]
+    fn content_errors_are_told_from_transient_ones() {
+        // Refused for what the batch holds: quarantine.
+        for code in ["22P05", "22021", "22P02", "22003", "23505", "23502", "21000", "54000"] {
+            assert_eq!(fault_of(code), PgFault::Content, "{code}");
+        }
+        // The connection, the server's state, the deployment: retry, lose nothing.
+        for code in [
+            "08006", "08001", "57P01", "57P02", "57P03", "57014", "53300", "53100", "40001", "40P01", "55P03", "42P01", "42501", "25006",
+            "58030", "XX000", "",
+        ] {
+            assert_eq!(fault_of(code), PgFault::Retry, "{code}");
+        }
+    }
+
+    #[test]
+    fn hq_files_are_told_from_store_files_and_reported() {
+        let example = include_str!("../../assets/hq.example.toml");
+        assert!(HqConfig::is_hq_toml(example));
+        assert!(!HqConfig::is_hq_toml(include_str!("../../assets/servicebay.example.toml")));
+        assert!(!HqConfig::is_hq_toml("[hq\npostgres = 1"));
+        let c = HqConfig::from_toml(example, "hq.toml").unwrap();
+        let r = c.check_report("hq.toml");
+        assert!(r.starts_with("HQ config OK (hq.toml)"), "{r}");
+        assert!(r.contains("user=servicebay_hq dbname=servicebay_hq") && r.contains("mqtts://mqtt.hq.example.com:8883"), "{r}");
+        let secret =
+            HqConfig::from_toml(&example.replace("dbname=servicebay_hq\"", "dbname=servicebay_hq password=hunter2\""), "t").unwrap();
+        let r = secret.check_report("t");
+        assert!(!r.contains("hunter2") && r.contains("password=***"), "{r}");
     }
 }

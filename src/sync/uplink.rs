@@ -266,7 +266,7 @@ impl Uplink {
                             last_seq: last,
                             head_seq: head,
                             sent_at: crate::domain::now(),
-                            records,
+                            records: records.into_iter().map(wire::Record::from).collect(),
                         };
                         let payload = wire::encode_batch(&b);
                         let sent = tokio::time::timeout(QUEUE_TIMEOUT, client.publish(topics::events(&id), QoS::AtLeastOnce, false, payload)).await;

@@ -55,6 +55,21 @@ pub struct Record {
     pub body: String,
 }
 
+impl From<crate::store::sync::OutboxRow> for Record {
+    fn from(r: crate::store::sync::OutboxRow) -> Record {
+        Record {
+            seq: r.seq,
+            event_id: r.event_id,
+            record_type: r.record_type,
+            record_id: r.record_id,
+            version: r.version,
+            schema_version: r.schema_version,
+            at: r.at,
+            body: r.body,
+        }
+    }
+}
+
 /// A contiguous run of the outbox: every row with `after_seq < seq <= last_seq` that existed when it
 /// was read, in order. `after_seq` lets HQ compute "highest contiguous sequence stored" without
 /// assuming sequences have no holes.

@@ -1,6 +1,6 @@
 //! Real parts for the sync tests: a private Mosquitto (own port, own TLS PKI, killable), a private
-//! PostgreSQL database (created and dropped), `servicebay hq-ingest` processes, and checks that HQ
-//! holds exactly what the store committed.
+//! PostgreSQL database (created and dropped) or a whole private PostgreSQL server (stoppable),
+//! `servicebay hq-ingest` processes, and checks that HQ holds exactly what the store committed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -179,14 +179,14 @@ impl Hq {
         Hq { dir: dir.to_path_buf(), workers: Vec::new() }
     }
 
-    /// Write `hq-{worker}.toml` for this broker and database.
-    pub fn config(&self, worker: &str, broker: &Broker, pki: &Pki, db: &PgDb) -> PathBuf {
+    /// Write `hq-{worker}.toml` for this broker and database (a libpq connection string).
+    pub fn config(&self, worker: &str, broker: &Broker, pki: &Pki, postgres: &str) -> PathBuf {
         let (c, k) = pki.issue(&format!("hq-{worker}"), &[]);
         let path = self.dir.join(format!("hq-{worker}.toml"));
         let text = format!(
             "[hq]\npostgres = \"{pg}\"\nworker_id = \"{worker}\"\n\n[hq.mqtt]\nbroker = \"{url}\"\nca_file = \"{ca}\"\n\
              client_cert = \"{c}\"\nclient_key = \"{k}\"\nkeepalive_secs = 5\nbackoff_max_secs = 2\n\n[log]\nlevel = \"info,servicebay=debug\"\n",
-            pg = db.conn,
+            pg = postgres,
             url = broker.url(),
             ca = pki.ca().display(),
             c = c.display(),
@@ -196,14 +196,19 @@ impl Hq {
         path
     }
 
-    pub fn start_worker(&mut self, worker: &str, config: &Path, failpoint: Option<&str>) {
+    pub fn start_worker(&mut self, worker: &str, config: &Path) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("{worker}.log"))).expect("log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_servicebay"));
         cmd.args(["--config", config.to_str().expect("utf8"), "hq-ingest"]).stdout(log.try_clone().expect("dup")).stderr(log);
-        if let Some(f) = failpoint {
-            cmd.env("SERVICEBAY_HQ_FAILPOINT", f);
-        }
         self.workers.push((worker.to_string(), cmd.spawn().expect("spawn hq-ingest")));
+    }
+
+    /// SIGKILL one worker (a crash: no ack, no goodbye) and reap it.
+    pub fn kill9(&mut self, worker: &str) {
+        if let Some((_, c)) = self.workers.iter_mut().find(|(w, _)| w == worker) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     pub fn log(&self, worker: &str) -> String {
@@ -325,8 +330,9 @@ pub async fn assert_exact(pg: &tokio_postgres::Client, store_id: &str, data_dir:
     assert_eq!(hq, store_cases(data_dir), "HQ's latest case versions equal the store's");
 }
 
-/// Create `cases` cases, each moved reported → intake → assessed: three outbox rows per case.
-/// Returns how many writes were answered 2xx (errors are tolerated: the daemon may be killed).
+/// Create `cases` cases, each escalated to a person and handed back: three outbox rows per case,
+/// through moves any stage allows (`token` must be an advisor's or a manager's: hand-back needs
+/// one). Returns how many writes were answered 2xx (errors are tolerated: the daemon may be killed).
 pub async fn produce(api: &Api, token: &str, cases: usize, concurrency: usize) -> usize {
     let (s, c) = api.post("/api/v1/customers", token, json!({ "name": "同步测试" })).await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
@@ -353,14 +359,8 @@ pub async fn produce(api: &Api, token: &str, cases: usize, concurrency: usize) -
             ok += 1;
             let Ok(v) = r.json::<serde_json::Value>().await else { return ok };
             let id = v["id"].as_str().unwrap_or_default().to_string();
-            for to in ["intake", "assessed"] {
-                let r = api
-                    .client
-                    .post(format!("{url}/{id}/transition"))
-                    .bearer_auth(&token)
-                    .json(&json!({ "to": to, "reason": "sync test" }))
-                    .send()
-                    .await;
+            for (action, body) in [("escalate", json!({ "reason": "sync test" })), ("hand-back", json!({}))] {
+                let r = api.client.post(format!("{url}/{id}/{action}")).bearer_auth(&token).json(&body).send().await;
                 match r {
                     Ok(r) if r.status().is_success() => ok += 1,
                     _ => return ok,
@@ -398,16 +398,22 @@ impl Rig {
         Rig { _tmp: tmp, pki, broker, db, hq, root }
     }
 
-    /// Start an ingest worker; returns its config file.
-    pub fn worker(&mut self, name: &str, failpoint: Option<&str>) -> PathBuf {
-        let cfg = self.hq.config(name, &self.broker, &self.pki, &self.db);
-        self.hq.start_worker(name, &cfg, failpoint);
+    /// Start an ingest worker on this rig's database; returns its config file.
+    pub fn worker(&mut self, name: &str) -> PathBuf {
+        let conn = self.db.conn.clone();
+        self.worker_on(name, &conn)
+    }
+
+    /// Start an ingest worker on another database (e.g. a `PrivatePg`); returns its config file.
+    pub fn worker_on(&mut self, name: &str, postgres: &str) -> PathBuf {
+        let cfg = self.hq.config(name, &self.broker, &self.pki, postgres);
+        self.hq.start_worker(name, &cfg);
         cfg
     }
 
     /// An HQ config for a client that is not a worker (publisher, sniffer, attacker).
     pub fn client_config(&self, name: &str) -> servicebay::sync::hq::HqConfig {
-        servicebay::sync::hq::HqConfig::from_file(&self.hq.config(name, &self.broker, &self.pki, &self.db)).expect("hq config")
+        servicebay::sync::hq::HqConfig::from_file(&self.hq.config(name, &self.broker, &self.pki, &self.db.conn)).expect("hq config")
     }
 
     /// A store daemon syncing to this rig's broker, started and ready, with its manager's token.
@@ -437,5 +443,122 @@ impl Drop for Rig {
                 eprintln!("---- {} (tail) ----\n{}", log.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
             }
         }
+    }
+}
+
+/// A whole PostgreSQL server of its own (initdb into a temporary directory, its own port and
+/// socket), for tests that stop and restart PostgreSQL: the shared server is never touched.
+/// As root it runs as the `postgres` OS user (PostgreSQL refuses to run as root).
+pub struct PrivatePg {
+    pub port: u16,
+    bin: PathBuf,
+    /// Owned by the server's user: data/, the socket, the log.
+    home: PathBuf,
+    as_postgres: bool,
+    _tmp: tempfile::TempDir,
+}
+
+fn pg_bindir() -> PathBuf {
+    // The newest /usr/lib/postgresql/<major>/bin (Debian), else whatever is on PATH.
+    let mut majors: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, p): &(u32, PathBuf)| p.join("pg_ctl").exists())
+        .collect();
+    majors.sort();
+    majors.pop().map(|(_, p)| p).unwrap_or_default()
+}
+
+impl PrivatePg {
+    /// initdb and start.
+    pub fn start_new() -> PrivatePg {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let as_postgres = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+        let home = tmp.path().join("pg");
+        std::fs::create_dir_all(&home).expect("pg home");
+        if as_postgres {
+            use std::os::unix::fs::PermissionsExt;
+            // The server's user must reach its directory through ours.
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            let st = Command::new("chown").args(["postgres:postgres", home.to_str().expect("utf8")]).status().expect("chown");
+            assert!(st.success(), "chown to postgres failed: is there a `postgres` user?");
+        }
+        let pg = PrivatePg { port: free_port(), bin: pg_bindir(), home, as_postgres, _tmp: tmp };
+        let data = pg.data();
+        let out = pg.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale", "--no-sync"]);
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        pg.start();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.home.join("data").display().to_string()
+    }
+
+    fn cmd(&self, tool: &str, args: &[&str]) -> Command {
+        let exe = if self.bin.as_os_str().is_empty() { PathBuf::from(tool) } else { self.bin.join(tool) };
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        cmd.args(args).stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> std::process::Output {
+        self.cmd(tool, args).output().unwrap_or_else(|e| panic!("run {tool}: {e}"))
+    }
+
+    /// Start and wait until it accepts connections.
+    pub fn start(&self) {
+        // fsync off: these tests kill processes, not the machine; the page cache survives.
+        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.home.display());
+        let log = self.home.join("postgres.log").display().to_string();
+        let out = self.run("pg_ctl", &["-D", &self.data(), "-l", &log, "-o", &opts, "-w", "-t", "60", "start"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
+    /// Stop: "fast" (clients get 57P01, a clean shutdown) or "immediate" (a crash; recovery at start).
+    pub fn stop(&self, mode: &str) {
+        let out = self.run("pg_ctl", &["-D", &self.data(), "-m", mode, "-w", "-t", "60", "stop"]);
+        assert!(out.status.success(), "pg_ctl stop: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// libpq connection string for `dbname`.
+    pub fn conn(&self, dbname: &str) -> String {
+        format!("host=127.0.0.1 port={} user=postgres dbname={dbname}", self.port)
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (c, conn) = tokio_postgres::connect(&self.conn("postgres"), tokio_postgres::NoTls).await.expect("connect private PostgreSQL");
+        tokio::spawn(conn);
+        c
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.join("postgres.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!("---- private PostgreSQL (tail) ----\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+        // Never panic here (a panic while unwinding aborts); a server already stopped just says so.
+        let _ = self.cmd("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "-t", "30", "stop"]).output();
     }
 }
