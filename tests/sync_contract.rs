@@ -15,7 +15,7 @@ use serde_json::json;
 async fn every_record_kind_reaches_postgresql() {
     let mut r = Rig::new().await;
     r.broker.start();
-    r.worker("w1", None);
+    r.worker("w1");
     let store = "store-contract";
     let (d, api, m) = r.store(store, None).await;
 
