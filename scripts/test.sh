@@ -7,6 +7,8 @@ cd "$SB_ROOT"
 ./scripts/setup.sh --no-start
 # The reference for the detector parity tests: ONNX Runtime in a venv outside the clone.
 ./scripts/ort-venv.sh
+# Schemathesis for the OpenAPI conformance test (tests/api_conformance.rs), also outside the clone.
+./scripts/conformance-venv.sh
 export SERVICEBAY_MODELS="$SB_ROOT/models"
 # The sync tests create (and drop) private PostgreSQL databases. A machine set up for CI allows
 # postgres over 127.0.0.1; a fresh Debian install does not, so use the local socket with a

@@ -1,7 +1,8 @@
 //! Bad input gets a clear error and loses nothing: malformed JSON, wrong types, unknown and missing
 //! fields, oversized bodies, bad queries, and bad photos (not an image, corrupt, too many pixels,
 //! too many bytes, empty, wrong form fields). Each asserts the status, the error body naming the
-//! field, and that nothing was written. Slow or silent clients hit the TLS and header timeouts.
+//! field, and that nothing was written. Control characters in any text (bodies, keys, queries, form
+//! fields) are refused at the edge, naming the field by its path. Slow or silent clients hit the TLS and header timeouts.
 //! After all of it the daemon still serves.
 
 mod common;
@@ -95,6 +96,87 @@ async fn bad_json_is_refused_with_the_field_named_and_nothing_written() {
 
     // Still serving.
     assert_eq!(api.call(Method::GET, "/healthz", None, None).await.0, StatusCode::OK);
+    srv.stop().await;
+}
+
+/// Control characters in any text of any body, query or form are refused at the edge, naming the
+/// field by its JSON path; tab, line feed and CR LF are text. Nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_are_refused_at_the_edge_and_nothing_written() {
+    let srv = Server::start().await;
+    let api = srv.api();
+    let manager = api.manager().await;
+    let (_, advisor) = api.user(&manager, "adv", "advisor").await;
+    let (s, c) = api.post("/api/v1/customers", &advisor, json!({ "name": "周" })).await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let (s, k) = api.post("/api/v1/cases", &advisor, json!({ "customer_id": c["id"], "summary": "异响" })).await;
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    let kid = k["id"].as_str().unwrap().to_string();
+    let counts = |d: &std::path::Path| {
+        ["customers", "vehicles", "cases", "case_events", "messages", "findings", "photos", "outbox", "audit_log"]
+            .map(|t| (t, count_rows(d, t)))
+    };
+    let (_, customers_page) = api.get("/api/v1/customers", &advisor).await;
+    let (_, messages) = api.get(&format!("/api/v1/cases/{kid}/messages"), &advisor).await;
+    let before = counts(srv.data_dir());
+
+    let refused: Vec<(String, Value, &str)> = vec![
+        ("/api/v1/customers".into(), json!({ "name": "王\u{0}先生" }), "name"),
+        ("/api/v1/customers".into(), json!({ "name": "王先生", "email": "a\u{1b}[2J@b.cn" }), "email"),
+        ("/api/v1/customers".into(), json!({ "name": "only\rCR" }), "name"),
+        ("/api/v1/customers".into(), json!({ "name": "trailing CR\r" }), "name"),
+        ("/api/v1/customers".into(), json!({ "name": "del\u{7f}" }), "name"),
+        ("/api/v1/customers".into(), json!({ "name": "c1\u{9b}31m" }), "name"),
+        // Keys too, and nested values by their path (checked before the unknown field is named).
+        ("/api/v1/customers".into(), json!({ "na\u{1}me": "x" }), "na\\u{1}me"),
+        (
+            "/api/v1/customers".into(),
+            json!({ "name": "x", "extra": { "items": [{ "note": "ok" }, { "note": "bell\u{7}" }] } }),
+            "extra.items[1].note",
+        ),
+        ("/api/v1/cases".into(), json!({ "customer_id": c["id"], "summary": "右前门\u{8}刮痕" }), "summary"),
+        (format!("/api/v1/cases/{kid}/messages"), json!({ "text": "我的车\u{0}右前门有刮痕" }), "text"),
+        (format!("/api/v1/cases/{kid}/escalate"), json!({ "reason": "customer \u{1f} angry" }), "reason"),
+        (format!("/api/v1/cases/{kid}/transition"), json!({ "to": "intake", "reason": "\u{0}" }), "reason"),
+    ];
+    for (path, body, field) in refused {
+        let (s, v) = api.post(&path, &advisor, body.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path} {body}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_field", "{path} {body}: {v}");
+        assert_eq!(v["error"]["field"], field, "{path} {body}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("control character"), "{v}");
+    }
+    // Query strings: the decoded names and values.
+    for (q, field) in [("q=%00", "q"), ("q=a%1Bb", "q"), ("before=x%7F", "before"), ("q%01=x", "q\\u{1}")] {
+        let (s, v) = api.get(&format!("/api/v1/customers?{q}"), &advisor).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {v}");
+        assert_eq!((v["error"]["code"].as_str(), v["error"]["field"].as_str()), (Some("invalid_query"), Some(field)), "{q}: {v}");
+    }
+    let (s, v) = api.get(&format!("/api/v1/cases?customer_id={}%0D", c["id"].as_str().unwrap()), &advisor).await;
+    assert_eq!((s, v["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("customer_id")), "{v}");
+    // Multipart text fields.
+    let (s, v) = upload(&api, &advisor, &kid, vec![("file", jpeg(64, 48)), ("shot", b"front\x00".to_vec())]).await;
+    assert_eq!(
+        (s, v["error"]["code"].clone(), v["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("invalid_field"), json!("shot")),
+        "{v}"
+    );
+
+    // Nothing was written: no rows, and the lists read the same.
+    assert_eq!(counts(srv.data_dir()), before);
+    assert_eq!(api.get("/api/v1/customers", &advisor).await.1, customers_page);
+    assert_eq!(api.get(&format!("/api/v1/cases/{kid}/messages"), &advisor).await.1, messages);
+    assert_eq!(files_under(&srv.data_dir().join("photos")), 0);
+
+    // Tab, line feed and CR LF are text, stored as sent.
+    let summary = "右前门刮痕\n还有异响\t(下雨天)\r\n刹车时更明显";
+    let (s, k2) = api.post("/api/v1/cases", &advisor, json!({ "customer_id": c["id"], "summary": summary })).await;
+    assert_eq!(s, StatusCode::CREATED, "{k2}");
+    assert_eq!(k2["summary"], summary);
+    let (s, c2) = api.post("/api/v1/customers", &advisor, json!({ "name": "王\t先生", "email": "wang@example.cn" })).await;
+    assert_eq!((s, c2["name"].clone()), (StatusCode::CREATED, json!("王\t先生")), "{c2}");
+    let (s, v) = api.get("/api/v1/customers?q=%E7%8E%8B%09", &advisor).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
     srv.stop().await;
 }
 

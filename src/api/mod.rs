@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use warp::{Filter, Rejection, Reply};
 
 use crate::case::CaseService;
-use crate::domain::{Actor, User};
+use crate::domain::{validate, Actor, User};
 use crate::media::PhotoFiles;
 use crate::staff::StaffService;
 use crate::store::Store;
@@ -101,7 +101,24 @@ fn auth(state: Arc<ApiState>, id: RouteId) -> impl Filter<Extract = (Ctx,), Erro
 }
 
 /// Parse JSON naming the offending field; unknown fields are refused by the DTOs.
+///
+/// Before any typed deserialisation, every string and every object key of the document is checked
+/// for control characters (`validate::forbidden_char`): one rule for every body of every route,
+/// answered as `invalid_field` with the JSON path (`name`, `items[0].note`), so hostile text never
+/// reaches a service. The typed pass then parses the bytes again (a body is at most 64 KiB), which
+/// keeps serde's own errors, duplicate keys included, exactly as they were.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Any error here is a syntax error (or the end came too soon): a `Value` takes every document.
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {e}")))?;
+    if let Some((field, c)) = first_control_char(&value, &mut String::new()) {
+        return Err(control_char_error("invalid_field", &field, c));
+    }
+    // Every body of this API is an object. serde would also fill a struct from an array in field
+    // order (`["intake", null]` as a transition), which no client means and the document forbids.
+    if !value.is_object() {
+        return Err(ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "body", "the body must be a JSON object"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -115,6 +132,52 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let field = if at_root { msg.split('`').nth(1).unwrap_or("body").to_string() } else { path };
         ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", &field, format!("{field}: {msg}"))
     })
+}
+
+/// The path (serde_path_to_error's notation: `a.b[0].c`) and character of the first string or object
+/// key in `v` that holds a control character. `path` is the location of `v` (empty at the root).
+fn first_control_char(v: &serde_json::Value, path: &mut String) -> Option<(String, char)> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => validate::forbidden_char(s).map(|c| (display_path(path), c)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = first_control_char(item, path);
+            path.truncate(len);
+            found
+        }),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            // A key is named with its control characters escaped, so the answer stays printable.
+            path.push_str(&printable(k));
+            let found = validate::forbidden_char(k).map(|c| (display_path(path), c)).or_else(|| first_control_char(item, path));
+            path.truncate(len);
+            found
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => None,
+    }
+}
+
+/// A name with its control characters escaped (`\u{0}`), for an error that names it.
+fn printable(name: &str) -> String {
+    name.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+}
+
+fn display_path(path: &str) -> String {
+    if path.is_empty() {
+        ".".to_string()
+    } else {
+        path.to_string()
+    }
+}
+
+fn control_char_error(code: &'static str, field: &str, c: char) -> ApiError {
+    let msg = validate::plain_text(field, &c.to_string()).err().map(|i| i.to_string()).unwrap_or_default();
+    ApiError::field(StatusCode::BAD_REQUEST, code, field, msg)
 }
 
 /// The body, at most `limit` bytes: a declared Content-Length over the cap is refused before reading,
@@ -170,6 +233,13 @@ fn json_body<T: DeserializeOwned + Send + 'static>(limit: u64) -> impl Filter<Ex
 
 fn query<T: DeserializeOwned + Send + 'static>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
     warp::query::raw().or(warp::any().map(String::new)).unify().and_then(|q: String| async move {
+        // The same control-character rule as for JSON bodies, on the decoded names and values.
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            let field = printable(&k);
+            if let Some(c) = validate::forbidden_char(&k).or_else(|| validate::forbidden_char(&v)) {
+                return Err(reject(control_char_error("invalid_query", &field, c)));
+            }
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
         serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();

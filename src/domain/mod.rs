@@ -132,22 +132,57 @@ pub mod validate {
         Invalid { field: field.to_string(), message: message.into() }
     }
 
-    /// Trimmed, non-empty, at most `max` characters.
+    /// Trimmed, non-empty, at most `max` characters. The limit counts the text as sent (before
+    /// trimming), as JSON Schema's `maxLength` does, so the documented limit and this one agree.
     pub fn text(field: &str, value: &str, max: usize) -> Result<String, Invalid> {
+        if value.chars().count() > max {
+            return Err(invalid(field, format!("must be at most {max} characters")));
+        }
         let v = value.trim();
         if v.is_empty() {
             return Err(invalid(field, "must not be empty"));
         }
-        if v.chars().count() > max {
-            return Err(invalid(field, format!("must be at most {max} characters")));
-        }
         Ok(v.to_string())
     }
 
+    /// The first character that text from a client may not contain, if any: C0 control characters
+    /// (U+0000–U+001F) except tab and line feed, carriage return unless it starts a CR LF pair (a
+    /// tablet's textarea may send CR LF; the text is stored as sent, not normalised), DEL (U+007F)
+    /// and the C1 controls (U+0080–U+009F). They have no place in names, notes or messages and are
+    /// how hostile text truncates logs, fools terminals or splits records downstream. (Lone
+    /// surrogates cannot occur: a Rust `str` is valid UTF-8, and JSON's `\ud800` fails to parse.)
+    pub fn forbidden_char(value: &str) -> Option<char> {
+        let mut chars = value.chars().peekable();
+        while let Some(c) = chars.next() {
+            let bad = match c {
+                '\n' | '\t' => false,
+                '\r' => chars.peek() != Some(&'\n'),
+                c => c.is_control(), // C0, DEL and C1 exactly (Unicode general category Cc)
+            };
+            if bad {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// `Err` naming `field` when `value` contains a character `forbidden_char` refuses.
+    pub fn plain_text(field: &str, value: &str) -> Result<(), Invalid> {
+        match forbidden_char(value) {
+            None => Ok(()),
+            Some(c) => Err(invalid(
+                field,
+                format!("contains the control character U+{:04X}; only text, tab, line feed and CR LF are accepted", c as u32),
+            )),
+        }
+    }
+
+    /// Like `text`, but absent or blank is `None`; the limit again counts the text as sent.
     pub fn opt_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, Invalid> {
-        match value.map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(v) => text(field, v, max).map(Some),
+        match value {
+            Some(v) if v.chars().count() > max => Err(invalid(field, format!("must be at most {max} characters"))),
+            Some(v) if !v.trim().is_empty() => text(field, v, max).map(Some),
+            _ => Ok(None),
         }
     }
 
@@ -218,6 +253,28 @@ pub mod validate {
             assert_eq!(text("name", "  王先生 ", 10).unwrap(), "王先生");
             assert_eq!(text("name", "", 10).unwrap_err().field, "name");
             assert!(text("name", "一二三四五六", 5).is_err());
+            // The limit counts what was sent, spaces included (JSON Schema maxLength).
+            assert!(text("name", "  一二三四 ", 5).is_err());
+            assert_eq!(text("name", " 一二三 ", 5).unwrap(), "一二三");
+            assert!(opt_text("plate", Some("      "), 5).is_err());
+            assert_eq!(opt_text("plate", Some("   "), 5).unwrap(), None);
+        }
+        #[test]
+        fn control_characters() {
+            for ok in ["王先生", "line one\nline two", "a\tb", "windows\r\nline", "emoji 🚗", ""] {
+                assert_eq!(forbidden_char(ok), None, "{ok:?}");
+            }
+            for (bad, c) in [
+                ("a\0b", '\0'),
+                ("\u{1b}[2J", '\u{1b}'),
+                ("cr\ronly", '\r'),
+                ("end\r", '\r'),
+                ("del\u{7f}", '\u{7f}'),
+                ("c1\u{85}", '\u{85}'),
+            ] {
+                assert_eq!(forbidden_char(bad), Some(c), "{bad:?}");
+            }
+            assert_eq!(plain_text("note", "x\u{0}").unwrap_err().field, "note");
         }
     }
 }
