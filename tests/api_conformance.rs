@@ -27,16 +27,6 @@ use serde_json::json;
 const EXCLUDED: &[(&str, &str)] = &[
     // Ends the very session the run uses; logout is covered by tests/api_roles.rs.
     ("POST /api/v1/auth/logout", "would end the run's own session"),
-    // Documented ahead of their code: the contract of routes being built on branch main. The served
-    // document leaves them out until they are routed (api::handlers::DOCUMENTED_AHEAD); remove these
-    // lines when the routes are merged so that the run covers them.
-    ("POST /api/v1/cases/{id}/findings", "route not merged yet"),
-    ("POST /api/v1/cases/{id}/photos/waive", "route not merged yet"),
-    ("POST /api/v1/cases/{id}/approval", "route not merged yet"),
-    ("GET /api/v1/slots", "route not merged yet"),
-    ("GET /api/v1/cases/{id}/appointment", "route not merged yet"),
-    ("POST /api/v1/cases/{id}/appointment", "route not merged yet"),
-    ("DELETE /api/v1/cases/{id}/appointment", "route not merged yet"),
 ];
 
 const CHECKS: &str = "not_a_server_error,status_code_conformance,response_schema_conformance,negative_data_rejection,ignored_auth";

@@ -314,7 +314,7 @@ async fn the_blurred_render_refuses_without_a_privacy_detector() {
     assert_eq!(a["privacy_capable"], false, "{a}");
     for token in [&auditor, &advisor] {
         let (s, e) = api.get(&format!("/api/v1/photos/{pid}/blurred"), token).await;
-        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+        assert_eq!((s, e["error"]["code"].clone()), (StatusCode::CONFLICT, json!("privacy_unavailable")), "{e}");
         assert!(e["error"]["message"].as_str().unwrap().contains("faces or people"), "{e}");
     }
 
@@ -323,7 +323,7 @@ async fn the_blurred_render_refuses_without_a_privacy_detector() {
     db.execute("UPDATE photo_analysis SET privacy_capable = 1, detections = '{not json' WHERE photo_id = ?1", [&pid]).unwrap();
     drop(db);
     let (s, e) = api.get(&format!("/api/v1/photos/{pid}/blurred"), &auditor).await;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+    assert_eq!((s, e["error"]["code"].clone()), (StatusCode::CONFLICT, json!("privacy_unavailable")), "{e}");
     assert!(e["error"]["message"].as_str().unwrap().contains("cannot be read"), "{e}");
     srv.stop().await;
 }

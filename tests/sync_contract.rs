@@ -51,8 +51,7 @@ async fn every_record_kind_reaches_postgresql() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let mut want: Vec<(String, i32)> =
-        servicebay::store::outbox::KINDS.iter().map(|(k, v)| (k.to_string(), *v as i32)).collect();
+    let mut want: Vec<(String, i32)> = servicebay::store::outbox::KINDS.iter().map(|(k, v)| (k.to_string(), *v as i32)).collect();
     want.sort();
     assert_eq!(got, want);
 

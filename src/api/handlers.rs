@@ -140,45 +140,12 @@ pub async fn healthz(s: Arc<ApiState>) -> Response {
     with_status(js(&json!({ "status": if ok { "ok" } else { "degraded" } })), status).into_response()
 }
 
-/// Operations that `assets/openapi.json` documents ahead of their code: the contract of routes being
-/// built on another branch. The served document leaves out every operation this binary does not
-/// route (`policy::ROUTES`), so it always describes exactly the API that answers; once the routes are
-/// merged they are served without any change here, and this list should then be emptied.
-pub const DOCUMENTED_AHEAD: &[(&str, &str)] = &[
-    ("POST", "/api/v1/cases/{id}/findings"),
-    ("POST", "/api/v1/cases/{id}/photos/waive"),
-    ("POST", "/api/v1/cases/{id}/approval"),
-    ("GET", "/api/v1/slots"),
-    ("GET", "/api/v1/cases/{id}/appointment"),
-    ("POST", "/api/v1/cases/{id}/appointment"),
-    ("DELETE", "/api/v1/cases/{id}/appointment"),
-];
-
 const OPENAPI_ASSET: &str = include_str!("../../assets/openapi.json");
 
-/// The asset without the operations this binary does not route (see `DOCUMENTED_AHEAD`).
-fn served_openapi(asset: &str) -> String {
-    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(asset) else {
-        return asset.to_string(); // the unit test below keeps the asset valid JSON
-    };
-    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
-        const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
-        for (path, item) in paths.iter_mut() {
-            if let Some(item) = item.as_object_mut() {
-                item.retain(|k, _| {
-                    !METHODS.contains(&k.as_str())
-                        || super::policy::ROUTES.iter().any(|r| r.path == path.as_str() && r.method.eq_ignore_ascii_case(k))
-                });
-            }
-        }
-        paths.retain(|_, item| item.as_object().is_some_and(|o| o.keys().any(|k| METHODS.contains(&k.as_str()))));
-    }
-    serde_json::to_string(&doc).unwrap_or_else(|_| asset.to_string())
-}
-
+/// The API document (`assets/openapi.json`); the unit test below and `tests/api_roles.rs` keep it
+/// equal to the route table, and `tests/api_conformance.rs` checks the daemon against it.
 pub fn openapi() -> Response {
-    static SERVED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let mut r = Response::new(SERVED.get_or_init(|| served_openapi(OPENAPI_ASSET)).clone().into());
+    let mut r = Response::new(OPENAPI_ASSET.into());
     r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     r
 }
@@ -598,20 +565,21 @@ pub async fn sync_status(s: Arc<ApiState>, _c: Ctx) -> Response {
 mod tests {
     use super::*;
 
-    /// The asset documents every route plus, at most, the operations listed as documented ahead.
+    /// Every documented operation is routed (tests/api_roles.rs checks the other direction).
     #[test]
-    fn openapi_asset_is_routes_plus_documented_ahead() {
+    fn openapi_asset_documents_only_routes() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI_ASSET).expect("assets/openapi.json is valid JSON");
+        let mut n = 0;
         for (path, item) in doc["paths"].as_object().expect("paths") {
             for method in item.as_object().expect("path item").keys() {
                 let m = method.to_uppercase();
-                let routed = super::super::policy::ROUTES.iter().any(|r| r.path == path.as_str() && r.method == m);
-                let ahead = DOCUMENTED_AHEAD.contains(&(m.as_str(), path.as_str()));
-                assert!(routed || ahead, "{m} {path} is documented but neither routed nor listed in DOCUMENTED_AHEAD");
+                assert!(
+                    super::super::policy::ROUTES.iter().any(|r| r.path == path.as_str() && r.method == m),
+                    "{m} {path} is documented but not routed"
+                );
+                n += 1;
             }
         }
-        let served: serde_json::Value = serde_json::from_str(&served_openapi(OPENAPI_ASSET)).unwrap();
-        let n: usize = served["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
         assert_eq!(n, super::super::policy::ROUTES.len());
     }
 }

@@ -405,8 +405,10 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .and(warp::post())
         .and(st())
         .and(a(CasesApprove))
-        // A signature image rides along: four times the JSON cap.
-        .and(json_body(json.saturating_mul(4)))
+        // A signature image rides along (at most 200,000 base64 characters, which JSON escaping of
+        // other text could grow sixfold): sixteen times the JSON cap, so that any body the document
+        // allows is read and answered, never cut off.
+        .and(json_body(json.saturating_mul(16)))
         .then(h::approve)
         .boxed();
     let slots = v1.and(warp::path!("slots")).and(warp::get()).and(st()).and(a(SlotsList)).and(query()).then(h::slots).boxed();

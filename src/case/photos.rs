@@ -287,15 +287,16 @@ fn merge_vision_finding(
     )
 }
 
-/// The boxes to blur a photo with, or the reason there are none to trust: the analysis is not done
-/// (409), or no detector with a face or person class made it, or it cannot be read (503). Never
-/// "no boxes", which would pass the photo through unblurred.
+/// The boxes to blur a photo with, or the reason there are none to trust: the analysis is not done,
+/// or no detector with a face or person class made it, or it cannot be read (each a 409 with its
+/// reason: the photo's state, not a fault of the appliance). Never "no boxes", which would pass the
+/// photo through unblurred.
 pub fn privacy_detections(analysis: Result<Option<Analysis>, StoreError>) -> Result<Vec<Detection>, super::CaseError> {
     use super::CaseError;
     let a = match analysis {
         Ok(a) => a,
         Err(StoreError::Corrupt(_)) => {
-            return Err(CaseError::Unavailable("the photo's analysis cannot be read, so it cannot be blurred; analyse it again".into()))
+            return Err(CaseError::state("privacy_unavailable", "the photo's analysis cannot be read, so it cannot be blurred; analyse it again"))
         }
         Err(e) => return Err(e.into()),
     };
@@ -303,14 +304,14 @@ pub fn privacy_detections(analysis: Result<Option<Analysis>, StoreError>) -> Res
         return Err(CaseError::state("analysis_pending", "the photo has not been analysed yet; try again shortly"));
     };
     if !a.privacy_capable {
-        return Err(CaseError::Unavailable(
-            "no detector that finds faces or people analysed this photo (vision off, or a model without pii roles): the blurred version cannot be made"
-                .into(),
+        return Err(CaseError::state(
+            "privacy_unavailable",
+            "no detector that finds faces or people analysed this photo (vision off, or a model without pii roles): the blurred version cannot be made",
         ));
     }
     a.detections
         .and_then(|d| serde_json::from_value::<Vec<Detection>>(d).ok())
-        .ok_or_else(|| CaseError::Unavailable("the photo's detections cannot be read, so it cannot be blurred; analyse it again".into()))
+        .ok_or_else(|| CaseError::state("privacy_unavailable", "the photo's detections cannot be read, so it cannot be blurred; analyse it again"))
 }
 
 /// An advisor decides the case needs no (more) photos, with a reason; the case moves on to
