@@ -180,8 +180,8 @@ async fn run() {
     let db = PgDb::create().await;
     let mut hq = Hq::new(&tmp.path().join("hq"));
     for w in ["w1", "w2"] {
-        let cfg = hq.config(w, &broker, &pki, &db);
-        hq.start_worker(w, &cfg, None);
+        let cfg = hq.config(w, &broker, &pki, &db.conn);
+        hq.start_worker(w, &cfg);
     }
     let cert = pki.issue("store-bench", &[]);
     let catalog = SharedCatalog::new(Catalog::builtin());

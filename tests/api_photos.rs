@@ -9,7 +9,6 @@ use common::{analysis, upload};
 
 use std::io::Cursor;
 
-use common::Server;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -35,12 +34,7 @@ fn mean_abs_diff(a: &image::RgbImage, b: &image::RgbImage, r: [u32; 4]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_analyse_flag_and_render() {
-    let Some(src) = common::vision_models() else { return };
-    let models = tempfile::tempdir().unwrap();
-    servicebay::vision::import_model(&src.join("yolov8n.onnx"), models.path(), Some("yolov8n")).unwrap();
-    let extra =
-        format!("\n[llm]\nenabled = false\nmodels_dir = \"{}\"\n[vision]\nenabled = true\nmodel = \"yolov8n\"\n", models.path().display());
-    let srv = Server::start_with(&extra).await;
+    let Some((srv, src, _models)) = common::yolo_server().await else { return };
     let api = srv.api();
     let manager = api.manager().await;
     let (_, advisor) = api.user(&manager, "wang", "advisor").await;

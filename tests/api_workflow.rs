@@ -40,12 +40,9 @@ fn finding<'a>(list: &'a Value, damage: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_scenario_one_moves_only_through_its_stages() {
-    let Some(src) = common::vision_models() else { panic!("the detector weights are required (scripts/fetch-models.sh)") };
-    let models = tempfile::tempdir().unwrap();
-    servicebay::vision::import_model(&src.join("yolov8n.onnx"), models.path(), Some("yolov8n")).unwrap();
-    let extra =
-        format!("\n[llm]\nenabled = false\nmodels_dir = \"{}\"\n[vision]\nenabled = true\nmodel = \"yolov8n\"\n", models.path().display());
-    let srv = Server::start_with(&extra).await;
+    let Some((srv, src, _models)) = common::yolo_server().await else {
+        panic!("the detector weights are required (scripts/fetch-models.sh)")
+    };
     let api = srv.api();
     let manager = api.manager().await;
     let (_, advisor) = api.user(&manager, "wang", "advisor").await;

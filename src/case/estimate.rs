@@ -242,14 +242,7 @@ impl EstimateService {
                 let why = format!("estimate v{v}: ¥{:.2}, {} day(s)", p.total, p.days);
                 if case.status == CaseStatus::Estimated {
                     // A revision: the case stays estimated, and the new version needs its own approval.
-                    store::cases::note(
-                        tx,
-                        &case_id,
-                        &actor,
-                        &at,
-                        false,
-                        Event { kind: "estimate_revised", from: None, to: None, reason: Some(&why) },
-                    )?;
+                    store::cases::note(tx, &case_id, &actor, &at, false, Event::note("estimate_revised", &why))?;
                     case = store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))?;
                 } else if ESTIMABLE.contains(&case.status) {
                     super::stage_move(tx, &mut case, CaseStatus::Estimated, &actor, "estimated", Some(&why))?;

@@ -118,7 +118,7 @@ impl IntakeService {
                     case.version += 1;
                     case.updated_at = at.clone();
                     let reason = "intake ran without the local LLM where the words were unclear; a person should check the findings";
-                    store::cases::update(tx, &case, expected, &actor, Event { kind: "flagged", from: None, to: None, reason: Some(reason) })?;
+                    store::cases::update(tx, &case, expected, &actor, Event::note("flagged", reason))?;
                 }
                 audit::record(tx, &actor, "case.message", "case", Some(&case_id), "ok")?;
                 // The conversation is the intake stage's work: the first message starts it.

@@ -575,14 +575,7 @@ impl CaseService {
                     }
                 };
                 let what = format!("advisor added {}/{}", f.part, f.damage_type);
-                store::cases::note(
-                    tx,
-                    &case_id,
-                    &actor,
-                    &at,
-                    false,
-                    Event { kind: "finding_added", from: None, to: None, reason: Some(&what) },
-                )?;
+                store::cases::note(tx, &case_id, &actor, &at, false, Event::note("finding_added", &what))?;
                 audit::record(tx, &actor, "finding.add", "finding", Some(&f.id), "ok")?;
                 assess_if_ready(tx, &case_id, &actor, "an advisor added a finding; photos passed or waived")?;
                 Ok(f)
@@ -654,7 +647,7 @@ impl CaseService {
                     f.damage_type,
                     reason.map(|r| format!(": {r}")).unwrap_or_default()
                 );
-                let ev = Event { kind: "finding_reviewed", from: None, to: None, reason: Some(&what) };
+                let ev = Event::note("finding_reviewed", &what);
                 store::cases::note(tx, &f.case_id, &actor, &f.updated_at, false, ev)?;
                 audit::record(tx, &actor, "finding.review", "finding", Some(&f.id), "ok")?;
                 Ok(f)
@@ -696,7 +689,7 @@ impl CaseService {
                     ),
                     None => format!("{}/{} measured {} cm against a marked reference", f.part, f.damage_type, m.length_cm),
                 };
-                let ev = Event { kind: "finding_measured", from: None, to: None, reason: Some(&what) };
+                let ev = Event::note("finding_measured", &what);
                 store::cases::note(tx, &f.case_id, &actor, &f.updated_at, disagree.is_some(), ev)?;
                 audit::record(tx, &actor, "finding.measure", "finding", Some(&f.id), "ok")?;
                 Ok(MeasureResult { finding: f, measurement: m, stated_cm: stated, needs_review: disagree.is_some() })

@@ -217,7 +217,7 @@ async fn save(
             if let (Some(reason), Some(case)) = (reason, store::cases::get(tx, &photo.case_id)?) {
                 // A disagreement is always put on the timeline; other reasons only when they flag it.
                 if !case.needs_review || disagreement.is_some() {
-                    let ev = Event { kind: "needs_assessment", from: None, to: None, reason: Some(reason) };
+                    let ev = Event::note("needs_assessment", reason);
                     store::cases::note(tx, &case.id, &actor, &at, true, ev)?;
                 }
             }
@@ -296,7 +296,10 @@ pub fn privacy_detections(analysis: Result<Option<Analysis>, StoreError>) -> Res
     let a = match analysis {
         Ok(a) => a,
         Err(StoreError::Corrupt(_)) => {
-            return Err(CaseError::state("privacy_unavailable", "the photo's analysis cannot be read, so it cannot be blurred; analyse it again"))
+            return Err(CaseError::state(
+                "privacy_unavailable",
+                "the photo's analysis cannot be read, so it cannot be blurred; analyse it again",
+            ))
         }
         Err(e) => return Err(e.into()),
     };
@@ -309,9 +312,9 @@ pub fn privacy_detections(analysis: Result<Option<Analysis>, StoreError>) -> Res
             "no detector that finds faces or people analysed this photo (vision off, or a model without pii roles): the blurred version cannot be made",
         ));
     }
-    a.detections
-        .and_then(|d| serde_json::from_value::<Vec<Detection>>(d).ok())
-        .ok_or_else(|| CaseError::state("privacy_unavailable", "the photo's detections cannot be read, so it cannot be blurred; analyse it again"))
+    a.detections.and_then(|d| serde_json::from_value::<Vec<Detection>>(d).ok()).ok_or_else(|| {
+        CaseError::state("privacy_unavailable", "the photo's detections cannot be read, so it cannot be blurred; analyse it again")
+    })
 }
 
 /// An advisor decides the case needs no (more) photos, with a reason; the case moves on to
@@ -334,14 +337,7 @@ pub async fn waive_photos(
             let at = now();
             repo::save_waiver(tx, &case_id, &reason, &actor.username, &at)?;
             let why = format!("photos waived: {reason}");
-            store::cases::note(
-                tx,
-                &case_id,
-                &actor,
-                &at,
-                false,
-                Event { kind: "photos_waived", from: None, to: None, reason: Some(&why) },
-            )?;
+            store::cases::note(tx, &case_id, &actor, &at, false, Event::note("photos_waived", &why))?;
             store::audit::record(tx, &actor, "case.photos_waive", "case", Some(&case_id), "ok")?;
             super::assess_if_ready(tx, &case_id, &actor, "photos waived by an advisor")?;
             store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))

@@ -170,14 +170,7 @@ impl ScheduleService {
                 if repo::booked_of(tx, &case_id)?.is_some() {
                     stage_move(tx, &mut case, CaseStatus::Scheduled, &actor, "scheduled", Some(&why))?;
                 } else {
-                    case = store::cases::note(
-                        tx,
-                        &case_id,
-                        &actor,
-                        &a.approved_at,
-                        false,
-                        Event { kind: "approved", from: None, to: None, reason: Some(&why) },
-                    )?;
+                    case = store::cases::note(tx, &case_id, &actor, &a.approved_at, false, Event::note("approved", &why))?;
                 }
                 Ok(ApprovalView { approval: a, case_status: case.status })
             })
@@ -265,14 +258,7 @@ impl ScheduleService {
                         (a.bay, a.starts_at, a.ends_at, a.version, a.updated_at) = (bay, s, e, a.version + 1, at.clone());
                         repo::update_appointment(tx, &a)?;
                         audit::record(tx, &actor, "appointment.move", "appointment", Some(&a.id), "ok")?;
-                        store::cases::note(
-                            tx,
-                            &case_id,
-                            &actor,
-                            &at,
-                            false,
-                            Event { kind: "rescheduled", from: None, to: None, reason: Some(&why) },
-                        )?;
+                        store::cases::note(tx, &case_id, &actor, &at, false, Event::note("rescheduled", &why))?;
                         case = store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))?;
                         a
                     }
@@ -328,14 +314,7 @@ impl ScheduleService {
                         Event { kind: "unscheduled", from: Some(t.from), to: Some(t.to), reason: Some(&why) },
                     )?;
                 } else {
-                    store::cases::note(
-                        tx,
-                        &case_id,
-                        &actor,
-                        &a.updated_at,
-                        false,
-                        Event { kind: "unscheduled", from: None, to: None, reason: Some(&why) },
-                    )?;
+                    store::cases::note(tx, &case_id, &actor, &a.updated_at, false, Event::note("unscheduled", &why))?;
                 }
                 Ok(a)
             })

@@ -103,6 +103,13 @@ pub struct Event<'a> {
     pub reason: Option<&'a str>,
 }
 
+impl<'a> Event<'a> {
+    /// An event that moves nothing (a note on the timeline).
+    pub fn note(kind: &'a str, reason: &'a str) -> Event<'a> {
+        Event { kind, from: None, to: None, reason: Some(reason) }
+    }
+}
+
 pub fn insert(tx: &Tx, case: &Case, actor: &Actor, event: Event) -> Result<(), StoreError> {
     tx.conn().execute(
         &format!("INSERT INTO cases ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),

@@ -136,32 +136,15 @@ pub fn save(tx: &Tx, f: &FindingRecord) -> Result<(), StoreError> {
     super::outbox::append(tx, &Record::Finding { id: &f.id, version, body: f }, &f.updated_at)
 }
 
-/// Insert a new finding (its first source is `f.source`) and send it to HQ.
+/// Insert a new finding (its first source is `f.source`) and send it to HQ: the row is created
+/// empty at version 0, then written by `save` like every later change (one path for all fields).
 pub fn insert(tx: &Tx, f: &FindingRecord) -> Result<(), StoreError> {
     tx.conn().execute(
-        &format!("INSERT INTO findings ({COLS}, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18)"),
-        params![
-            f.id,
-            f.case_id,
-            f.source,
-            encode(&f.sources)?,
-            f.part,
-            f.position,
-            f.damage_type,
-            f.length_cm,
-            f.measured_cm,
-            f.primer_visible,
-            f.occurs_when,
-            encode(&f.facts)?,
-            f.confidence,
-            f.review_status,
-            f.photo_id,
-            f.bbox.as_ref().map(|b| b.to_string()),
-            f.note,
-            f.updated_at
-        ],
+        "INSERT INTO findings (id, case_id, source, part, damage_type, created_at, updated_at, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)",
+        params![f.id, f.case_id, f.source, f.part, f.damage_type, f.updated_at],
     )?;
-    super::outbox::append(tx, &Record::Finding { id: &f.id, version: 1, body: f }, &f.updated_at)
+    save(tx, f)
 }
 
 /// Remove a finding that nobody reports any more (a pending customer finding the conversation no

@@ -309,6 +309,17 @@ pub fn vision_models() -> Option<PathBuf> {
     }
 }
 
+/// A server with the real YOLOv8n (imported from the fetched ONNX) and no LLM; with the models dir.
+/// The TempDir holding the imported model must live as long as the server.
+pub async fn yolo_server() -> Option<(Server, PathBuf, tempfile::TempDir)> {
+    let src = vision_models()?;
+    let models = tempfile::tempdir().expect("tempdir");
+    servicebay::vision::import_model(&src.join("yolov8n.onnx"), models.path(), Some("yolov8n")).expect("import yolov8n");
+    let extra =
+        format!("\n[llm]\nenabled = false\nmodels_dir = \"{}\"\n[vision]\nenabled = true\nmodel = \"yolov8n\"\n", models.path().display());
+    Some((Server::start_with(&extra).await, src, models))
+}
+
 /// Upload a photo to a case (multipart); returns the created photo.
 pub async fn upload(api: &Api, token: &str, case: &str, bytes: Vec<u8>) -> Value {
     let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name("p.jpg"));
