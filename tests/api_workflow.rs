@@ -135,6 +135,13 @@ async fn seed_scenario_one_moves_only_through_its_stages() {
     for k in ["intake_started", "assessed", "finding_reviewed", "estimated", "approved", "scheduled"] {
         assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
     }
+
+    // Once the car is in the bay, its booking is history: it can no longer be cancelled.
+    let (_, tech) = api.user(&manager, "li", "technician").await;
+    let (s, c) = api.post(&format!("/api/v1/cases/{id}/transition"), &tech, json!({ "to": "in_repair" })).await;
+    assert_eq!((s, c["status"].clone()), (StatusCode::OK, json!("in_repair")), "{c}");
+    let (s, e) = api.call(reqwest::Method::DELETE, &format!("/api/v1/cases/{id}/appointment"), Some(&advisor), None).await;
+    assert_eq!((s, e["error"]["code"].clone()), (StatusCode::CONFLICT, json!("booking_in_use")), "{e}");
     srv.stop().await;
 }
 

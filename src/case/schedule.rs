@@ -294,25 +294,26 @@ impl ScheduleService {
         self.store
             .write(move |tx| -> Result<_, CaseError> {
                 let mut case = store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))?;
+                // Once the car is in the bay the booking is history, not something to cancel.
+                if !matches!(case.status, CaseStatus::Estimated | CaseStatus::Scheduled | CaseStatus::OnHold | CaseStatus::Escalated) {
+                    return Err(CaseError::state(
+                        "booking_in_use",
+                        format!("case is {}; its booking can no longer be cancelled", case.status),
+                    ));
+                }
                 let a = release_booking(tx, &case_id, &actor)?.ok_or(CaseError::NotFound("appointment"))?;
                 let why = format!("appointment {} cancelled", a.starts_at);
-                if case.status == CaseStatus::Scheduled {
-                    // Back to waiting for a booking: not a stage's forward move, so the table's step-back.
-                    let t = crate::domain::case::transition(
-                        crate::domain::Role::Manager,
-                        case.status,
-                        case.prior_status,
-                        CaseStatus::Estimated,
-                    )?;
-                    let expected = case.version;
-                    (case.status, case.prior_status, case.version, case.updated_at) = (t.to, t.prior, case.version + 1, now());
-                    store::cases::update(
-                        tx,
-                        &case,
-                        expected,
-                        &actor,
-                        Event { kind: "unscheduled", from: Some(t.from), to: Some(t.to), reason: Some(&why) },
-                    )?;
+                // Back to waiting for a booking (the approval stands); a paused case will resume there.
+                if case.status == CaseStatus::Scheduled || case.prior_status == Some(CaseStatus::Scheduled) {
+                    let (expected, from) = (case.version, case.status);
+                    if case.status == CaseStatus::Scheduled {
+                        case.status = CaseStatus::Estimated;
+                    } else {
+                        case.prior_status = Some(CaseStatus::Estimated);
+                    }
+                    (case.version, case.updated_at) = (case.version + 1, now());
+                    let ev = Event { kind: "unscheduled", from: Some(from), to: Some(case.status), reason: Some(&why) };
+                    store::cases::update(tx, &case, expected, &actor, ev)?;
                 } else {
                     store::cases::note(tx, &case_id, &actor, &a.updated_at, false, Event::note("unscheduled", &why))?;
                 }
