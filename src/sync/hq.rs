@@ -498,6 +498,7 @@ pub async fn run_ingest(cfg: HqConfig, shutdown: impl std::future::Future<Output
     tokio::pin!(shutdown);
     let mut attempt = 0u32;
     loop {
+        let started = std::time::Instant::now();
         let session = ingest_session(&cfg, &mut pg);
         tokio::select! {
             _ = &mut shutdown => {
@@ -512,8 +513,9 @@ pub async fn run_ingest(cfg: HqConfig, shutdown: impl std::future::Future<Output
                         Err(e) => tracing::error!(error = %e, "PostgreSQL unreachable"),
                     }
                 }
+                // Same rule as the store's link: a session that worked for a while resets the backoff.
+                attempt = super::link::next_attempt(attempt, started.elapsed());
                 let wait = super::link::backoff(attempt, cfg.link.backoff_max);
-                attempt = (attempt + 1).min(10);
                 tracing::warn!(reason = %why, retry_in_ms = wait.as_millis() as u64, "HQ ingest reconnecting");
                 tokio::select! { _ = &mut shutdown => return Ok(()), _ = tokio::time::sleep(wait) => {} }
             }

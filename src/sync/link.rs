@@ -138,6 +138,19 @@ impl Link {
     }
 }
 
+/// A session that stayed up this long was a success: the next reconnect starts the backoff over.
+pub const SESSION_RESETS_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The backoff attempt to wait for after a session that lasted `lasted`: back to 0 after a session
+/// that worked for a while, else the next one (capped; `backoff` caps the wait anyway).
+pub fn next_attempt(attempt: u32, lasted: Duration) -> u32 {
+    if lasted > SESSION_RESETS_BACKOFF {
+        0
+    } else {
+        attempt.saturating_add(1).min(16)
+    }
+}
+
 /// Exponential backoff with full jitter: attempt n waits a random time in [base·2ⁿ/2, base·2ⁿ],
 /// capped, so a hundred stores coming back after an HQ outage do not reconnect in lockstep.
 pub fn backoff(attempt: u32, max: Duration) -> Duration {
@@ -150,6 +163,17 @@ pub fn backoff(attempt: u32, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_session_starts_the_backoff_over() {
+        let mut a = 0;
+        for _ in 0..20 {
+            a = next_attempt(a, Duration::from_secs(1));
+        }
+        assert_eq!(a, 16, "short sessions climb to the cap");
+        assert_eq!(next_attempt(a, Duration::from_secs(61)), 0);
+        assert!(backoff(next_attempt(a, Duration::from_secs(61)), Duration::from_secs(30)) <= Duration::from_millis(500));
+    }
 
     fn raw(broker: &str) -> RawLink {
         RawLink { broker: broker.into(), username: Some("u".into()), password_file: Some("/p".into()), ..Default::default() }

@@ -68,11 +68,8 @@ impl Uplink {
                 }
                 End::Reconnect(why) => {
                     // A session that lasted a while was a success: start the backoff again.
-                    if connected_at.elapsed() > Duration::from_secs(60) {
-                        attempt = 0;
-                    }
+                    attempt = super::link::next_attempt(attempt, connected_at.elapsed());
                     let wait = super::link::backoff(attempt, self.settings.link.backoff_max);
-                    attempt = attempt.saturating_add(1);
                     tracing::warn!(reason = %why, retry_in_ms = wait.as_millis() as u64, "HQ link down");
                     self.set(|s| {
                         s.state = "backoff";
