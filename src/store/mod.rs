@@ -431,6 +431,34 @@ mod tests {
         assert!(conn.execute("DELETE FROM case_events", []).is_err());
     }
 
+    /// 0006 on a v5 database with data: findings gain their source list, old analyses are not
+    /// trusted for the privacy blur, and the rows read back through the repositories.
+    #[test]
+    fn workflow_migration_upgrades_v5_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("servicebay.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate_with(&mut conn, &path, &MIGRATIONS[..5]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO stores VALUES ('s','S','t');
+             INSERT INTO customers (id,name,created_at,updated_at) VALUES ('c','C','t','t');
+             INSERT INTO cases (id,store_id,customer_id,status,summary,created_at,updated_at) VALUES ('k','s','c','intake','x','t','t');
+             INSERT INTO findings (id,case_id,source,part,damage_type,created_at,updated_at) VALUES ('f1','k','customer','door','scratch','t','t');
+             INSERT INTO photos (id,case_id,sha256,media_type,width,height,bytes,uploaded_by,uploaded_at) VALUES ('p','k','h','image/jpeg',1,1,1,'a','t');
+             INSERT INTO photo_analysis (photo_id,status,detections,analysed_at) VALUES ('p','done','[]','t');",
+        )
+        .unwrap();
+        let report = migrate(&mut conn, &path).unwrap();
+        assert_eq!((report.from, report.to), (5, SCHEMA_VERSION));
+        assert!(report.backup.is_some());
+        let tx = Tx(&conn);
+        let f = findings::of_case(&tx, "k").unwrap();
+        assert_eq!((f.len(), f[0].sources.clone()), (1, vec!["customer".to_string()]));
+        let a = photos::analysis(&tx, "p").unwrap().unwrap();
+        assert!(!a.privacy_capable, "an analysis from before 0006 is not trusted for the blur");
+        assert_eq!(photos::passed_quality(&tx, "k").unwrap(), 0);
+    }
+
     #[test]
     fn pending_migration_takes_a_backup_first() {
         let dir = tempfile::tempdir().unwrap();
