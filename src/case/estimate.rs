@@ -148,7 +148,7 @@ impl EstimateService {
                         None => {}
                     }
                 }
-                Ok((lang, chosen, awaiting, repo::bookings_after(tx, &today)?))
+                Ok((lang, chosen, awaiting, store::schedule::bookings_after(tx, &today)?))
             })
             .await?;
         if chosen.is_empty() {

@@ -129,11 +129,15 @@ pub(crate) fn stage_move(
 /// otherwise; returns whether it moved.
 pub(crate) fn assess_if_ready(tx: &store::Tx, case_id: &str, actor: &Actor, why: &str) -> Result<bool, CaseError> {
     let Some(mut case) = store::cases::get(tx, case_id)? else { return Ok(false) };
-    if case.status != CaseStatus::Intake || !rules::requires(CaseStatus::Assessed, &facts(tx, case_id)?).is_empty() {
+    if case.status != CaseStatus::Intake {
         return Ok(false);
     }
-    stage_move(tx, &mut case, CaseStatus::Assessed, actor, "assessed", Some(why))?;
-    Ok(true)
+    // The guard decides (facts read once): unmet preconditions just mean "not yet".
+    match stage_move(tx, &mut case, CaseStatus::Assessed, actor, "assessed", Some(why)) {
+        Ok(()) => Ok(true),
+        Err(CaseError::Transition(TransitionError::Precondition { .. })) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// A person's decision on a finding (from the customer's words or a photo).

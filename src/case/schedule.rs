@@ -163,7 +163,6 @@ impl ScheduleService {
                     approved_at: now(),
                 };
                 repo::insert_approval(tx, &a, signature.as_deref(), actor.user_id)?;
-                store::estimates::set_status(tx, &estimate_id, "approved")?;
                 audit::record(tx, &actor, "estimate.approve", "case", Some(&case_id), "ok")?;
                 // The timeline travels to HQ: the approver's name stays on the approval row only.
                 let why = format!("estimate v{latest} approved by the customer ({}), recorded by {}", a.channel, a.recorded_by);
@@ -187,7 +186,7 @@ impl ScheduleService {
         }
         let now = chrono::Local::now().naive_local();
         let from = fmt(now);
-        let booked = self.store.read(move |tx| store::estimates::bookings_after(tx, &from)).await?;
+        let booked = self.store.read(move |tx| repo::bookings_after(tx, &from)).await?;
         let catalog = self.catalog.get();
         let rates = catalog.store(&self.store_id);
         let slots = open_slots(rates, hours, now, &bookings(&booked), days);
@@ -294,6 +293,9 @@ impl ScheduleService {
         self.store
             .write(move |tx| -> Result<_, CaseError> {
                 let mut case = store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))?;
+                if repo::booked_of(tx, &case_id)?.is_none() {
+                    return Err(CaseError::NotFound("appointment"));
+                }
                 // Once the car is in the bay the booking is history, not something to cancel.
                 if !matches!(case.status, CaseStatus::Estimated | CaseStatus::Scheduled | CaseStatus::OnHold | CaseStatus::Escalated) {
                     return Err(CaseError::state(

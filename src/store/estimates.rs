@@ -1,5 +1,4 @@
-//! Estimates (versioned per case) with their line items, and the bookings the plan's free slots
-//! must avoid. Money is stored in fen.
+//! Estimates (versioned per case) with their line items. Money is stored in fen.
 
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
@@ -44,7 +43,7 @@ pub struct StoredEstimate {
     pub explanation: String,
     pub explanation_from_llm: bool,
     pub items: i64,
-    /// `draft` (offered), `approved` (the customer said yes).
+    /// `offered`, or `approved` once the customer said yes (derived from `approvals`, the one record).
     pub status: String,
 }
 
@@ -107,18 +106,13 @@ pub fn lines_sha256(tx: &Tx, estimate_id: &str) -> Result<String, StoreError> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Mark an estimate `approved` (the customer said yes to this version).
-pub fn set_status(tx: &Tx, estimate_id: &str, status: &str) -> Result<(), StoreError> {
-    tx.conn().execute("UPDATE estimates SET status = ?2 WHERE id = ?1", params![estimate_id, status])?;
-    Ok(())
-}
-
 pub fn latest(tx: &Tx, case_id: &str) -> Result<Option<StoredEstimate>, StoreError> {
     Ok(tx
         .conn()
         .query_row(
             "SELECT e.id, e.case_id, e.version, e.total_fen, e.created_at, e.plan, e.explanation, e.explanation_from_llm,
-                    (SELECT COUNT(*) FROM estimate_items i WHERE i.estimate_id = e.id), e.status
+                    (SELECT COUNT(*) FROM estimate_items i WHERE i.estimate_id = e.id),
+                    CASE WHEN EXISTS (SELECT 1 FROM approvals a WHERE a.estimate_id = e.id) THEN 'approved' ELSE 'offered' END
              FROM estimates e WHERE e.case_id = ?1 ORDER BY e.version DESC LIMIT 1",
             [case_id],
             |r| {
@@ -147,11 +141,4 @@ pub fn latest(tx: &Tx, case_id: &str) -> Result<Option<StoredEstimate>, StoreErr
             rusqlite::Error::FromSqlConversionFailure(_, _, inner) => StoreError::Corrupt(format!("an estimate's plan: {inner}")),
             e => e.into(),
         })?)
-}
-
-/// Booked work that has not ended yet: (start, end) as stored (RFC 3339 local times).
-pub fn bookings_after(tx: &Tx, from: &str) -> Result<Vec<(String, String)>, StoreError> {
-    let mut st = tx.conn().prepare_cached("SELECT starts_at, ends_at FROM appointments WHERE status = 'booked' AND ends_at > ?1")?;
-    let v = st.query_map([from], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-    Ok(v)
 }

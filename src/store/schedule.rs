@@ -120,6 +120,13 @@ pub fn latest_of(tx: &Tx, case_id: &str) -> Result<Option<Appointment>, StoreErr
         .optional()?)
 }
 
+/// Booked work that has not ended yet: (start, end), local times as stored.
+pub fn bookings_after(tx: &Tx, from: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let mut st = tx.conn().prepare_cached("SELECT starts_at, ends_at FROM appointments WHERE status = 'booked' AND ends_at > ?1")?;
+    let v = st.query_map([from], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    Ok(v)
+}
+
 /// Booked appointments overlapping [start, end) (local times as stored), other than `except_case`'s.
 pub fn overlapping(tx: &Tx, start: &str, end: &str, except_case: &str) -> Result<Vec<Appointment>, StoreError> {
     let mut st = tx.conn().prepare_cached(&format!(
