@@ -107,6 +107,8 @@ async fn seed_scenario_one_moves_only_through_its_stages() {
     assert_eq!(s, StatusCode::CREATED, "{ap}");
     assert_eq!(ap["lines_sha256"].as_str().unwrap().len(), 64);
     assert_eq!(ap["case_status"], "estimated");
+    let (_, got) = api.get(&format!("/api/v1/cases/{id}/estimate"), &advisor).await;
+    assert_eq!(got["status"], "approved", "{got}");
     let (s, appt) = api.post(&format!("/api/v1/cases/{id}/appointment"), &advisor, json!({ "start": first })).await;
     assert_eq!(s, StatusCode::CREATED, "{appt}");
     assert_eq!((appt["status"].clone(), appt["starts_at"].clone()), (json!("booked"), json!(first)));
@@ -116,8 +118,12 @@ async fn seed_scenario_one_moves_only_through_its_stages() {
 
     // A new estimate version takes the case back to estimated and needs a new approval; the
     // approval finds the booking and schedules the case again.
+    let (_, before) = api.get(&format!("/api/v1/cases/{id}/estimate"), &advisor).await;
+    assert_eq!(before["status"], "approved");
     let (s, e2) = api.post(&format!("/api/v1/cases/{id}/estimate"), &advisor, json!({ "parts_choice": "aftermarket" })).await;
     assert_eq!((s, e2["case_status"].clone(), e2["version"].clone()), (StatusCode::CREATED, json!("estimated"), json!(2)), "{e2}");
+    let (_, got) = api.get(&format!("/api/v1/cases/{id}/estimate"), &advisor).await;
+    assert_eq!((got["version"].clone(), got["status"].clone()), (json!(2), json!("offered")), "a new version needs its own yes");
     let (s, ap2) = api
         .post(
             &format!("/api/v1/cases/{id}/approval"),
@@ -329,5 +335,76 @@ async fn the_blurred_render_refuses_without_a_privacy_detector() {
     let (s, e) = api.get(&format!("/api/v1/photos/{pid}/blurred"), &auditor).await;
     assert_eq!((s, e["error"]["code"].clone()), (StatusCode::CONFLICT, json!("privacy_unavailable")), "{e}");
     assert!(e["error"]["message"].as_str().unwrap().contains("cannot be read"), "{e}");
+    srv.stop().await;
+}
+
+/// Bad input on every stage route: a 400 (or 409) that names the field or the reason, nothing
+/// written, and the daemon goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage_inputs_are_refused_with_a_reason_and_nothing_written() {
+    let srv = Server::start().await;
+    let api = srv.api();
+    let manager = api.manager().await;
+    let (_, advisor) = api.user(&manager, "wang", "advisor").await;
+    let (_, tech) = api.user(&manager, "li", "technician").await;
+    let id = case_with_words(&api, &advisor).await;
+    let post = |path: String, body: Value| {
+        let (api, advisor) = (api.clone(), advisor.clone());
+        async move { api.post(&path, &advisor, body).await }
+    };
+    let field = |(s, v): (StatusCode, Value)| (s, v["error"]["field"].as_str().unwrap_or("").to_string());
+    let code = |(s, v): (StatusCode, Value)| (s, v["error"]["code"].as_str().unwrap_or("").to_string());
+    let bad = StatusCode::BAD_REQUEST;
+
+    // Findings by hand: closed vocabulary, bounded lengths and notes.
+    let f = format!("/api/v1/cases/{id}/findings");
+    assert_eq!(field(post(f.clone(), json!({ "part": "wing", "damage_type": "dent" })).await), (bad, "part".into()));
+    assert_eq!(field(post(f.clone(), json!({ "part": "door", "damage_type": "melted" })).await), (bad, "damage_type".into()));
+    assert_eq!(field(post(f.clone(), json!({ "part": "door", "position": "up", "damage_type": "dent" })).await), (bad, "position".into()));
+    assert_eq!(field(post(f.clone(), json!({ "part": "door", "damage_type": "dent", "length_cm": -1 })).await), (bad, "length_cm".into()));
+    assert_eq!(
+        field(post(f.clone(), json!({ "part": "door", "damage_type": "dent", "note": "x".repeat(501) })).await),
+        (bad, "note".into())
+    );
+    assert_eq!(api.post(&f, &tech, json!({ "part": "door", "damage_type": "dent" })).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(common::count_rows(srv.data_dir(), "findings"), 2, "only the customer's two findings");
+
+    // Approval and booking before there is anything to approve or book.
+    let approve = format!("/api/v1/cases/{id}/approval");
+    let ok_approval = json!({ "estimate_version": 1, "approved_by": "张先生", "channel": "tablet" });
+    assert_eq!(code(post(approve.clone(), ok_approval.clone()).await), (StatusCode::CONFLICT, "not_estimated".into()));
+    let book = format!("/api/v1/cases/{id}/appointment");
+    assert_eq!(code(post(book.clone(), json!({ "start": "2099-01-05T09:00:00" })).await).0, bad, "more than 180 days ahead");
+    let tomorrow = (chrono::Local::now() + chrono::Duration::days(1)).format("%Y-%m-%dT10:00:00").to_string();
+    assert_eq!(code(post(book.clone(), json!({ "start": tomorrow })).await).0, StatusCode::CONFLICT, "no estimate, or closed");
+    let (s, _) = api.call(reqwest::Method::DELETE, &book, Some(&advisor), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "nothing to cancel");
+
+    // Now estimated: malformed approvals and bookings.
+    post(format!("/api/v1/cases/{id}/photos/waive"), json!({ "reason": "test" })).await;
+    assert_eq!(post(format!("/api/v1/cases/{id}/estimate"), json!({})).await.0, StatusCode::CREATED);
+    let with = |k: &str, v: Value| {
+        let mut b = ok_approval.clone();
+        b[k] = v;
+        b
+    };
+    assert_eq!(field(post(approve.clone(), with("channel", json!("fax"))).await), (bad, "channel".into()));
+    assert_eq!(field(post(approve.clone(), with("approved_by", json!(""))).await), (bad, "approved_by".into()));
+    assert_eq!(field(post(approve.clone(), with("estimate_version", json!(0))).await), (bad, "estimate_version".into()));
+    assert_eq!(field(post(approve.clone(), with("signature_png", json!("not base64!"))).await), (bad, "signature_png".into()));
+    assert_eq!(field(post(approve.clone(), with("signature_png", json!("aGVsbG8="))).await), (bad, "signature_png".into()), "not a PNG");
+    assert_eq!(field(post(approve.clone(), with("signature_png", json!("A".repeat(200_004)))).await), (bad, "signature_png".into()));
+    assert_eq!(common::count_rows(srv.data_dir(), "approvals"), 0);
+    for start in ["tomorrow 9:00", "2026-13-40T09:00:00", "2020-01-01T09:00:00"] {
+        assert_eq!(field(post(book.clone(), json!({ "start": start })).await), (bad, "start".into()), "{start}");
+    }
+    assert_eq!(code(post(book.clone(), json!({ "start": tomorrow })).await).0, StatusCode::CONFLICT, "not approved yet");
+    assert_eq!(common::count_rows(srv.data_dir(), "appointments"), 0);
+    for q in ["hours=abc", "hours=500", "hours=2&days=0", "hours=2&days=61", ""] {
+        assert_eq!(api.get(&format!("/api/v1/slots?{q}"), &advisor).await.0, bad, "{q}");
+    }
+
+    // Still serving, and the case is where the stages left it.
+    assert_eq!(status(&api, &advisor, &id).await, "estimated");
     srv.stop().await;
 }
