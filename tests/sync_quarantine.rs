@@ -279,7 +279,9 @@ async fn postgres_stopped_and_restarted_mid_transfer_loses_nothing() {
     assert_eq!(quarantined, 0);
     let log = r.hq.log("w1");
     assert_eq!(r.hq.exited("w1"), None, "ingest survives PostgreSQL restarts:\n{log}");
-    // Logged with PostgreSQL's code (57P01: terminating connection due to administrator command).
-    assert!(log.contains("57P01"), "{log}");
+    // Logged with PostgreSQL's code: 57P01 (terminating connection due to administrator command)
+    // or 57P03 (the database system is shutting down), whichever the worker met first — which one
+    // depends on timing, the class does not.
+    assert!(log.contains("57P01") || log.contains("57P03"), "{log}");
     assert!(!log.contains("db error"), "{log}");
 }
