@@ -15,6 +15,15 @@ use serde_json::json;
 use servicebay::llm::worker::{SupervisedEngine, WorkerCommand};
 use servicebay::llm::{ChatMessage, EngineState, GenParams, LlmError, TextGen};
 
+/// The tests that load the real model take turns: two llama.cpp workers with 2 threads each on a
+/// 2-core box spin against each other, and a 20 s extraction budget is then missed for reasons
+/// that have nothing to do with what these tests check.
+static MODEL_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn model_turn() -> std::sync::MutexGuard<'static, ()> {
+    MODEL_TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn worker_engine() -> SupervisedEngine {
     let cmd = WorkerCommand::of(PathBuf::from(env!("CARGO_BIN_EXE_servicebay")), &common::model_path(), Some(2));
     SupervisedEngine::start(cmd, 2).expect("start worker")
@@ -51,6 +60,7 @@ fn wait_ready_again(e: &SupervisedEngine, old_pid: u32) -> u32 {
 
 #[test]
 fn worker_process_survives_abort_and_hang() {
+    let _turn = model_turn();
     let e = worker_engine();
     let st = e.status();
     assert_eq!(st.state, EngineState::Ready);
@@ -148,7 +158,9 @@ fn worker_that_cannot_load_is_a_clear_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)] // the guard only orders whole tests; nothing else awaits it
 async fn daemon_keeps_answering_while_its_worker_restarts() {
+    let _turn = model_turn();
     let tmp = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(tmp.path());
     std::fs::write(
