@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use warp::Filter;
 
 use crate::api::{self, server, ApiState, Limits};
 use crate::auth::Throttle;
@@ -115,6 +116,11 @@ impl App {
                 metrics_loopback_only: cfg.metrics_loopback_only,
             },
             metrics: Arc::new(Default::default()),
+            site: api::Site {
+                store_name: cfg.store_name.clone(),
+                tls_fingerprint: tls_fingerprint.clone(),
+                data_dir: cfg.data_dir.clone(),
+            },
         });
         Ok((App { cfg, store, state, tls }, Startup { migration, tls_fingerprint, tls_generated, initial_manager }))
     }
@@ -131,7 +137,8 @@ impl App {
 
     /// Serve HTTPS on `listener` (and plain HTTP on `plain`, loopback only) until `shutdown`.
     pub async fn serve(self, listener: TcpListener, plain: Option<TcpListener>, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let routes = api::routes(self.state.clone());
+        // The tablet pages first (they hand on what is not theirs), then the JSON API.
+        let routes = crate::ui::routes(self.state.clone()).or(api::routes(self.state.clone()).map(warp::Reply::into_response)).unify();
         let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
         let mut rx_tls = tx.subscribe();
         let tls_task = tokio::spawn(server::serve(listener, routes.clone(), self.options(true), async move {

@@ -451,7 +451,8 @@ pub fn check_explanation(text: &str, plan: &RepairPlan) -> Result<(), String> {
     Ok(())
 }
 
-fn fmt_money(x: f64) -> String {
+/// ¥ amounts as the seed writes them: 1300 → "1,300", 12.5 → "12.50".
+pub fn fmt_money(x: f64) -> String {
     if (x - x.round()).abs() < 0.005 {
         let n = x.round() as i64;
         // 1300 → "1,300" like the seed.
@@ -529,6 +530,19 @@ pub struct Explanation {
 /// The model explains the plan in friendlier words; the plan's own template text is the
 /// fallback. The customer's messages are never part of this prompt.
 pub fn explain(p: &RepairPlan, engine: &dyn TextGen, t: &Templates, lang: Lang) -> Result<Explanation, EstimateError> {
+    explain_streaming(p, engine, t, lang, None)
+}
+
+/// `explain`, handing each piece of the model's text to `on_token` as it is generated (the tablet
+/// shows it arriving); returning false from `on_token` stops the generation. The answer is still
+/// the checked text: the model's only if it passed the number check, else the template's.
+pub fn explain_streaming(
+    p: &RepairPlan,
+    engine: &dyn TextGen,
+    t: &Templates,
+    lang: Lang,
+    on_token: Option<&mut dyn FnMut(&str) -> bool>,
+) -> Result<Explanation, EstimateError> {
     let fallback = template_explanation(p, t, lang)?;
     if !engine.is_available() {
         return Ok(Explanation { text: fallback, from_llm: false, rejected: None });
@@ -543,7 +557,7 @@ pub fn explain(p: &RepairPlan, engine: &dyn TextGen, t: &Templates, lang: Lang) 
         timeout: std::time::Duration::from_secs(60),
         cancel: None,
     };
-    match engine.generate(&msgs, &params, None) {
+    match engine.generate(&msgs, &params, on_token) {
         Ok(c) => Ok(accept_explanation(&c.text, p, fallback)),
         Err(e) => Ok(Explanation { text: fallback, from_llm: false, rejected: Some(e.to_string()) }),
     }

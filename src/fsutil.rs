@@ -15,3 +15,25 @@ pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
     o.mode(0o600);
     o.open(path)?.write_all(text.as_bytes())
 }
+
+/// (free, total) bytes of the file system that holds `path`, for the manager's status page.
+#[cfg(unix)]
+pub fn free_space(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` is written by statvfs before we read it.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    let unit = st.f_frsize as u64;
+    Some((st.f_bavail as u64 * unit, st.f_blocks as u64 * unit))
+}
+
+#[cfg(not(unix))]
+pub fn free_space(_path: &Path) -> Option<(u64, u64)> {
+    None
+}

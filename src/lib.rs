@@ -21,4 +21,5 @@ pub mod store;
 pub mod sync;
 pub mod telemetry;
 pub mod tls;
+pub mod ui;
 pub mod vision;

@@ -115,9 +115,18 @@ async fn remote_provider_is_a_redacted_checked_fallback() {
     let (s, r) = api.post(&format!("/api/v1/cases/{id}/photos/waive"), &m, json!({ "reason": "remote test" })).await;
     assert_eq!(s, StatusCode::OK, "{r}");
 
+    // The estimate answers at once with the template's wording; the model's wording is asked for
+    // next and kept only when it passes the number check.
     let estimate = |api: common::Api, m: String, id: String| async move {
-        let (s, e) = api.post(&format!("/api/v1/cases/{id}/estimate"), &m, json!({})).await;
+        let (s, mut e) = api.post(&format!("/api/v1/cases/{id}/estimate"), &m, json!({})).await;
         assert_eq!(s, StatusCode::CREATED, "{e}");
+        assert_eq!(e["explanation_from_llm"], false, "the price never waits for the model: {e}");
+        let (s, x) = api.post(&format!("/api/v1/cases/{id}/estimate/explanation"), &m, json!({})).await;
+        assert_eq!(s, StatusCode::OK, "{x}");
+        let (_, stored) = api.get(&format!("/api/v1/cases/{id}/estimate"), &m).await;
+        assert_eq!((stored["explanation"].clone(), stored["explanation_from_llm"].clone()), (x["text"].clone(), x["from_llm"].clone()), "{stored}");
+        e["explanation"] = x["text"].clone();
+        e["explanation_from_llm"] = x["from_llm"].clone();
         e
     };
     // The vendor's text is used when every number in it is the plan's.
@@ -133,6 +142,34 @@ async fn remote_provider_is_a_redacted_checked_fallback() {
     *v.mode.lock().unwrap() = Mode::Fails;
     let e = estimate(api.clone(), m.clone(), id.clone()).await;
     assert_eq!((e["explanation_from_llm"].clone(), e["plan"]["total"].clone()), (json!(false), json!(1300.0)), "{e}");
+
+    // The tablet's estimate page streams the same wording (server-sent events, UI session):
+    // pieces as they come, then `done` with the checked text, which is then the stored one.
+    *v.mode.lock().unwrap() = Mode::Honest;
+    let (s, e) = api.post(&format!("/api/v1/cases/{id}/estimate"), &m, json!({})).await;
+    assert_eq!((s, e["explanation_from_llm"].clone()), (StatusCode::CREATED, json!(false)), "{e}");
+    let raw = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(api.data_dir.join("tls/cert.pem")).unwrap()).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = raw.post(format!("{}/login", api.base)).form(&[("username", "manager"), ("password", "manager-Permanent-Pw1")]).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let r = raw.get(format!("{}/cases/{id}/estimate/explain", api.base)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let text = r.text().await.unwrap();
+    assert!(text.contains("\"delta\""), "{text}");
+    let done: serde_json::Value = text
+        .split("\n\n")
+        .find(|ev| ev.lines().any(|l| l == "event:done"))
+        .and_then(|ev| ev.lines().find_map(|l| l.strip_prefix("data:")))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .unwrap_or_else(|| panic!("no done event in {text}"));
+    assert_eq!(done["accepted"], true, "{done}");
+    assert!(done["text"].as_str().unwrap().contains("¥1,300"), "{done}");
+    let (_, stored) = api.get(&format!("/api/v1/cases/{id}/estimate"), &m).await;
+    assert_eq!((stored["explanation"].clone(), stored["explanation_from_llm"].clone()), (done["text"].clone(), json!(true)));
 
     // Words the lexicon cannot place go to the model (here the vendor), redacted.
     *v.mode.lock().unwrap() = Mode::Honest;

@@ -276,6 +276,12 @@ pub async fn get_estimate(id: String, s: Arc<ApiState>, _c: Ctx) -> Response {
     respond(s.estimates.latest(id).await.map(|v| js(&v)).map_err(ApiError::from))
 }
 
+/// The model's wording of the latest estimate, checked against its numbers (stored only if it passes).
+pub async fn explain_estimate(id: String, s: Arc<ApiState>, c: Ctx) -> Response {
+    let r = s.estimates.phrase(&c.actor, id, Box::new(|_: &str| true)).await;
+    respond(r.map(|x| js(&json!({ "text": x.text, "from_llm": x.from_llm, "rejected": x.rejected }))).map_err(ApiError::from))
+}
+
 pub async fn list_findings(id: String, s: Arc<ApiState>, _c: Ctx) -> Response {
     respond(s.cases.findings(id).await.map(|v| js(&json!({ "items": v }))).map_err(ApiError::from))
 }
@@ -392,6 +398,19 @@ async fn upload(case_id: String, s: &ApiState, c: &Ctx, form: warp::multipart::F
             return Err(ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "shot", "shot: use front, side, close_up or other"));
         }
     }
+    let p = save_photo(s, c, case_id, file, shot).await?;
+    let mut v = serde_json::to_value(&p).unwrap_or_default();
+    v["analysis"] = json!("pending");
+    Ok(created(&v))
+}
+
+/// Checks and stores a photo's bytes, attaches it to the case and wakes the analyser: the one
+/// way a photo enters a case (the API's multipart route and the tablet page both come here).
+pub async fn save_photo(s: &ApiState, c: &Ctx, case_id: String, file: Vec<u8>, shot: Option<String>) -> Result<Photo, ApiError> {
+    if !s.cases.case_exists(case_id.clone()).await? {
+        return Err(ApiError::not_found("case"));
+    }
+    let limit = s.limits.photo_body;
     let max_pixels = s.limits.photo_max_pixels;
     let files = s.files.clone();
     // Decode check and the durable write are blocking work: off the async workers.
@@ -417,9 +436,7 @@ async fn upload(case_id: String, s: &ApiState, c: &Ctx, form: warp::multipart::F
     match s.cases.attach_photo(&c.actor, photo).await {
         Ok(p) => {
             s.analyzer.notify();
-            let mut v = serde_json::to_value(&p).unwrap_or_default();
-            v["analysis"] = json!("pending");
-            Ok(created(&v))
+            Ok(p)
         }
         Err(e) => {
             // No row → no file: remove what this upload created unless another row now uses it.

@@ -45,6 +45,17 @@ pub struct ApiState {
     pub store: Store,
     pub limits: Limits,
     pub metrics: Arc<metrics::Metrics>,
+    /// What the tablets' first-run page shows: the store and its certificate's fingerprint.
+    pub site: Site,
+}
+
+/// The store as the UI names it, and the TLS fingerprint a tablet checks before trusting it.
+#[derive(Debug, Clone, Default)]
+pub struct Site {
+    pub store_name: String,
+    pub tls_fingerprint: String,
+    /// Where the daemon keeps its data (the status page reports the disk's free space there).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// The peer address of the connection, put on each request by `server`.
@@ -382,6 +393,13 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .and(a(CasesEstimateGet))
         .then(h::get_estimate)
         .boxed();
+    let estimate_explain = v1
+        .and(warp::path!("cases" / String / "estimate" / "explanation"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesEstimateExplain))
+        .then(h::explain_estimate)
+        .boxed();
     let findings_list =
         v1.and(warp::path!("cases" / String / "findings")).and(warp::get()).and(st()).and(a(CasesFindings)).then(h::list_findings).boxed();
     let findings_add = v1
@@ -535,6 +553,7 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         messages_list,
         estimate_post,
         estimate_get,
+        estimate_explain,
         findings_list,
         findings_add,
         findings_review,

@@ -29,6 +29,7 @@ pub enum RouteId {
     CasesMessagesList,
     CasesEstimateCreate,
     CasesEstimateGet,
+    CasesEstimateExplain,
     CasesFindings,
     CasesFindingsAdd,
     CasesPhotosWaive,
@@ -116,6 +117,8 @@ pub const ROUTES: &[RouteSpec] = &[
     // Prices come from the catalogue; advisors issue estimates, everyone working the case reads them.
     r(CasesEstimateCreate, "POST", "/api/v1/cases/{id}/estimate", Roles(ADVISORS)),
     r(CasesEstimateGet, "GET", "/api/v1/cases/{id}/estimate", Roles(EVERYONE)),
+    // The model's wording of the latest estimate (seconds on a CPU box; the price never waits).
+    r(CasesEstimateExplain, "POST", "/api/v1/cases/{id}/estimate/explanation", Roles(ADVISORS)),
     r(CasesFindings, "GET", "/api/v1/cases/{id}/findings", Roles(EVERYONE)),
     // The one finding list: an advisor adds what the customer's words and the photos missed.
     r(CasesFindingsAdd, "POST", "/api/v1/cases/{id}/findings", Roles(ADVISORS)),
@@ -208,6 +211,7 @@ mod tests {
                 | CasesMessagesList
                 | CasesEstimateCreate
                 | CasesEstimateGet
+                | CasesEstimateExplain
                 | CasesFindings
                 | CasesFindingsAdd
                 | CasesPhotosWaive
@@ -256,6 +260,7 @@ mod tests {
                 CasesMessagesList,
                 CasesEstimateCreate,
                 CasesEstimateGet,
+                CasesEstimateExplain,
                 CasesFindings,
                 CasesFindingsAdd,
                 CasesPhotosWaive,

@@ -160,10 +160,9 @@ impl EstimateService {
         let (finding_ids, findings): (Vec<String>, Vec<crate::domain::Finding>) = chosen.into_iter().unzip();
         let booked: Vec<Booking> =
             bookings.iter().filter_map(|(a, b)| Some(Booking { start: parse_local(a)?, end: parse_local(b)? })).collect();
-        let (engine, catalog, templates, store_id) =
-            (self.engine.clone(), self.catalog.get(), self.templates.clone(), self.store_id.clone());
+        let (catalog, templates, store_id) = (self.catalog.get(), self.templates.clone(), self.store_id.clone());
         let lang = lang.unwrap_or(Lang::Zh);
-        // Planning is cheap; the explanation may call the LLM: both off the async runtime.
+        // Planning is cheap, but not for the async runtime's threads.
         let (plan, explanation) = tokio::task::spawn_blocking(move || -> Result<_, estimate::EstimateError> {
             let req = PlanRequest {
                 findings: &findings,
@@ -173,7 +172,9 @@ impl EstimateService {
                 booked: &booked,
             };
             let plan = estimate::plan(&catalog, &req)?;
-            let explanation = estimate::explain(&plan, engine.as_ref(), &templates, lang)?;
+            // The template's wording now; the model's follows through `phrase` (it takes seconds on
+            // a CPU box, and the advisor should not wait for it to see the price).
+            let explanation = estimate::explain(&plan, &crate::llm::NoneTextGen, &templates, lang)?;
             Ok((plan, explanation))
         })
         .await
@@ -260,6 +261,66 @@ impl EstimateService {
             explanation_from_llm: explanation.from_llm,
             case_status,
         })
+    }
+
+    /// The threshold below which a photo finding waits for a person.
+    pub fn review_threshold(&self) -> f64 {
+        self.review_threshold
+    }
+
+    /// Whether a model is there to word estimates.
+    pub fn can_phrase(&self) -> bool {
+        self.engine.is_available()
+    }
+
+    /// The model's wording of the case's latest estimate, handed to `on_token` as it arrives. The
+    /// text is stored (with a timeline event and an audit row) only if it passes the number check;
+    /// otherwise the template's wording stays. HQ's estimate record carries the plan, not the
+    /// wording, so no outbox record is written.
+    pub async fn phrase(
+        &self,
+        actor: &Actor,
+        case_id: String,
+        mut on_token: Box<dyn FnMut(&str) -> bool + Send>,
+    ) -> Result<estimate::Explanation, CaseError> {
+        let id = case_id.clone();
+        let (stored, lang) = self
+            .store
+            .read(move |tx| -> Result<_, CaseError> {
+                store::cases::get(tx, &id)?.ok_or(CaseError::NotFound("case"))?;
+                let e = repo::latest(tx, &id)?.ok_or(CaseError::NotFound("estimate"))?;
+                let lang = match store::intake::state(tx, &id)? {
+                    Some((s, _)) => serde_json::from_str::<IntakeState>(&s).ok().and_then(|st| st.lang),
+                    None => None,
+                };
+                Ok((e, lang.unwrap_or(Lang::Zh)))
+            })
+            .await?;
+        let plan: RepairPlan = serde_json::from_value(stored.plan.clone())
+            .map_err(|e| StoreError::Corrupt(format!("the plan of estimate {}: {e}", stored.id)))?;
+        let (engine, templates) = (self.engine.clone(), self.templates.clone());
+        let x = tokio::task::spawn_blocking(move || estimate::explain_streaming(&plan, engine.as_ref(), &templates, lang, Some(&mut *on_token)))
+            .await
+            .map_err(|_| CaseError::Store(StoreError::Panicked))?
+            .map_err(|e| CaseError::Unavailable(format!("cannot word the plan: {e}")))?;
+        if !x.from_llm {
+            if let Some(why) = &x.rejected {
+                tracing::info!(case.id = %case_id, why = %why, "the model's wording was not used");
+            }
+            return Ok(x);
+        }
+        let (text, eid, actor) = (x.text.clone(), stored.id.clone(), actor.clone());
+        self.store
+            .write(move |tx| -> Result<(), CaseError> {
+                // Only the version it was made for: a newer estimate keeps its own wording.
+                if repo::set_explanation(tx, &eid, &text)? {
+                    store::cases::note(tx, &case_id, &actor, &now(), false, Event::note("estimate_worded", "the assistant worded the estimate"))?;
+                    audit::record(tx, &actor, "estimate.word", "case", Some(&case_id), "ok")?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(x)
     }
 
     pub async fn latest(&self, case_id: String) -> Result<StoredEstimate, CaseError> {

@@ -399,6 +399,16 @@ impl CaseService {
             .await
     }
 
+    /// Cases per status (the Today board).
+    pub async fn status_counts(&self) -> Result<Vec<(String, i64)>, CaseError> {
+        self.store.read(|tx| store::cases::count_by_status(tx).map_err(CaseError::from)).await
+    }
+
+    /// Open cases waiting for a person.
+    pub async fn waiting_for_a_person(&self) -> Result<i64, CaseError> {
+        self.store.read(|tx| store::cases::count_needs_review(tx).map_err(CaseError::from)).await
+    }
+
     pub async fn list_cases(&self, filter: CaseFilter) -> Result<Vec<Case>, CaseError> {
         Ok(self.store.read(move |tx| store::cases::list(tx, &filter)).await?)
     }

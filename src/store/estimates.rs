@@ -47,6 +47,12 @@ pub struct StoredEstimate {
     pub status: String,
 }
 
+/// The model's checked wording for an estimate; false when that estimate is gone.
+pub fn set_explanation(tx: &Tx, estimate_id: &str, text: &str) -> Result<bool, StoreError> {
+    let n = tx.conn().execute("UPDATE estimates SET explanation = ?2, explanation_from_llm = 1 WHERE id = ?1", params![estimate_id, text])?;
+    Ok(n == 1)
+}
+
 /// Insert the next version for the case; returns it.
 pub fn insert(tx: &Tx, e: &NewEstimate, items: &[Item]) -> Result<i64, StoreError> {
     let version: i64 =

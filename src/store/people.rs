@@ -67,7 +67,9 @@ pub fn list_customers(tx: &Tx, q: Option<&str>, before: Option<&str>, limit: u32
     let like = q.map(|q| format!("%{}%", q.replace('%', "\\%").replace('_', "\\_")));
     let mut st = tx.conn().prepare(&format!(
         "SELECT {CUSTOMER_COLS} FROM customers
-         WHERE (?1 IS NULL OR name LIKE ?1 ESCAPE '\\' OR phone LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR id < ?2)
+         WHERE (?1 IS NULL OR name LIKE ?1 ESCAPE '\\' OR phone LIKE ?1 ESCAPE '\\'
+                OR id IN (SELECT customer_id FROM vehicles WHERE plate LIKE ?1 ESCAPE '\\' OR vin LIKE ?1 ESCAPE '\\'))
+           AND (?2 IS NULL OR id < ?2)
          ORDER BY id DESC LIMIT ?3"
     ))?;
     let v = st.query_map(params![like, before, limit], row_customer)?.collect::<Result<_, _>>()?;

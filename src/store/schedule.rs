@@ -120,6 +120,15 @@ pub fn latest_of(tx: &Tx, case_id: &str) -> Result<Option<Appointment>, StoreErr
         .optional()?)
 }
 
+/// Booked appointments that start in [from, to), in time order (the day's board).
+pub fn booked_starting(tx: &Tx, from: &str, to: &str) -> Result<Vec<Appointment>, StoreError> {
+    let mut st = tx.conn().prepare_cached(&format!(
+        "SELECT {APPT_COLS} FROM appointments WHERE status = 'booked' AND starts_at >= ?1 AND starts_at < ?2 ORDER BY starts_at, bay"
+    ))?;
+    let v = st.query_map([from, to], appt)?.collect::<Result<_, _>>()?;
+    Ok(v)
+}
+
 /// Booked work that has not ended yet: (start, end), local times as stored.
 pub fn bookings_after(tx: &Tx, from: &str) -> Result<Vec<(String, String)>, StoreError> {
     let mut st = tx.conn().prepare_cached("SELECT starts_at, ends_at FROM appointments WHERE status = 'booked' AND ends_at > ?1")?;

@@ -341,4 +341,5 @@ pub async fn analysis(api: &Api, token: &str, photo: &str) -> Value {
     }
 }
 
+pub mod browser;
 pub mod hq;
