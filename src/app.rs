@@ -36,6 +36,9 @@ pub enum AppError {
     Intake(#[from] crate::intake::IntakeError),
     #[error(transparent)]
     Dataset(#[from] crate::case::dataset::DatasetError),
+    /// The tablet UI's words (compiled in) are broken: a build error, not the operator's.
+    #[error("the UI's string catalogue is broken: {0}")]
+    UiCatalogue(String),
 }
 
 /// What start-up did, for the banner.
@@ -60,6 +63,7 @@ pub const INITIAL_PASSWORD_FILE: &str = "initial-manager-password";
 
 impl App {
     pub async fn build(cfg: Config) -> Result<(App, Startup), AppError> {
+        crate::ui::i18n::check().map_err(AppError::UiCatalogue)?;
         let (store, migration) = Store::open(&cfg.data_dir, cfg.read_connections)?;
         let (id, name) = (cfg.store_id.clone(), cfg.store_name.clone());
         store.write(move |tx| store::cases::ensure_store(tx, &id, &name)).await?;
@@ -119,6 +123,7 @@ impl App {
             site: api::Site {
                 store_name: cfg.store_name.clone(),
                 tls_fingerprint: tls_fingerprint.clone(),
+                tls_cert: cfg.tls_cert.clone(),
                 data_dir: cfg.data_dir.clone(),
             },
         });
@@ -232,7 +237,7 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
     };
     let local = listener.local_addr()?;
     // The banner goes to stdout, not the log: it is for the person installing the box.
-    println!("ServiceBay is serving https://{local}/ (store {})", app.cfg.store_id);
+    println!("ServiceBay is serving https://{local}/ (store {}): open it in a browser to log in", app.cfg.store_id);
     println!("TLS certificate SHA-256 fingerprint (pin this on the tablets): {}", startup.tls_fingerprint);
     println!("Guided intake engine: {}", app.state.intake.engine_name());
     println!("Photo detector: {}", app.state.analyzer.model.as_deref().unwrap_or("none (quality gate only)"));

@@ -203,6 +203,7 @@ fn exit_code(e: &AppError) -> u8 {
         AppError::Dataset(servicebay::case::dataset::DatasetError::Store(s)) => store_code(s),
         AppError::Dataset(servicebay::case::dataset::DatasetError::Io { .. }) => EX_IOERR,
         AppError::Dataset(_) => EX_DATAERR,
+        AppError::UiCatalogue(_) => EX_SOFTWARE,
     }
 }
 

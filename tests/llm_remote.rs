@@ -148,11 +148,7 @@ async fn remote_provider_is_a_redacted_checked_fallback() {
     *v.mode.lock().unwrap() = Mode::Honest;
     let (s, e) = api.post(&format!("/api/v1/cases/{id}/estimate"), &m, json!({})).await;
     assert_eq!((s, e["explanation_from_llm"].clone()), (StatusCode::CREATED, json!(false)), "{e}");
-    let raw = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(api.data_dir.join("tls/cert.pem")).unwrap()).unwrap())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let raw = api.form_client();
     let r = raw.post(format!("{}/login", api.base)).form(&[("username", "manager"), ("password", "manager-Permanent-Pw1")]).send().await.unwrap();
     let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
     let r = raw.get(format!("{}/cases/{id}/estimate/explain", api.base)).header("cookie", &cookie).send().await.unwrap();
@@ -170,6 +166,36 @@ async fn remote_provider_is_a_redacted_checked_fallback() {
     assert!(done["text"].as_str().unwrap().contains("¥1,300"), "{done}");
     let (_, stored) = api.get(&format!("/api/v1/cases/{id}/estimate"), &m).await;
     assert_eq!((stored["explanation"].clone(), stored["explanation_from_llm"].clone()), (done["text"].clone(), json!(true)));
+
+    // The tablet's intake: the template's question at once, the model's rewording streamed in
+    // after and stored (it passed the check); asked again, there is nothing left to reword.
+    let (_, c2) = api.post("/api/v1/customers", &m, json!({ "name": "李女士" })).await;
+    let (_, k2) = api.post("/api/v1/cases", &m, json!({ "customer_id": c2["id"], "summary": "左前门" })).await;
+    let id2 = k2["id"].as_str().unwrap().to_string();
+    let token = cookie.trim_start_matches("sb_session=");
+    let csrf = servicebay::ui::csrf_of(token);
+    let r = raw
+        .post(format!("{}/cases/{id2}/messages", api.base))
+        .header("cookie", &cookie)
+        .form(&[("text", "左前门有一道刮痕"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, msgs) = api.get(&format!("/api/v1/cases/{id2}/messages"), &m).await;
+    let last = msgs["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["sender"].clone(), last["meta"]["phrase_pending"].clone()), (json!("assistant"), json!(true)), "{last}");
+    let template = last["text"].as_str().unwrap().to_string();
+    let page = raw.get(format!("{}/cases/{id2}/intake", api.base)).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("data-stream-src=\"/cases/{id2}/intake/phrase\">{template}")), "the page shows the template and streams");
+    let events = raw.get(format!("{}/cases/{id2}/intake/phrase", api.base)).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    assert!(events.contains("event:done") && events.contains("请问划痕大概有多长呢？"), "{events}");
+    let (_, msgs) = api.get(&format!("/api/v1/cases/{id2}/messages"), &m).await;
+    let last = msgs["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["text"], "请问划痕大概有多长呢？", "{last}");
+    assert_eq!((last["meta"]["llm_phrased"].clone(), last["meta"]["phrase_pending"].clone()), (json!(true), json!(false)));
+    let again = raw.get(format!("{}/cases/{id2}/intake/phrase", api.base)).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    assert!(again.contains("event:error") && again.contains("nothing_to_phrase"), "{again}");
 
     // Words the lexicon cannot place go to the model (here the vendor), redacted.
     *v.mode.lock().unwrap() = Mode::Honest;

@@ -88,6 +88,7 @@ async fn scenario_one_through_the_tablet() {
     let one_time = v["one_time_password"].as_str().unwrap().to_string();
 
     let b = Browser::start(&srv.base, 1280, 800).await;
+    let _ = std::fs::remove_file(b.shots.join("failure.png"));
 
     // Log in with the one-time password; it must be changed first.
     b.go("/today").await;
@@ -121,8 +122,22 @@ async fn scenario_one_through_the_tablet() {
     b.screenshot("04-intake").await;
     clean(&b, "messages").await;
 
-    // Three photos through the file input; each is analysed (htmx polls its card) and passes.
+    // The camera first (Chromium's fake device: a test pattern, no car): the shot is uploaded,
+    // analysed, and the quality gate says in words what to do, with a retake button.
     b.click("#to-photos").await;
+    b.click(".camera-open").await;
+    b.wait_js("document.querySelector('[data-camera-state=live] video')?.videoWidth > 0", Duration::from_secs(20)).await;
+    b.screenshot("05a-camera").await;
+    let (ok, msg) = submit_and_wait(&b, ".camera-live .controls .btn-primary").await;
+    assert!(ok, "camera upload: {msg}");
+    b.wait_js("document.querySelectorAll('#photos .photo[data-state=bad]').length === 1", Duration::from_secs(120)).await;
+    let reasons = b.text("#photos .photo[data-state=bad] .reasons").await;
+    assert!(reasons.contains("车辆") || reasons.contains("照片"), "reasons in words: {reasons}");
+    assert!(b.exists("#photos .photo[data-state=bad] a.btn[href*='shot=']").await, "a retake button");
+    b.screenshot("05b-retake").await;
+    clean(&b, "camera").await;
+
+    // Three photos through the file input; each is analysed (htmx polls its card) and passes.
     let photo = src.join("bus.jpg");
     for n in 1..=3 {
         let input = b.find("#photo-file").await;
@@ -244,6 +259,14 @@ async fn a_technician_sees_no_staff_administration() {
     let initial = std::fs::read_to_string(srv.data_dir().join(servicebay::app::INITIAL_PASSWORD_FILE)).unwrap();
     let b = Browser::start(&srv.base, 1280, 800).await;
 
+    // The first-run page: the fingerprint the daemon printed, and the certificate to download.
+    b.go("/welcome").await;
+    let fp = servicebay::tls::fingerprint(&srv.data_dir().join("tls/cert.pem")).unwrap();
+    assert_eq!(b.text("#fingerprint").await, fp);
+    b.find("#download-cert").await;
+    b.screenshot("19-welcome").await;
+    clean(&b, "welcome").await;
+
     // The manager's first login, then a technician account made on the staff page.
     first_login(&b, "manager", initial.trim(), None).await;
     b.click("a[href='/manager/users']").await;
@@ -305,11 +328,7 @@ async fn a_technician_sees_no_staff_administration() {
 
 /// A session cookie for `user`, logged in through the login form (what a tablet does).
 async fn form_login(api: &Api, user: &str, password: &str) -> (String, String) {
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(api.data_dir.join("tls/cert.pem")).unwrap()).unwrap())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = api.form_client();
     let r = client
         .post(format!("{}/login", api.base))
         .form(&[("username", user), ("password", password), ("next", "/today")])
@@ -331,11 +350,12 @@ async fn sessions_csrf_and_escaping() {
     let api = srv.api();
     let manager = api.manager().await;
     let (_, _advisor) = api.user(&manager, "zhao", "advisor").await;
-    let raw = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(api.data_dir.join("tls/cert.pem")).unwrap()).unwrap())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let raw = api.form_client();
+
+    // The first-run page offers the certificate (public) without a session: the very file served.
+    let r = raw.get(format!("{}/servicebay.crt", api.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), std::fs::read(api.data_dir.join("tls/cert.pem")).unwrap());
 
     // No session: pages redirect to the login page; JSON routes are untouched by the UI.
     let r = raw.get(format!("{}/today", api.base)).send().await.unwrap();

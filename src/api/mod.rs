@@ -54,6 +54,8 @@ pub struct ApiState {
 pub struct Site {
     pub store_name: String,
     pub tls_fingerprint: String,
+    /// The certificate itself (public), offered for download on the first-run page.
+    pub tls_cert: std::path::PathBuf,
     /// Where the daemon keeps its data (the status page reports the disk's free space there).
     pub data_dir: std::path::PathBuf,
 }

@@ -61,7 +61,72 @@ impl IntakeService {
         self.engine.status()
     }
 
+    /// A customer message and the assistant's next question, worded by the model within its
+    /// short budget when phrasing is on (the JSON API's turn).
     pub async fn message(&self, actor: &Actor, case_id: String, text: String) -> Result<TurnView, CaseError> {
+        self.turn(actor, case_id, text, self.llm_phrasing).await
+    }
+
+    /// The same turn answered at once with the template's question; when phrasing is on, the
+    /// question is marked for `phrase_last` to reword while the tablet shows it (the tablet's turn).
+    pub async fn message_now(&self, actor: &Actor, case_id: String, text: String) -> Result<TurnView, CaseError> {
+        self.turn(actor, case_id, text, false).await
+    }
+
+    /// Whether the model may reword the assistant's questions.
+    pub fn can_phrase(&self) -> bool {
+        self.llm_phrasing && self.engine.is_available()
+    }
+
+    /// The model's rewording of the case's latest question, streamed to `on_token`. The stored
+    /// question is replaced only if the rewording passes `valid_phrase` and nobody answered
+    /// meanwhile; an audit row records it (the conversation's wording is not an HQ record).
+    pub async fn phrase_last(
+        &self,
+        actor: &Actor,
+        case_id: String,
+        mut on_token: Box<dyn FnMut(&str) -> bool + Send>,
+    ) -> Result<(String, bool), CaseError> {
+        let id = case_id.clone();
+        let (last, lang) = self
+            .store
+            .read(move |tx| -> Result<_, CaseError> {
+                store::cases::get(tx, &id)?.ok_or(CaseError::NotFound("case"))?;
+                let lang = match repo::state(tx, &id)? {
+                    Some((s, _)) => serde_json::from_str::<IntakeState>(&s).ok().and_then(|st| st.lang),
+                    None => None,
+                };
+                Ok((repo::last_message(tx, &id)?, lang.unwrap_or(crate::domain::Lang::Zh)))
+            })
+            .await?;
+        let Some(last) = last.filter(|m| m.sender == "assistant" && phrase_pending(m)) else {
+            return Err(CaseError::state("nothing_to_phrase", "the latest message is not a question waiting for the model's wording"));
+        };
+        let (engine, templates, question) = (self.engine.clone(), self.templates.clone(), last.text.clone());
+        let (text, used) = tokio::task::spawn_blocking(move || {
+            policy::phrase_streaming(engine.as_ref(), &templates, &question, lang, std::time::Duration::from_secs(30), Some(&mut *on_token))
+        })
+        .await
+        .map_err(|_| CaseError::Intake(IntakeError::Encode("the intake worker stopped".into())))?;
+        let mut meta = last.meta.clone().unwrap_or_else(|| json!({}));
+        meta["phrase_pending"] = json!(false);
+        meta["llm_phrased"] = json!(used);
+        let (actor, template, new_text, mid) = (actor.clone(), last.text.clone(), text.clone(), last.id);
+        let stored = self
+            .store
+            .write(move |tx| -> Result<bool, CaseError> {
+                let words = if used { new_text.as_str() } else { template.as_str() };
+                let done = repo::reword(tx, mid, &template, words, &meta)?;
+                if done && used {
+                    audit::record(tx, &actor, "case.message.phrase", "case", Some(&case_id), "ok")?;
+                }
+                Ok(done)
+            })
+            .await?;
+        Ok((text, used && stored))
+    }
+
+    async fn turn(&self, actor: &Actor, case_id: String, text: String, phrasing: bool) -> Result<TurnView, CaseError> {
         let text = validate::text("text", &text, MAX_TEXT_CHARS)?;
         let id = case_id.clone();
         let (state, version) = self
@@ -82,7 +147,9 @@ impl IntakeService {
             .transpose()?
             .unwrap_or_default();
 
-        let (engine, templates, pol, phrasing) = (self.engine.clone(), self.templates.clone(), self.policy.clone(), self.llm_phrasing);
+        let (engine, templates, pol) = (self.engine.clone(), self.templates.clone(), self.policy.clone());
+        // A question the model may still reword for the tablet (its `phrase_last`).
+        let pending = !phrasing && self.can_phrase();
         let said = text.clone();
         let out = tokio::task::spawn_blocking(move || {
             let ctx = IntakeContext { engine: engine.as_ref(), templates: &templates, policy: &pol, llm_phrasing: phrasing };
@@ -108,7 +175,9 @@ impl IntakeService {
                 let mut case = store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))?;
                 let new_version = repo::save_state(tx, &case_id, &state_json, version, &at)?;
                 repo::add_message(tx, &case_id, &at, "customer", &text, Some(&json!({ "entered_by": actor.username })))?;
-                let meta = json!({ "action": v.action, "missing": v.missing, "degraded": v.degraded, "llm_phrased": out.llm_phrased, "templates_version": v.templates_version });
+                let pending = pending && v.action == NextAction::AskFacts;
+                let meta = json!({ "action": v.action, "missing": v.missing, "degraded": v.degraded, "llm_phrased": out.llm_phrased,
+                                   "phrase_pending": pending, "templates_version": v.templates_version });
                 repo::add_message(tx, &case_id, &at, "assistant", &v.reply, Some(&meta))?;
                 merge_customer_findings(tx, &case_id, &out.state.findings, &at)?;
                 repo::outbox(tx, &case_id, new_version, &at, &json!({ "case_id": case_id, "findings": v.findings, "action": v.action }))?;
@@ -146,6 +215,11 @@ impl IntakeService {
         super::audit_read(&self.store, actor, "case.messages.read", "case", Some(case_id), found.is_ok()).await?;
         found
     }
+}
+
+/// An assistant question whose wording the model has not been asked for yet.
+pub fn phrase_pending(m: &Message) -> bool {
+    m.meta.as_ref().and_then(|x| x["phrase_pending"].as_bool()).unwrap_or(false)
 }
 
 /// Merge what the customer's words now say into the case's one finding list:

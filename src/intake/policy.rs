@@ -336,10 +336,23 @@ fn merge_finding(all: &mut Vec<Finding>, n: &Finding) {
 pub const PHRASE_BUDGET: std::time::Duration = std::time::Duration::from_millis(2000);
 
 fn phrase(ctx: &IntakeContext<'_>, question: &str, lang: Lang) -> (String, bool) {
-    if !ctx.engine.is_available() {
+    phrase_streaming(ctx.engine, ctx.templates, question, lang, PHRASE_BUDGET, None)
+}
+
+/// The model's rewording of a template question, each piece handed to `on_token` as it comes;
+/// `(text, true)` only when it passes `valid_phrase`, else the template's `(question, false)`.
+pub fn phrase_streaming(
+    engine: &dyn TextGen,
+    templates: &Templates,
+    question: &str,
+    lang: Lang,
+    budget: std::time::Duration,
+    on_token: Option<&mut dyn FnMut(&str) -> bool>,
+) -> (String, bool) {
+    if !engine.is_available() {
         return (question.to_string(), false);
     }
-    let Ok(sys) = ctx.templates.render("system.phrase_question", lang, &[]) else { return (question.to_string(), false) };
+    let Ok(sys) = templates.render("system.phrase_question", lang, &[]) else { return (question.to_string(), false) };
     let msgs = [ChatMessage::system(sys), ChatMessage::user(question)];
     let params = GenParams {
         // A rephrasing is about as long as the question; more is rambling that fails validation.
@@ -347,10 +360,10 @@ fn phrase(ctx: &IntakeContext<'_>, question: &str, lang: Lang) -> (String, bool)
         sampling: Sampling::Greedy,
         stop: vec!["\n".into()],
         grammar: None,
-        timeout: PHRASE_BUDGET,
+        timeout: budget,
         cancel: None,
     };
-    match ctx.engine.generate(&msgs, &params, None) {
+    match engine.generate(&msgs, &params, on_token) {
         Ok(c) if valid_phrase(&c.text, question, lang) => (c.text.trim().to_string(), true),
         _ => (question.to_string(), false),
     }

@@ -74,6 +74,21 @@ pub fn messages(tx: &Tx, case_id: &str) -> Result<Vec<Message>, StoreError> {
     Ok(v)
 }
 
+/// The case's latest message, if any.
+pub fn last_message(tx: &Tx, case_id: &str) -> Result<Option<Message>, StoreError> {
+    Ok(messages(tx, case_id)?.pop())
+}
+
+/// Replace an assistant message's words (the model's rewording of a template question), only if
+/// it still says `expected`; false when it changed meanwhile.
+pub fn reword(tx: &Tx, id: i64, expected: &str, text: &str, meta: &serde_json::Value) -> Result<bool, StoreError> {
+    let n = tx.conn().execute(
+        "UPDATE messages SET text = ?3, meta = ?4 WHERE id = ?1 AND text = ?2 AND sender = 'assistant'",
+        params![id, expected, text, meta.to_string()],
+    )?;
+    Ok(n == 1)
+}
+
 pub fn outbox(tx: &Tx, case_id: &str, version: i64, at: &str, body: &serde_json::Value) -> Result<(), StoreError> {
     super::outbox::append(tx, &super::outbox::Record::Intake { case_id, version, body }, at)
 }

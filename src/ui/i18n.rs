@@ -101,45 +101,36 @@ impl Strings {
         self.lang
     }
 
-    /// The text for `key`; a missing key shows itself (the tests make sure none is missing).
-    pub fn s<'a>(&self, key: &'a str) -> &'a str
-    where
-        'static: 'a,
-    {
+    /// The text for `key` in this language, else in zh-CN (the catalogues have the same keys).
+    fn lookup(&self, key: &str) -> Option<&'static String> {
         let c = catalogs();
         let t = match self.lang {
             UiLang::Zh => &c.zh,
             UiLang::En => &c.en,
         };
-        t.get(key).or_else(|| c.zh.get(key)).map(String::as_str).unwrap_or(key)
+        t.get(key).or_else(|| c.zh.get(key))
+    }
+
+    /// The text for `key`; a missing key shows itself (the tests make sure none is missing).
+    pub fn s<'a>(&self, key: &'a str) -> &'a str
+    where
+        'static: 'a,
+    {
+        self.lookup(key).map(String::as_str).unwrap_or(key)
     }
 
     /// `s(key)` with `{name}` placeholders filled.
     pub fn f(&self, key: &str, args: &[(&str, &str)]) -> String {
-        let mut out = self.s_owned(key);
+        let mut out = self.or(key, key);
         for (k, v) in args {
             out = out.replace(&format!("{{{k}}}"), v);
         }
         out
     }
 
-    fn s_owned(&self, key: &str) -> String {
-        let c = catalogs();
-        let t = match self.lang {
-            UiLang::Zh => &c.zh,
-            UiLang::En => &c.en,
-        };
-        t.get(key).or_else(|| c.zh.get(key)).cloned().unwrap_or_else(|| key.to_string())
-    }
-
     /// The text for a dynamic key (`status.estimated`, `err.not_approved`), or `fallback`.
     pub fn or(&self, key: &str, fallback: &str) -> String {
-        let c = catalogs();
-        let t = match self.lang {
-            UiLang::Zh => &c.zh,
-            UiLang::En => &c.en,
-        };
-        t.get(key).or_else(|| c.zh.get(key)).cloned().unwrap_or_else(|| fallback.to_string())
+        self.lookup(key).cloned().unwrap_or_else(|| fallback.to_string())
     }
 
     /// `prefix.name`, e.g. the word for a status or a part.

@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
-use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
@@ -166,19 +165,6 @@ impl Form {
 
     pub fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(|s| s.trim()).filter(|s| !s.is_empty())
-    }
-
-    /// The form as a service DTO (named fields only; unknown ones are ignored here because the
-    /// form also carries `csrf` and buttons).
-    pub fn to<T: DeserializeOwned>(&self, fields: &[&str]) -> Result<T, ApiError> {
-        let mut o = serde_json::Map::new();
-        for f in fields {
-            if let Some(v) = self.get(f) {
-                o.insert((*f).to_string(), serde_json::Value::String(v.to_string()));
-            }
-        }
-        serde_json::from_value(serde_json::Value::Object(o))
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", format!("form: {e}")))
     }
 }
 
@@ -350,6 +336,7 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
         .then(p::login)
         .boxed();
     let welcome = warp::path!("welcome").and(get()).and(st()).and(lang()).then(p::welcome).boxed();
+    let certificate = warp::path!("servicebay.crt").and(get()).and(st()).then(p::certificate).boxed();
     let set_lang = warp::path!("lang" / String).and(get()).and(query()).map(p::set_lang).boxed();
     let logout = warp::path!("logout").and(act(Logout)).and(st()).then(p::logout).boxed();
     let password_page = warp::path!("password").and(get()).and(pg(ChangePassword)).and(query()).then(p::password_page).boxed();
@@ -362,6 +349,12 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
     let case_page = case_path().and(get()).and(pg(CasesGet)).and(st()).and(query()).then(p::case_page).boxed();
     let intake_page =
         warp::path!("cases" / String / "intake").and(get()).and(pg(CasesMessagesList)).and(st()).and(query()).then(p::intake_page).boxed();
+    let phrase = warp::path!("cases" / String / "intake" / "phrase")
+        .and(get())
+        .and(pg(CasesMessagesPost))
+        .and(st())
+        .then(p::phrase_stream)
+        .boxed();
     let message = warp::path!("cases" / String / "messages").and(act(CasesMessagesPost)).and(st()).then(p::post_message).boxed();
     let photos_page =
         warp::path!("cases" / String / "photos").and(get()).and(pg(CasesGet)).and(st()).and(query()).then(p::photos_page).boxed();
@@ -435,6 +428,7 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
         login_page,
         login,
         welcome,
+        certificate,
         set_lang,
         logout,
         password_page,
@@ -445,6 +439,7 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
         new_case,
         case_page,
         intake_page,
+        phrase,
         message,
         photos_page,
         photo_upload,

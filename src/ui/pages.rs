@@ -222,6 +222,24 @@ pub async fn welcome(s: Arc<ApiState>, t: Strings) -> Response {
     html(&WelcomePage { c, store_name: s.site.store_name.clone(), fingerprint: s.site.tls_fingerprint.clone() }, StatusCode::OK)
 }
 
+/// The store's certificate (public by nature), for a tablet to install and trust; the first-run
+/// page says to compare its fingerprint before trusting it.
+pub async fn certificate(s: Arc<ApiState>) -> Response {
+    match tokio::fs::read(&s.site.tls_cert).await {
+        Ok(pem) => {
+            let mut r = Response::new(pem.into());
+            let h = r.headers_mut();
+            h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-x509-ca-cert"));
+            h.insert(http::header::CONTENT_DISPOSITION, http::HeaderValue::from_static("attachment; filename=\"servicebay.crt\""));
+            super::harden(r)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the TLS certificate for download");
+            error_page(Strings::new(UiLang::Zh), StatusCode::NOT_FOUND, "err.not_found")
+        }
+    }
+}
+
 pub fn set_lang(lang: String, q: Query) -> Response {
     let l = UiLang::parse(&lang);
     let mut r = see_other(&safe_next(q.get("next")));
@@ -715,6 +733,8 @@ pub struct ChatRow {
     pub text: String,
     pub at: String,
     pub degraded: bool,
+    /// Where the model's rewording of this question streams from, while it is pending.
+    pub stream: Option<String>,
 }
 
 #[derive(Template)]
@@ -730,14 +750,16 @@ struct IntakePage {
 pub async fn intake_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> Response {
     let r = async {
         let (h, v) = head(&p, &s, &id, "/intake").await?;
-        let chat = s
-            .intake
-            .messages(&p.ctx.actor, id.clone())
-            .await?
+        let messages = s.intake.messages(&p.ctx.actor, id.clone()).await?;
+        let last = messages.last().map(|m| m.id);
+        let may_phrase = p.may(RouteId::CasesMessagesPost) && s.intake.can_phrase();
+        let chat = messages
             .into_iter()
             .map(|m| ChatRow {
                 customer: m.sender == "customer",
                 degraded: m.meta.as_ref().and_then(|x| x["degraded"].as_bool()).unwrap_or(false),
+                stream: (may_phrase && Some(m.id) == last && crate::case::intake::phrase_pending(&m))
+                    .then(|| format!("/cases/{id}/intake/phrase")),
                 text: m.text,
                 at: when(&m.at),
             })
@@ -760,7 +782,8 @@ pub async fn intake_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> Res
 pub async fn post_message(id: String, p: Page, f: Form, s: Arc<ApiState>) -> Response {
     let to = format!("/cases/{id}/intake");
     let text = f.get("text").unwrap_or("").to_string();
-    match s.intake.message(&p.ctx.actor, id, text).await {
+    // The template's question at once; the page streams the model's wording in after.
+    match s.intake.message_now(&p.ctx.actor, id, text).await {
         Ok(_) => see_other(&format!("{to}#last")),
         Err(e) => back(&to, Err(e.into())),
     }
@@ -1277,25 +1300,41 @@ pub async fn create_estimate(id: String, p: Page, f: Form, s: Arc<ApiState>) -> 
 /// Server-sent events: the model's wording of the latest estimate as it is generated, then
 /// `done` with the text and whether it passed the number check (only then is it stored).
 pub async fn explain_stream(id: String, p: Page, s: Arc<ApiState>) -> Response {
+    let (estimates, actor) = (s.estimates.clone(), p.ctx.actor.clone());
+    stream_words(move |on_delta| async move {
+        estimates.phrase(&actor, id, on_delta).await.map(|x| (x.text, x.from_llm)).map_err(ApiError::from)
+    })
+}
+
+/// Server-sent events: the model's rewording of the assistant's latest question, then `done`
+/// (stored only if it passed the intake's check).
+pub async fn phrase_stream(id: String, p: Page, s: Arc<ApiState>) -> Response {
+    let (intake, actor) = (s.intake.clone(), p.ctx.actor.clone());
+    stream_words(move |on_delta| async move { intake.phrase_last(&actor, id, on_delta).await.map_err(ApiError::from) })
+}
+
+/// Model text as server-sent events (what `static/stream.js` reads): `{"delta"}` pieces as they
+/// are generated, then `done` with `{"text","accepted"}`, or `error` with the error code. A page
+/// that goes away stops the generation (its callback then answers false).
+fn stream_words<F, Fut>(work: F) -> Response
+where
+    F: FnOnce(Box<dyn FnMut(&str) -> bool + Send>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(String, bool), ApiError>> + Send + 'static,
+{
     use futures_util::StreamExt;
     let (tx, rx) = tokio::sync::mpsc::channel::<warp::sse::Event>(64);
-    let estimates = s.estimates.clone();
-    let actor = p.ctx.actor.clone();
     tokio::spawn(async move {
         let delta_tx = tx.clone();
-        let on_delta = move |d: &str| {
+        let on_delta = Box::new(move |d: &str| {
             let ev = warp::sse::Event::default().data(serde_json::json!({ "delta": d }).to_string());
-            // A closed page stops the generation.
+            // Called on the generating thread (blocking work), never on the runtime's.
             delta_tx.blocking_send(ev).is_ok()
-        };
-        let ev = match estimates.phrase(&actor, id, Box::new(on_delta)).await {
-            Ok(x) => warp::sse::Event::default()
-                .event("done")
-                .data(serde_json::json!({ "text": x.text, "accepted": x.from_llm }).to_string()),
-            Err(e) => {
-                let e = ApiError::from(e);
-                warp::sse::Event::default().event("error").data(serde_json::json!({ "code": e.code }).to_string())
+        });
+        let ev = match work(on_delta).await {
+            Ok((text, accepted)) => {
+                warp::sse::Event::default().event("done").data(serde_json::json!({ "text": text, "accepted": accepted }).to_string())
             }
+            Err(e) => warp::sse::Event::default().event("error").data(serde_json::json!({ "code": e.code }).to_string()),
         };
         let _ = tx.send(ev).await;
     });

@@ -235,6 +235,18 @@ impl Api {
         v["token"].as_str().expect("token").to_string()
     }
 
+    /// A client like a browser's form posts: this appliance's certificate, redirects not followed
+    /// (the tests look at each 303), no bearer token (UI routes use the session cookie).
+    pub fn form_client(&self) -> Client {
+        let pem = std::fs::read(self.data_dir.join("tls/cert.pem")).expect("cert");
+        Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client")
+    }
+
     /// The first manager, activated from the one-time password the appliance wrote at first start.
     pub async fn manager(&self) -> String {
         let pw = std::fs::read_to_string(self.data_dir.join(INITIAL_PASSWORD_FILE)).expect("initial password file");
