@@ -29,8 +29,10 @@ pub fn free_space(path: &Path) -> Option<(u64, u64)> {
     }
     // SAFETY: statvfs returned 0, so it filled the struct.
     let st = unsafe { st.assume_init() };
-    let unit = st.f_frsize as u64;
-    Some((st.f_bavail as u64 * unit, st.f_blocks as u64 * unit))
+    // The field types differ between targets (u32 on some), hence the casts.
+    #[allow(clippy::unnecessary_cast)]
+    let (unit, avail, blocks) = (st.f_frsize as u64, st.f_bavail as u64, st.f_blocks as u64);
+    Some((avail * unit, blocks * unit))
 }
 
 #[cfg(not(unix))]

@@ -13,30 +13,12 @@ use common::{analysis, upload, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-fn remap_card(models: &std::path::Path) {
-    let path = models.join("remap.toml");
-    let mut card: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let classes: Vec<String> = card["classes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
-    let roles = card["roles"].as_array_mut().unwrap();
-    for (i, c) in classes.iter().enumerate() {
-        roles[i] = toml::Value::String(
-            match c.as_str() {
-                "bus" => "part:door",
-                "person" => "damage:scratch",
-                _ => "ignore",
-            }
-            .into(),
-        );
-    }
-    std::fs::write(&path, toml::to_string(&card).unwrap()).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn photo_lengths_disagreement_marked_reference_and_dataset_export() {
     let Some(src) = common::vision_models() else { return };
     let models = tempfile::tempdir().unwrap();
     servicebay::vision::import_model(&src.join("yolov8n.onnx"), models.path(), Some("remap")).unwrap();
-    remap_card(models.path());
+    common::remap_card(models.path());
     let extra = format!(
         "\n[llm]\nenabled = false\nmodels_dir = \"{}\"\n[vision]\nenabled = true\nmodel = \"remap\"\nreview_threshold = 0.5\n",
         models.path().display()

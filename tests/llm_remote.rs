@@ -124,7 +124,11 @@ async fn remote_provider_is_a_redacted_checked_fallback() {
         let (s, x) = api.post(&format!("/api/v1/cases/{id}/estimate/explanation"), &m, json!({})).await;
         assert_eq!(s, StatusCode::OK, "{x}");
         let (_, stored) = api.get(&format!("/api/v1/cases/{id}/estimate"), &m).await;
-        assert_eq!((stored["explanation"].clone(), stored["explanation_from_llm"].clone()), (x["text"].clone(), x["from_llm"].clone()), "{stored}");
+        assert_eq!(
+            (stored["explanation"].clone(), stored["explanation_from_llm"].clone()),
+            (x["text"].clone(), x["from_llm"].clone()),
+            "{stored}"
+        );
         e["explanation"] = x["text"].clone();
         e["explanation_from_llm"] = x["from_llm"].clone();
         e
@@ -149,7 +153,12 @@ async fn remote_provider_is_a_redacted_checked_fallback() {
     let (s, e) = api.post(&format!("/api/v1/cases/{id}/estimate"), &m, json!({})).await;
     assert_eq!((s, e["explanation_from_llm"].clone()), (StatusCode::CREATED, json!(false)), "{e}");
     let raw = api.form_client();
-    let r = raw.post(format!("{}/login", api.base)).form(&[("username", "manager"), ("password", "manager-Permanent-Pw1")]).send().await.unwrap();
+    let r = raw
+        .post(format!("{}/login", api.base))
+        .form(&[("username", "manager"), ("password", "manager-Permanent-Pw1")])
+        .send()
+        .await
+        .unwrap();
     let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
     let r = raw.get(format!("{}/cases/{id}/estimate/explain", api.base)).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -187,14 +196,19 @@ async fn remote_provider_is_a_redacted_checked_fallback() {
     assert_eq!((last["sender"].clone(), last["meta"]["phrase_pending"].clone()), (json!("assistant"), json!(true)), "{last}");
     let template = last["text"].as_str().unwrap().to_string();
     let page = raw.get(format!("{}/cases/{id2}/intake", api.base)).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
-    assert!(page.contains(&format!("data-stream-src=\"/cases/{id2}/intake/phrase\">{template}")), "the page shows the template and streams");
-    let events = raw.get(format!("{}/cases/{id2}/intake/phrase", api.base)).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains(&format!("data-stream-src=\"/cases/{id2}/intake/phrase\">{template}")),
+        "the page shows the template and streams"
+    );
+    let events =
+        raw.get(format!("{}/cases/{id2}/intake/phrase", api.base)).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
     assert!(events.contains("event:done") && events.contains("请问划痕大概有多长呢？"), "{events}");
     let (_, msgs) = api.get(&format!("/api/v1/cases/{id2}/messages"), &m).await;
     let last = msgs["items"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["text"], "请问划痕大概有多长呢？", "{last}");
     assert_eq!((last["meta"]["llm_phrased"].clone(), last["meta"]["phrase_pending"].clone()), (json!(true), json!(false)));
-    let again = raw.get(format!("{}/cases/{id2}/intake/phrase", api.base)).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    let again =
+        raw.get(format!("{}/cases/{id2}/intake/phrase", api.base)).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
     assert!(again.contains("event:error") && again.contains("nothing_to_phrase"), "{again}");
 
     // Words the lexicon cannot place go to the model (here the vendor), redacted.

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use common::browser::Browser;
 use common::{Api, Server};
+use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -66,10 +67,16 @@ async fn first_login(b: &Browser, user: &str, one_time: &str, shot: Option<&str>
     new_pw
 }
 
-/// Submits `css` and waits for the next page to show its flash message (ok or error).
+/// Submits `css` and waits for the next page (a new document, marked so the old one's flash
+/// message is never mistaken for the answer) to show its flash message (ok or error).
 async fn submit_and_wait(b: &Browser, css: &str) -> (bool, String) {
+    b.js("window.__sbOld = true").await;
     b.click(css).await;
-    b.wait_js("document.querySelector('#flash-ok, #flash-err')", Duration::from_secs(60)).await;
+    b.wait_js(
+        "!window.__sbOld && document.readyState === 'complete' && document.querySelector('#flash-ok, #flash-err')",
+        Duration::from_secs(60),
+    )
+    .await;
     let ok = b.exists("#flash-ok").await;
     let text = b.text(if ok { "#flash-ok" } else { "#flash-err" }).await;
     (ok, text)
@@ -118,7 +125,7 @@ async fn scenario_one_through_the_tablet() {
         b.wait_js(&format!("document.querySelectorAll('.msg-customer').length === {}", i + 1), Duration::from_secs(60)).await;
         assert_eq!(b.js("return document.querySelectorAll('.msg-assistant').length").await, json!(i + 1));
     }
-    assert_eq!(b.find("#case-status").await.attr("data-status").await.unwrap().as_deref(), Some("intake"));
+    assert_eq!(b.attr("#case-status", "data-status").await.as_deref(), Some("intake"));
     b.screenshot("04-intake").await;
     clean(&b, "messages").await;
 
@@ -144,14 +151,10 @@ async fn scenario_one_through_the_tablet() {
         input.send_keys(photo.to_str().unwrap()).await.expect("choose file");
         let (ok, msg) = submit_and_wait(&b, "#photo-send").await;
         assert!(ok, "upload {n}: {msg}");
-        b.wait_js(
-            &format!("document.querySelectorAll('#photos .photo[data-state=ok]').length === {n}"),
-            Duration::from_secs(120),
-        )
-        .await;
+        b.wait_js(&format!("document.querySelectorAll('#photos .photo[data-state=ok]').length === {n}"), Duration::from_secs(120)).await;
     }
     b.go(&format!("/cases/{case_id}/photos")).await;
-    assert_eq!(b.find("#case-status").await.attr("data-status").await.unwrap().as_deref(), Some("assessed"));
+    assert_eq!(b.attr("#case-status", "data-status").await.as_deref(), Some("assessed"));
     assert!(b.text("#photo-progress").await.contains('3'));
     b.screenshot("05-photos").await;
     clean(&b, "photos").await;
@@ -162,7 +165,7 @@ async fn scenario_one_through_the_tablet() {
     b.screenshot("06-findings").await;
     let (ok, msg) = submit_and_wait(&b, ".finding[data-damage=abnormal_noise] button[data-action=reject]").await;
     assert!(ok, "reject: {msg}");
-    assert_eq!(b.find(".finding[data-damage=abnormal_noise]").await.attr("data-state").await.unwrap().as_deref(), Some("rejected"));
+    assert_eq!(b.attr(".finding[data-damage=abnormal_noise]", "data-state").await.as_deref(), Some("rejected"));
     let (ok, msg) = submit_and_wait(&b, ".finding[data-damage=scratch] button[data-action=confirm]").await;
     assert!(ok, "confirm: {msg}");
     clean(&b, "findings").await;
@@ -176,7 +179,7 @@ async fn scenario_one_through_the_tablet() {
     let lines = stored["plan"]["labour"].as_array().unwrap();
     assert!(lines.iter().all(|l| !l["code"].as_str().unwrap().contains("NOISE")), "the rejected noise is not priced: {stored}");
     assert!(shown.replace(',', "").contains(&format!("{total:.0}")), "page shows '{shown}', stored ¥{total}");
-    assert_eq!(b.find("#case-status").await.attr("data-status").await.unwrap().as_deref(), Some("estimated"));
+    assert_eq!(b.attr("#case-status", "data-status").await.as_deref(), Some("estimated"));
     b.screenshot("07-estimate").await;
     clean(&b, "estimate").await;
 
@@ -201,11 +204,11 @@ async fn scenario_one_through_the_tablet() {
     clean(&b, "approval").await;
 
     // Book the first free slot: the case is scheduled.
-    let slot = b.find("#slots .slot").await.attr("data-start").await.unwrap().unwrap();
+    let slot = b.attr("#slots .slot", "data-start").await.unwrap();
     let (ok, msg) = submit_and_wait(&b, "#slots .slot").await;
     assert!(ok, "book: {msg}");
     b.find("#booked").await;
-    assert_eq!(b.find("#case-status").await.attr("data-status").await.unwrap().as_deref(), Some("scheduled"));
+    assert_eq!(b.attr("#case-status", "data-status").await.as_deref(), Some("scheduled"));
     let (_, appt) = api.get(&format!("/api/v1/cases/{case_id}/appointment"), &manager).await;
     assert_eq!((appt["status"].clone(), appt["starts_at"].clone()), (json!("booked"), json!(slot)), "{appt}");
     b.screenshot("10-scheduled").await;
@@ -433,11 +436,91 @@ async fn sessions_csrf_and_escaping() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.headers());
     let case_page = r.headers()["location"].to_str().unwrap().replace("/intake", "");
     let html = raw.get(format!("{}{case_page}", api.base)).header("cookie", &jar).send().await.unwrap().text().await.unwrap();
-    assert!(html.contains("&#60;script&#62;alert(1)") && !html.contains("<script>alert(1)") && !html.contains("<img src=x"), "not escaped: {html}");
+    assert!(
+        html.contains("&#60;script&#62;alert(1)") && !html.contains("<script>alert(1)") && !html.contains("<img src=x"),
+        "not escaped: {html}"
+    );
 
     // Logging out ends the session: the cookie no longer opens a page.
     let r = raw.post(format!("{}/logout", api.base)).header("cookie", &jar).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let r = raw.get(format!("{}/today", api.base)).header("cookie", &jar).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "the old cookie is dead");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photo_findings_are_measured_handed_to_a_person_and_taken_from_the_queue() {
+    let _turn = TURN.lock().await;
+    let src = common::vision_models().expect("the detector weights are required (scripts/fetch-models.sh)");
+    let models = tempfile::tempdir().unwrap();
+    servicebay::vision::import_model(&src.join("yolov8n.onnx"), models.path(), Some("remap")).unwrap();
+    common::remap_card(models.path());
+    let extra = format!(
+        "\n[llm]\nenabled = false\nmodels_dir = \"{}\"\n[vision]\nenabled = true\nmodel = \"remap\"\nreview_threshold = 0.5\n",
+        models.path().display()
+    );
+    let srv = Server::start_with(&extra).await;
+    let api = srv.api();
+    let manager = api.manager().await;
+    let (_, advisor) = api.user(&manager, "wang", "advisor").await;
+    let (_, c) = api.post("/api/v1/customers", &advisor, json!({ "name": "赵女士" })).await;
+    let (_, k) = api.post("/api/v1/cases", &advisor, json!({ "customer_id": c["id"], "summary": "车门刮痕" })).await;
+    let case = k["id"].as_str().unwrap().to_string();
+    let p = common::upload(&api, &advisor, &case, std::fs::read(src.join("bus.jpg")).unwrap()).await;
+    common::analysis(&api, &advisor, p["id"].as_str().unwrap()).await;
+
+    let b = Browser::start(&srv.base, 1280, 800).await;
+    ui_login(&b, "wang", "wang-Permanent-Pw1").await;
+    b.find("a[href='/today'].active").await;
+
+    // The photo's findings: sources and confidence shown, the unsure ones marked for review.
+    b.go(&format!("/cases/{case}/findings")).await;
+    b.find(".finding .chip").await;
+    let confidences = b.js("return [...document.querySelectorAll('.finding .conf')].length").await;
+    assert!(confidences.as_u64().unwrap() >= 2, "photo findings show their confidence");
+    b.screenshot("30-photo-findings").await;
+
+    // Measure one against a marked reference: two taps on the photo and the real length.
+    let fid = b.attr(".finding a[href$='/measure']", "href").await.unwrap();
+    let fid = fid.trim_end_matches("/measure").rsplit('/').next().unwrap().to_string();
+    b.click(".finding a[href$='/measure']").await;
+    b.wait_js("document.querySelector('.measure img')?.naturalWidth > 0", Duration::from_secs(20)).await;
+    assert!(b.exists("[data-measure] button[disabled]").await, "no measurement before two points");
+    let img = b.find(".measure img").await;
+    for (x, y) in [(-100.0, 0.0), (100.0, 0.0)] {
+        let m = MouseActions::new("finger".into())
+            .then(PointerAction::MoveToElement { element: img.clone(), duration: None, x, y })
+            .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
+            .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+        b.client.perform_actions(m).await.expect("tap");
+    }
+    assert_eq!(b.attr("[data-measure]", "data-measure-points").await.as_deref(), Some("2"));
+    b.type_into("#length_cm", "50").await;
+    b.screenshot("31-measure").await;
+    let (ok, msg) = submit_and_wait(&b, "[data-measure] button").await;
+    assert!(ok, "measure: {msg}");
+    let (_, fs) = api.get(&format!("/api/v1/cases/{case}/findings"), &advisor).await;
+    let f = fs["items"].as_array().unwrap().iter().find(|f| f["id"] == json!(fid)).unwrap().clone();
+    assert!(f["measured_cm"].as_f64().is_some_and(|l| l > 0.0), "the marked reference measured it: {f}");
+    clean(&b, "measure").await;
+
+    // 转人工 in one tap: the case is escalated and waits in the review queue, oldest first.
+    b.go(&format!("/cases/{case}")).await;
+    let (ok, msg) = submit_and_wait(&b, "#handoff").await;
+    assert!(ok, "hand-off: {msg}");
+    assert_eq!(b.attr("#case-status", "data-status").await.as_deref(), Some("escalated"));
+    b.go("/review").await;
+    let row = format!("#queue tr[data-case='{case}']");
+    b.find(&row).await;
+    b.screenshot("32-review-queue").await;
+    // One tap takes it; it is then the advisor's, and on their Today.
+    let (ok, msg) = submit_and_wait(&b, &format!("{row} button")).await;
+    assert!(ok, "take: {msg}");
+    let (_, got) = api.get(&format!("/api/v1/cases/{case}"), &advisor).await;
+    assert!(got["assigned_to"].as_i64().is_some(), "{got}");
+    b.go("/today").await;
+    b.find(&format!("#mine tr[data-case='{case}']")).await;
+    clean(&b, "review").await;
+    assert_eq!(server_errors(&api).await, 0);
+    b.close().await;
 }

@@ -299,10 +299,12 @@ impl EstimateService {
         let plan: RepairPlan = serde_json::from_value(stored.plan.clone())
             .map_err(|e| StoreError::Corrupt(format!("the plan of estimate {}: {e}", stored.id)))?;
         let (engine, templates) = (self.engine.clone(), self.templates.clone());
-        let x = tokio::task::spawn_blocking(move || estimate::explain_streaming(&plan, engine.as_ref(), &templates, lang, Some(&mut *on_token)))
-            .await
-            .map_err(|_| CaseError::Store(StoreError::Panicked))?
-            .map_err(|e| CaseError::Unavailable(format!("cannot word the plan: {e}")))?;
+        let x = tokio::task::spawn_blocking(move || {
+            estimate::explain_streaming(&plan, engine.as_ref(), &templates, lang, Some(&mut *on_token))
+        })
+        .await
+        .map_err(|_| CaseError::Store(StoreError::Panicked))?
+        .map_err(|e| CaseError::Unavailable(format!("cannot word the plan: {e}")))?;
         if !x.from_llm {
             if let Some(why) = &x.rejected {
                 tracing::info!(case.id = %case_id, why = %why, "the model's wording was not used");
@@ -314,7 +316,14 @@ impl EstimateService {
             .write(move |tx| -> Result<(), CaseError> {
                 // Only the version it was made for: a newer estimate keeps its own wording.
                 if repo::set_explanation(tx, &eid, &text)? {
-                    store::cases::note(tx, &case_id, &actor, &now(), false, Event::note("estimate_worded", "the assistant worded the estimate"))?;
+                    store::cases::note(
+                        tx,
+                        &case_id,
+                        &actor,
+                        &now(),
+                        false,
+                        Event::note("estimate_worded", "the assistant worded the estimate"),
+                    )?;
                     audit::record(tx, &actor, "estimate.word", "case", Some(&case_id), "ok")?;
                 }
                 Ok(())

@@ -193,7 +193,14 @@ impl IntakeService {
                 // The conversation is the intake stage's work: the first message starts it.
                 let mut case = store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))?;
                 if case.status == CaseStatus::Reported {
-                    super::stage_move(tx, &mut case, CaseStatus::Intake, &actor, "intake_started", Some("the customer's first words were taken"))?;
+                    super::stage_move(
+                        tx,
+                        &mut case,
+                        CaseStatus::Intake,
+                        &actor,
+                        "intake_started",
+                        Some("the customer's first words were taken"),
+                    )?;
                 }
                 super::assess_if_ready(tx, &case_id, &actor, "findings taken; photos passed the quality gate or were waived")?;
                 Ok(())

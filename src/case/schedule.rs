@@ -327,7 +327,11 @@ impl ScheduleService {
     /// The day's booked appointments, in time order.
     pub async fn on_day(&self, day: chrono::NaiveDate) -> Result<Vec<Appointment>, CaseError> {
         let from = day.and_hms_opt(0, 0, 0).map(|d| d.format(super::estimate::LOCAL_FMT).to_string()).unwrap_or_default();
-        let to = day.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.format(super::estimate::LOCAL_FMT).to_string()).unwrap_or_default();
+        let to = day
+            .succ_opt()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|d| d.format(super::estimate::LOCAL_FMT).to_string())
+            .unwrap_or_default();
         self.store.read(move |tx| repo::booked_starting(tx, &from, &to).map_err(CaseError::from)).await
     }
 

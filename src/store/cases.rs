@@ -97,7 +97,9 @@ pub fn count_by_status(tx: &Tx) -> Result<Vec<(String, i64)>, StoreError> {
 
 /// Open cases flagged for a person (the number on the Today board).
 pub fn count_needs_review(tx: &Tx) -> Result<i64, StoreError> {
-    Ok(tx.conn().query_row("SELECT COUNT(*) FROM cases WHERE needs_review = 1 AND status NOT IN ('closed', 'cancelled')", [], |r| r.get(0))?)
+    Ok(tx
+        .conn()
+        .query_row("SELECT COUNT(*) FROM cases WHERE needs_review = 1 AND status NOT IN ('closed', 'cancelled')", [], |r| r.get(0))?)
 }
 
 /// A timeline event to append with a change.

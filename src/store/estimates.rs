@@ -49,7 +49,8 @@ pub struct StoredEstimate {
 
 /// The model's checked wording for an estimate; false when that estimate is gone.
 pub fn set_explanation(tx: &Tx, estimate_id: &str, text: &str) -> Result<bool, StoreError> {
-    let n = tx.conn().execute("UPDATE estimates SET explanation = ?2, explanation_from_llm = 1 WHERE id = ?1", params![estimate_id, text])?;
+    let n =
+        tx.conn().execute("UPDATE estimates SET explanation = ?2, explanation_from_llm = 1 WHERE id = ?1", params![estimate_id, text])?;
     Ok(n == 1)
 }
 

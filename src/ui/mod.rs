@@ -291,9 +291,11 @@ async fn recover(r: Rejection) -> Result<Response, Rejection> {
         UiReject::ChangePassword => see_other("/password"),
         UiReject::Forbidden { lang } => pages::error_page(Strings::new(*lang), StatusCode::FORBIDDEN, "err.forbidden"),
         UiReject::Csrf { lang } => pages::error_page(Strings::new(*lang), StatusCode::FORBIDDEN, "err.csrf"),
-        UiReject::Bad { lang, err } => {
-            pages::error_page(Strings::new(*lang), err.status, &format!("err.{}", if err.code == "invalid_query" { "invalid_field" } else { err.code }))
-        }
+        UiReject::Bad { lang, err } => pages::error_page(
+            Strings::new(*lang),
+            err.status,
+            &format!("err.{}", if err.code == "invalid_query" { "invalid_field" } else { err.code }),
+        ),
     })
 }
 
@@ -349,12 +351,8 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
     let case_page = case_path().and(get()).and(pg(CasesGet)).and(st()).and(query()).then(p::case_page).boxed();
     let intake_page =
         warp::path!("cases" / String / "intake").and(get()).and(pg(CasesMessagesList)).and(st()).and(query()).then(p::intake_page).boxed();
-    let phrase = warp::path!("cases" / String / "intake" / "phrase")
-        .and(get())
-        .and(pg(CasesMessagesPost))
-        .and(st())
-        .then(p::phrase_stream)
-        .boxed();
+    let phrase =
+        warp::path!("cases" / String / "intake" / "phrase").and(get()).and(pg(CasesMessagesPost)).and(st()).then(p::phrase_stream).boxed();
     let message = warp::path!("cases" / String / "messages").and(act(CasesMessagesPost)).and(st()).then(p::post_message).boxed();
     let photos_page =
         warp::path!("cases" / String / "photos").and(get()).and(pg(CasesGet)).and(st()).and(query()).then(p::photos_page).boxed();
@@ -366,12 +364,8 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
         .and(warp::multipart::form().max_length(crate::api::drain_cap(s.limits.photo_body)))
         .then(p::upload_photo)
         .boxed();
-    let photo_card = warp::path!("cases" / String / "photos" / String / "card")
-        .and(get())
-        .and(pg(PhotosAnalysis))
-        .and(st())
-        .then(p::photo_card)
-        .boxed();
+    let photo_card =
+        warp::path!("cases" / String / "photos" / String / "card").and(get()).and(pg(PhotosAnalysis)).and(st()).then(p::photo_card).boxed();
     let waive = warp::path!("cases" / String / "photos" / "waive").and(act(CasesPhotosWaive)).and(st()).then(p::waive_photos).boxed();
     let photo_raw = warp::path!("photo" / String).and(get()).and(pg(PhotosGet)).and(st()).then(p::photo_raw).boxed();
     let photo_annotated =
@@ -415,11 +409,18 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
 
     let users = warp::path!("manager" / "users").and(get()).and(pg(UsersList)).and(st()).and(query()).then(p::users_page).boxed();
     let user_create = warp::path!("manager" / "users").and(act(UsersCreate)).and(st()).then(p::create_user).boxed();
-    let user_disable =
-        warp::path!("manager" / "users" / i64 / "disable").and(act(UsersDisable)).and(st()).then(|id, p, f, s| pages::set_disabled(id, p, f, s, true)).boxed();
-    let user_enable =
-        warp::path!("manager" / "users" / i64 / "enable").and(act(UsersEnable)).and(st()).then(|id, p, f, s| pages::set_disabled(id, p, f, s, false)).boxed();
-    let user_reset = warp::path!("manager" / "users" / i64 / "reset").and(act(UsersResetPassword)).and(st()).then(p::reset_password).boxed();
+    let user_disable = warp::path!("manager" / "users" / i64 / "disable")
+        .and(act(UsersDisable))
+        .and(st())
+        .then(|id, p, f, s| pages::set_disabled(id, p, f, s, true))
+        .boxed();
+    let user_enable = warp::path!("manager" / "users" / i64 / "enable")
+        .and(act(UsersEnable))
+        .and(st())
+        .then(|id, p, f, s| pages::set_disabled(id, p, f, s, false))
+        .boxed();
+    let user_reset =
+        warp::path!("manager" / "users" / i64 / "reset").and(act(UsersResetPassword)).and(st()).then(p::reset_password).boxed();
     let audit = warp::path!("manager" / "audit").and(get()).and(pg(AuditList)).and(st()).and(query()).then(p::audit_page).boxed();
     let status = warp::path!("manager" / "status").and(get()).and(pg(LlmStatus)).and(st()).then(p::status_page).boxed();
 

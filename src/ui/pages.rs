@@ -337,6 +337,8 @@ struct TodayPage {
     tiles: Vec<Tile>,
     waiting: i64,
     appointments: Vec<ApptRow>,
+    /// The cases assigned to the signed-in person (what a technician or inspector works on).
+    mine: Vec<CaseRow>,
     recent: Vec<CaseRow>,
     q: String,
     results: Option<Vec<CaseRow>>,
@@ -382,6 +384,9 @@ pub async fn today(p: Page, s: Arc<ApiState>, q: Query) -> Response {
             })
             .collect();
         let recent = s.cases.list_cases(filter(None, 20)).await?.iter().map(|c| case_row(&p.t, c)).collect();
+        let mut f = filter(None, 50);
+        f.assigned_to = Some(p.ctx.user.id);
+        let mine = s.cases.list_cases(f).await?.iter().filter(|c| !c.status.is_terminal()).map(|c| case_row(&p.t, c)).collect();
         let may_search = p.may(RouteId::CustomersList);
         let query = q.get("q").map(|x| x.chars().take(64).collect::<String>());
         let results = match (&query, may_search) {
@@ -401,6 +406,7 @@ pub async fn today(p: Page, s: Arc<ApiState>, q: Query) -> Response {
             tiles,
             waiting,
             appointments,
+            mine,
             recent,
             q: query.unwrap_or_default(),
             results,
@@ -491,15 +497,18 @@ pub async fn new_case(p: Page, f: Form, s: Arc<ApiState>) -> Response {
         let customer_id = match f.get("customer_id") {
             Some(id) => id.to_string(),
             None => {
-                let name = f.get("name").ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "name", "name: required"))?;
+                let name =
+                    f.get("name").ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "name", "name: required"))?;
                 let c = NewCustomer { name: name.to_string(), phone: opt(&f, "phone"), email: None, preferred_language: None };
                 s.cases.create_customer(&p.ctx.actor, c).await?.id
             }
         };
         let vehicle_id = if (f.get("plate").is_some() || f.get("vin").is_some()) && p.may(RouteId::VehiclesCreate) {
-            let year = f.get("year").map(|y| y.parse::<i32>()).transpose().map_err(|_| {
-                ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "year", "year: a number such as 2021")
-            })?;
+            let year = f
+                .get("year")
+                .map(|y| y.parse::<i32>())
+                .transpose()
+                .map_err(|_| ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "year", "year: a number such as 2021"))?;
             let v = NewVehicle {
                 customer_id: customer_id.clone(),
                 vin: opt(&f, "vin"),
@@ -564,9 +573,7 @@ async fn head(p: &Page, s: &ApiState, id: &str, active: &str) -> Result<(CaseHea
     let vehicle = v
         .vehicle
         .as_ref()
-        .map(|x| {
-            [x.plate.clone(), x.make.clone(), x.model.clone(), x.vin.clone()].into_iter().flatten().collect::<Vec<_>>().join(" · ")
-        })
+        .map(|x| [x.plate.clone(), x.make.clone(), x.model.clone(), x.vin.clone()].into_iter().flatten().collect::<Vec<_>>().join(" · "))
         .unwrap_or_default();
     let escalated = v.case.status == CaseStatus::Escalated;
     let h = CaseHead {
@@ -678,7 +685,11 @@ async fn appointment_text(t: &Strings, s: &ApiState, id: &str) -> Result<Option<
     match s.schedule.appointment(id.to_string()).await {
         Ok(a) if a.status == "booked" => Ok(Some(t.f(
             "case.appointment_line",
-            &[("start", &a.starts_at.replace('T', " ")[..16.min(a.starts_at.len())]), ("end", a.ends_at.get(11..16).unwrap_or("")), ("bay", &a.bay)],
+            &[
+                ("start", &a.starts_at.replace('T', " ")[..16.min(a.starts_at.len())]),
+                ("end", a.ends_at.get(11..16).unwrap_or("")),
+                ("bay", &a.bay),
+            ],
         ))),
         Ok(_) | Err(crate::case::CaseError::NotFound(_)) => Ok(None),
         Err(e) => Err(e.into()),
@@ -819,10 +830,8 @@ pub async fn photos_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> Res
         }
         let passed = photos.iter().filter(|x| x.ok).count();
         let taken = |shot: &str| v.photos.iter().any(|x| x.shot.as_deref() == Some(shot));
-        let shots: Vec<ShotSlot> = ["front", "side", "close_up"]
-            .into_iter()
-            .map(|sh| ShotSlot { shot: sh, label: p.t.of("shot", sh), done: taken(sh) })
-            .collect();
+        let shots: Vec<ShotSlot> =
+            ["front", "side", "close_up"].into_iter().map(|sh| ShotSlot { shot: sh, label: p.t.of("shot", sh), done: taken(sh) }).collect();
         let shot = q
             .get("shot")
             .filter(|x| matches!(*x, "front" | "side" | "close_up"))
@@ -837,10 +846,9 @@ pub async fn photos_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> Res
             shot,
             may_upload: p.may(RouteId::PhotosUpload),
             may_waive: p.may(RouteId::CasesPhotosWaive) && matches!(v.case.status, CaseStatus::Intake),
-            progress: p.t.f(
-                "photos.progress",
-                &[("n", &passed.to_string()), ("needed", &crate::domain::case::REQUESTED_PHOTOS.to_string())],
-            ),
+            progress: p
+                .t
+                .f("photos.progress", &[("n", &passed.to_string()), ("needed", &crate::domain::case::REQUESTED_PHOTOS.to_string())]),
         })
     };
     match r.await {
@@ -874,7 +882,10 @@ pub async fn upload_photo(id: String, p: Page, s: Arc<ApiState>, form: warp::mul
             }
             match name.as_str() {
                 "csrf" => csrf = String::from_utf8_lossy(&data).to_string(),
-                "shot" => shot = Some(String::from_utf8_lossy(&data).trim().to_string()).filter(|x| matches!(x.as_str(), "front" | "side" | "close_up")),
+                "shot" => {
+                    shot = Some(String::from_utf8_lossy(&data).trim().to_string())
+                        .filter(|x| matches!(x.as_str(), "front" | "side" | "close_up"))
+                }
                 "photo" if !data.is_empty() => file = Some(data),
                 _ => {}
             }
@@ -1019,8 +1030,8 @@ pub async fn findings_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> R
                 }
             })
             .collect();
-        let may_estimate =
-            p.may(RouteId::CasesEstimateCreate) && matches!(v.case.status, CaseStatus::Assessed | CaseStatus::Estimated | CaseStatus::Scheduled);
+        let may_estimate = p.may(RouteId::CasesEstimateCreate)
+            && matches!(v.case.status, CaseStatus::Assessed | CaseStatus::Estimated | CaseStatus::Scheduled);
         Ok::<_, ApiError>(FindingsPage {
             c: p.chrome(p.t.s("findings.title"), &q),
             h,
@@ -1097,13 +1108,7 @@ struct MeasurePage {
 pub async fn measure_page(id: String, fid: String, p: Page, s: Arc<ApiState>, q: Query) -> Response {
     let r = async {
         let (h, _) = head(&p, &s, &id, "/findings").await?;
-        let f = s
-            .cases
-            .findings(id.clone())
-            .await?
-            .into_iter()
-            .find(|f| f.id == fid)
-            .ok_or_else(|| ApiError::not_found("finding"))?;
+        let f = s.cases.findings(id.clone()).await?.into_iter().find(|f| f.id == fid).ok_or_else(|| ApiError::not_found("finding"))?;
         let photo_id = f.photo_id.clone().ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "no_photo", "no photo"))?;
         let text = format!("{} {}", word(&p.t, "part", &f.part), word(&p.t, "damage", &f.damage_type));
         Ok::<_, ApiError>(MeasurePage { c: p.chrome(p.t.s("measure.title"), &q), h, finding_id: fid, photo_id, text })
@@ -1207,7 +1212,9 @@ fn estimate_view(t: &Strings, e: &crate::store::estimates::StoredEstimate) -> Es
         .as_array()
         .into_iter()
         .flatten()
-        .map(|a| format!("{} {}", word(t, "part", a["part"].as_str().unwrap_or("")), word(t, "damage", a["damage_type"].as_str().unwrap_or(""))))
+        .map(|a| {
+            format!("{} {}", word(t, "part", a["part"].as_str().unwrap_or("")), word(t, "damage", a["damage_type"].as_str().unwrap_or("")))
+        })
         .collect();
     EstimateView {
         version: e.version,
@@ -1577,7 +1584,11 @@ pub async fn status_page(p: Page, s: Arc<ApiState>) -> Response {
         value: format!("{} · {}", t.of("engine", &llm_state), llm_json["model"].as_str().unwrap_or("")),
     });
     let det = s.analyzer.model.clone();
-    rows.push(StatusRow { name: t.s("status.detector").to_string(), ok: det.is_some(), value: det.unwrap_or_else(|| t.s("status.none").to_string()) });
+    rows.push(StatusRow {
+        name: t.s("status.detector").to_string(),
+        ok: det.is_some(),
+        value: det.unwrap_or_else(|| t.s("status.none").to_string()),
+    });
     match s.sync.status().await {
         Ok(st) => {
             rows.push(StatusRow {
@@ -1598,7 +1609,12 @@ pub async fn status_page(p: Page, s: Arc<ApiState>) -> Response {
         name: t.s("status.disk").to_string(),
         ok: disk.is_some_and(|(free, total)| total == 0 || free * 10 >= total),
         value: disk
-            .map(|(free, total)| t.f("status.disk_value", &[("free", &format!("{:.1}", free as f64 / 1e9)), ("total", &format!("{:.1}", total as f64 / 1e9))]))
+            .map(|(free, total)| {
+                t.f(
+                    "status.disk_value",
+                    &[("free", &format!("{:.1}", free as f64 / 1e9)), ("total", &format!("{:.1}", total as f64 / 1e9))],
+                )
+            })
             .unwrap_or_else(|| t.s("status.unknown").to_string()),
     });
     rows.push(StatusRow { name: t.s("status.backup").to_string(), ok: true, value: t.s("status.no_backups").to_string() });

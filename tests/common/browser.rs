@@ -129,8 +129,27 @@ impl Browser {
         self.client.find(Locator::Css(css)).await.is_ok()
     }
 
+    /// The element's text. htmx may swap the element between finding and reading it (a polled
+    /// photo card), so a stale element is found again.
     pub async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.expect("text")
+        for _ in 0..20 {
+            if let Ok(t) = self.find(css).await.text().await {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("cannot read the text of '{css}'")
+    }
+
+    /// An attribute of the element, found again if htmx swapped it meanwhile.
+    pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        for _ in 0..20 {
+            if let Ok(v) = self.find(css).await.attr(name).await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("cannot read {name} of '{css}'")
     }
 
     pub async fn click(&self, css: &str) {
@@ -196,12 +215,7 @@ impl Browser {
         let v: Value = r.json().await.unwrap_or(Value::Null);
         v["value"]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|e| e["level"] == "SEVERE")
-                    .map(|e| e["message"].as_str().unwrap_or("").to_string())
-                    .collect()
-            })
+            .map(|a| a.iter().filter(|e| e["level"] == "SEVERE").map(|e| e["message"].as_str().unwrap_or("").to_string()).collect())
             .unwrap_or_default()
     }
 

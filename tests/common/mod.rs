@@ -353,5 +353,25 @@ pub async fn analysis(api: &Api, token: &str, photo: &str) -> Value {
     }
 }
 
+/// The COCO model with a dealer-style card (the way a dealer plugs in a model): `bus` →
+/// `part:door`, `person` → `damage:scratch`, so bus.jpg yields photo findings on a door.
+pub fn remap_card(models: &std::path::Path) {
+    let path = models.join("remap.toml");
+    let mut card: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let classes: Vec<String> = card["classes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let roles = card["roles"].as_array_mut().unwrap();
+    for (i, c) in classes.iter().enumerate() {
+        roles[i] = toml::Value::String(
+            match c.as_str() {
+                "bus" => "part:door",
+                "person" => "damage:scratch",
+                _ => "ignore",
+            }
+            .into(),
+        );
+    }
+    std::fs::write(&path, toml::to_string(&card).unwrap()).unwrap();
+}
+
 pub mod browser;
 pub mod hq;
