@@ -9,21 +9,13 @@
 
 mod common;
 
-use common::{analysis, upload, Server};
+use common::{analysis, upload};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn photo_lengths_disagreement_marked_reference_and_dataset_export() {
-    let Some(src) = common::vision_models() else { return };
-    let models = tempfile::tempdir().unwrap();
-    servicebay::vision::import_model(&src.join("yolov8n.onnx"), models.path(), Some("remap")).unwrap();
-    common::remap_card(models.path());
-    let extra = format!(
-        "\n[llm]\nenabled = false\nmodels_dir = \"{}\"\n[vision]\nenabled = true\nmodel = \"remap\"\nreview_threshold = 0.5\n",
-        models.path().display()
-    );
-    let srv = Server::start_with(&extra).await;
+    let Some((srv, src, _models)) = common::remap_server().await else { return };
     let api = srv.api();
     let manager = api.manager().await;
     let (_, advisor) = api.user(&manager, "wang", "advisor").await;

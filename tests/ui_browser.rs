@@ -451,15 +451,7 @@ async fn sessions_csrf_and_escaping() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn photo_findings_are_measured_handed_to_a_person_and_taken_from_the_queue() {
     let _turn = TURN.lock().await;
-    let src = common::vision_models().expect("the detector weights are required (scripts/fetch-models.sh)");
-    let models = tempfile::tempdir().unwrap();
-    servicebay::vision::import_model(&src.join("yolov8n.onnx"), models.path(), Some("remap")).unwrap();
-    common::remap_card(models.path());
-    let extra = format!(
-        "\n[llm]\nenabled = false\nmodels_dir = \"{}\"\n[vision]\nenabled = true\nmodel = \"remap\"\nreview_threshold = 0.5\n",
-        models.path().display()
-    );
-    let srv = Server::start_with(&extra).await;
+    let (srv, src, _models) = common::remap_server().await.expect("the detector weights are required (scripts/fetch-models.sh)");
     let api = srv.api();
     let manager = api.manager().await;
     let (_, advisor) = api.user(&manager, "wang", "advisor").await;

@@ -156,7 +156,7 @@ mod tests {
         let keys: std::collections::HashSet<String> = keys().into_iter().collect();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ui");
         let mut files = vec![];
-        for d in [dir.clone(), dir.join("templates")] {
+        for d in [dir.clone(), dir.join("pages"), dir.join("templates")] {
             for e in std::fs::read_dir(&d).unwrap() {
                 let p = e.unwrap().path();
                 if p.is_file() {

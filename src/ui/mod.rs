@@ -189,7 +189,7 @@ fn action(s: Arc<ApiState>, id: RouteId) -> impl Filter<Extract = (Page, Form), 
         .untuple_one()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

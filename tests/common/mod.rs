@@ -353,9 +353,23 @@ pub async fn analysis(api: &Api, token: &str, photo: &str) -> Value {
     }
 }
 
-/// The COCO model with a dealer-style card (the way a dealer plugs in a model): `bus` →
-/// `part:door`, `person` → `damage:scratch`, so bus.jpg yields photo findings on a door.
-pub fn remap_card(models: &std::path::Path) {
+/// A server with the COCO model under a dealer-style card (the way a dealer plugs in a model):
+/// `bus` → `part:door`, `person` → `damage:scratch`, so bus.jpg yields photo findings on a door;
+/// photo findings below 0.5 confidence wait for a person. Returns it with the models dir and the
+/// TempDir holding the imported model (keep it alive as long as the server).
+pub async fn remap_server() -> Option<(Server, PathBuf, tempfile::TempDir)> {
+    let src = vision_models()?;
+    let models = tempfile::tempdir().expect("tempdir");
+    servicebay::vision::import_model(&src.join("yolov8n.onnx"), models.path(), Some("remap")).expect("import yolov8n");
+    remap_card(models.path());
+    let extra = format!(
+        "\n[llm]\nenabled = false\nmodels_dir = \"{}\"\n[vision]\nenabled = true\nmodel = \"remap\"\nreview_threshold = 0.5\n",
+        models.path().display()
+    );
+    Some((Server::start_with(&extra).await, src, models))
+}
+
+fn remap_card(models: &std::path::Path) {
     let path = models.join("remap.toml");
     let mut card: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let classes: Vec<String> = card["classes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();

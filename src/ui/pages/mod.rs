@@ -1,0 +1,159 @@
+//! Page handlers: each takes the signed-in `Page`, makes the same service calls as the JSON route
+//! and renders a template (or answers 303 to the page that shows the result). View models are
+//! plain strings and numbers, already in the reader's language. This file holds the frame every
+//! page shares; the pages are grouped by what staff do on them.
+
+mod account;
+mod board;
+mod case;
+mod estimate;
+mod evidence;
+mod manager;
+
+pub use account::*;
+pub use board::*;
+pub use case::*;
+pub use estimate::*;
+pub use evidence::*;
+pub use manager::*;
+
+use askama::Template;
+use bytes::{Buf, Bytes};
+use futures_util::TryStreamExt;
+use http::StatusCode;
+use serde_json::Value;
+use warp::reply::Response;
+use warp::Reply;
+
+use super::i18n::{Strings, UiLang};
+use super::{back, html, see_other, urlencode, Form, Page, Query, LANG_COOKIE, SESSION_COOKIE};
+use crate::api::error::ApiError;
+use crate::api::policy::RouteId;
+use crate::api::{ApiState, ClientAddr};
+use crate::case::schedule::{Channel, NewApproval};
+use crate::case::{Decision, MarkedReference, NewCase, NewCustomer, NewFinding, NewVehicle, Review};
+use crate::domain::{CaseStatus, Role};
+use crate::estimate::PartsChoice;
+use crate::store::cases::CaseFilter;
+
+// ---------------------------------------------------------------------------------------------
+// The frame every page shares.
+
+pub struct NavItem {
+    pub href: &'static str,
+    pub label: String,
+    pub active: bool,
+}
+
+/// What `base.html` needs: strings, the user, the CSRF token, the navigation and a flash message.
+pub struct Chrome {
+    pub t: Strings,
+    pub lang: &'static str,
+    pub title: String,
+    pub user: Option<String>,
+    pub role: String,
+    pub csrf: String,
+    pub nav: Vec<NavItem>,
+    pub ok: Option<String>,
+    pub err: Option<String>,
+    /// This page's path (the language switch comes back here).
+    pub here: String,
+}
+
+const NAV: &[(&str, &str, RouteId)] = &[
+    ("/today", "nav.today", RouteId::CasesList),
+    ("/cases/new", "nav.new_case", RouteId::CasesCreate),
+    ("/review", "nav.review", RouteId::FindingsReview),
+    ("/manager/users", "nav.users", RouteId::UsersList),
+    ("/manager/audit", "nav.audit", RouteId::AuditList),
+    ("/manager/status", "nav.status", RouteId::LlmStatus),
+];
+
+pub(super) fn flash(t: &Strings, q: &Query) -> (Option<String>, Option<String>) {
+    let ok = q.get("ok").filter(|k| is_key(k)).map(|k| t.or(&format!("ok.{k}"), t.s("ok.saved")));
+    let err = q.get("err").filter(|k| is_key(k)).map(|k| {
+        let base = t.or(&format!("err.{k}"), t.s("err.generic"));
+        match q.get("field").filter(|f| f.len() <= 64) {
+            Some(f) => format!("{base}（{}）", t.or(&format!("field.{f}"), f)),
+            None => base,
+        }
+    });
+    (ok, err)
+}
+
+pub(super) fn is_key(k: &str) -> bool {
+    k.len() <= 48 && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+}
+
+impl Page {
+    fn chrome(&self, title: &str, q: &Query) -> Chrome {
+        let (ok, err) = flash(&self.t, q);
+        let nav = NAV
+            .iter()
+            .filter(|(_, _, id)| self.may(*id))
+            .map(|(href, key, _)| NavItem { href, label: self.t.s(key).to_string(), active: self.path.starts_with(href) })
+            .collect();
+        Chrome {
+            t: self.t,
+            lang: self.t.lang().tag(),
+            title: title.to_string(),
+            user: Some(self.ctx.user.display_name.clone()),
+            role: self.t.of("role", self.ctx.user.role.as_str()),
+            csrf: self.csrf.clone(),
+            nav,
+            ok,
+            err,
+            here: self.path.clone(),
+        }
+    }
+}
+
+pub(super) fn public_chrome(t: Strings, title: &str, q: &Query) -> Chrome {
+    let (ok, err) = flash(&t, q);
+    Chrome {
+        t,
+        lang: t.lang().tag(),
+        title: title.to_string(),
+        user: None,
+        role: String::new(),
+        csrf: String::new(),
+        nav: vec![],
+        ok,
+        err,
+        here: "/login".into(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html", config = "src/ui/askama.toml")]
+struct ErrorPage {
+    c: Chrome,
+    message: String,
+}
+
+pub fn error_page(t: Strings, status: StatusCode, key: &str) -> Response {
+    let c = public_chrome(t, t.s("err.title"), &Query::default());
+    html(&ErrorPage { message: t.or(key, t.s("err.generic")), c }, status)
+}
+
+/// A service error on a page that cannot show its content: the error page, with the right status.
+pub(super) fn failed(p: &Page, e: ApiError) -> Response {
+    if e.status.is_server_error() {
+        tracing::warn!(code = e.code, "a page could not be shown");
+    }
+    let c = p.chrome(p.t.s("err.title"), &Query::default());
+    let message = p.t.or(&format!("err.{}", e.code), p.t.s("err.generic"));
+    html(&ErrorPage { c, message }, e.status)
+}
+
+pub(super) fn when(at: &str) -> String {
+    // Stored times are RFC 3339 (UTC) or local wall-clock; show local minutes.
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(at) {
+        return d.with_timezone(&chrono::Local).format("%m-%d %H:%M").to_string();
+    }
+    at.replace('T', " ").chars().take(16).collect()
+}
+
+pub(super) fn money(cny: f64) -> String {
+    crate::estimate::fmt_money(cny)
+}
