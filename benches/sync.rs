@@ -62,7 +62,7 @@ struct SimStore {
 impl SimStore {
     fn open() -> SimStore {
         let dir = tempfile::tempdir().expect("tmp");
-        let (store, _) = Store::open(dir.path(), 2).expect("store");
+        let (store, _) = Store::open(dir.path(), &servicebay::keys::Secret::random(), 2).expect("store");
         SimStore { store, sync: None, commits: Vec::new(), _dir: dir }
     }
 

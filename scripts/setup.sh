@@ -8,11 +8,13 @@ cd "$SB_ROOT"
 start=1
 for a in "$@"; do case "$a" in --no-start) start=0 ;; *) echo "usage: $0 [--no-start]" >&2; exit 2 ;; esac; done
 
-# 1. System packages (Debian). Build tools for the bundled SQLite and llama.cpp, services for HQ sync
+# 1. System packages (Debian). Build tools for the bundled SQLCipher and llama.cpp, services for HQ sync
 #    tests (Mosquitto 2, PostgreSQL), Python venv for the ONNX Runtime reference.
 need=()
 command -v cc >/dev/null || need+=(build-essential)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# SQLCipher (the encrypted database) links Debian's libcrypto.
+[ -f /usr/include/openssl/evp.h ] || need+=(libssl-dev)
 command -v cmake >/dev/null || need+=(cmake)
 command -v clang >/dev/null || need+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)

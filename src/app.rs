@@ -13,7 +13,7 @@ use crate::auth::Throttle;
 use crate::case::CaseService;
 use crate::config::Config;
 use crate::domain::{Actor, Role};
-use crate::media::PhotoFiles;
+use crate::files::PhotoFiles;
 use crate::staff::{StaffError, StaffService};
 use crate::store::{self, MigrationReport, Store, StoreError};
 use crate::tls::{self, TlsError};
@@ -36,6 +36,10 @@ pub enum AppError {
     Intake(#[from] crate::intake::IntakeError),
     #[error(transparent)]
     Dataset(#[from] crate::case::dataset::DatasetError),
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Protection(#[from] crate::protection::ProtectionError),
     /// The tablet UI's words (compiled in) are broken: a build error, not the operator's.
     #[error("the UI's string catalogue is broken: {0}")]
     UiCatalogue(String),
@@ -54,6 +58,8 @@ pub struct Startup {
 
 pub struct App {
     pub cfg: Config,
+    /// Held while serving: restore and key rotation refuse to replace files under a running daemon.
+    _lock: crate::fsutil::DirLock,
     pub store: Store,
     pub state: Arc<ApiState>,
     tls: Arc<rustls::ServerConfig>,
@@ -64,11 +70,28 @@ pub const INITIAL_PASSWORD_FILE: &str = "initial-manager-password";
 impl App {
     pub async fn build(cfg: Config) -> Result<(App, Startup), AppError> {
         crate::ui::i18n::check().map_err(AppError::UiCatalogue)?;
-        let (store, migration) = Store::open(&cfg.data_dir, cfg.read_connections)?;
+        let lock = crate::fsutil::lock_dir(&cfg.data_dir)?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("another servicebay is already serving the data directory {}", cfg.data_dir.display()),
+            )
+        })?;
+        // Keys first: without the master key nothing below can open (fail closed, explained).
+        let keys = Arc::new(crate::keys::Keys::load(&cfg.keys)?);
+        let (store, migration) = Store::open(&cfg.data_dir, &keys.db_key(), cfg.read_connections)?;
         let (id, name) = (cfg.store_id.clone(), cfg.store_name.clone());
         store.write(move |tx| store::cases::ensure_store(tx, &id, &name)).await?;
-        let files = PhotoFiles::new(cfg.photos_dir());
+        let files = PhotoFiles::new(cfg.photos_dir(), keys.clone());
         files.clean_tmp();
+        let protection = crate::protection::DataProtection::new(
+            store.clone(),
+            files.clone(),
+            cfg.store_id.clone(),
+            cfg.retention.clone(),
+            cfg.backup.clone(),
+        );
+        let chores = protection.start_up().await?;
+        tracing::info!(key_mode = keys.mode().as_str(), key = %keys.fingerprint(), chores = %chores, "data protection ready");
 
         let tls_generated = tls::ensure_cert(&cfg.tls_cert, &cfg.tls_key, &cfg.tls_extra_names)?;
         let tls_fingerprint = tls::fingerprint(&cfg.tls_cert)?;
@@ -112,6 +135,7 @@ impl App {
             sync,
             staff,
             files,
+            protection,
             store: store.clone(),
             limits: Limits {
                 json_body: cfg.json_body_limit,
@@ -127,7 +151,7 @@ impl App {
                 data_dir: cfg.data_dir.clone(),
             },
         });
-        Ok((App { cfg, store, state, tls }, Startup { migration, tls_fingerprint, tls_generated, initial_manager }))
+        Ok((App { cfg, _lock: lock, store, state, tls }, Startup { migration, tls_fingerprint, tls_generated, initial_manager }))
     }
 
     fn options(&self, tls: bool) -> server::ServeOptions {
@@ -145,6 +169,12 @@ impl App {
         // The tablet pages first (they hand on what is not theirs), then the JSON API.
         let routes = crate::ui::routes(self.state.clone()).or(api::routes(self.state.clone()).map(warp::Reply::into_response)).unify();
         let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+        // The daily jobs (backup, retention) start a little after the daemon, then check every 10 min.
+        let jobs = self.state.protection.clone();
+        let jobs_task = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+            jobs.run_jobs().await;
+        });
         let mut rx_tls = tx.subscribe();
         let tls_task = tokio::spawn(server::serve(listener, routes.clone(), self.options(true), async move {
             let _ = rx_tls.recv().await;
@@ -156,6 +186,7 @@ impl App {
             }))
         });
         shutdown.await;
+        jobs_task.abort();
         tracing::info!("shutting down: finishing open requests");
         let _ = tx.send(());
         let _ = tls_task.await;
@@ -253,6 +284,7 @@ pub async fn run(cfg: Config) -> Result<(), AppError> {
         schema_from = startup.migration.from,
         schema_to = startup.migration.to,
         backup = ?startup.migration.backup,
+        encrypted = ?startup.migration.encrypted,
         tls_generated = startup.tls_generated,
         "started"
     );

@@ -40,7 +40,43 @@ struct Raw {
     llm: RawLlm,
     vision: RawVision,
     sync: RawSync,
+    backup: RawBackup,
+    retention: RawRetention,
     log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBackup {
+    /// Where the scheduled backups go (off when unset).
+    dir: Option<PathBuf>,
+    keep: u32,
+    interval_hours: u64,
+}
+impl Default for RawBackup {
+    fn default() -> Self {
+        RawBackup { dir: None, keep: 7, interval_hours: 24 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRetention {
+    intake_photos_days: u32,
+    closed_case_personal_days: u32,
+    survey_answers_days: u32,
+    audit_log_days: u32,
+}
+impl Default for RawRetention {
+    fn default() -> Self {
+        let d = crate::protection::retention::Policy::default();
+        RawRetention {
+            intake_photos_days: d.intake_photos_days,
+            closed_case_personal_days: d.closed_case_personal_days,
+            survey_answers_days: d.survey_answers_days,
+            audit_log_days: d.audit_log_days,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,6 +214,9 @@ struct RawTls {
 struct RawStorage {
     data_dir: Option<PathBuf>,
     read_connections: Option<usize>,
+    /// The master key file and the case keyring; outside data_dir (default: `<data_dir>-keys`).
+    key_dir: Option<PathBuf>,
+    require_tpm: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +265,10 @@ pub struct Config {
     pub tls_extra_names: Vec<String>,
     pub data_dir: PathBuf,
     pub read_connections: usize,
+    pub keys: crate::keys::KeyConfig,
+    /// Scheduled backups, when `[backup] dir` is set.
+    pub backup: Option<crate::protection::backup::Schedule>,
+    pub retention: crate::protection::retention::Policy,
     pub session_ttl: Duration,
     pub login_failures_before_delay: u32,
     pub login_max_delay: Duration,
@@ -339,6 +382,40 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
     if raw.tls.cert.is_some() != raw.tls.key.is_some() {
         return Err(invalid("tls.cert", "set both tls.cert and tls.key, or neither (a self-signed pair is then generated)"));
     }
+    let key_dir = raw.storage.key_dir.unwrap_or_else(|| {
+        let name = data_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "servicebay".into());
+        data_dir.with_file_name(format!("{name}-keys"))
+    });
+    let keys = crate::keys::KeyConfig {
+        key_dir,
+        data_dir: data_dir.clone(),
+        require_tpm: raw.storage.require_tpm,
+        credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+    };
+    let backup = match raw.backup.dir {
+        None => None,
+        Some(dir) => {
+            if !(1..=365).contains(&raw.backup.keep) {
+                return Err(invalid("backup.keep", "must be between 1 and 365 copies"));
+            }
+            if !(1..=24 * 7).contains(&raw.backup.interval_hours) {
+                return Err(invalid("backup.interval_hours", "must be between 1 and 168"));
+            }
+            Some(crate::protection::backup::Schedule {
+                dir,
+                keep: raw.backup.keep as usize,
+                interval: Duration::from_secs(raw.backup.interval_hours * 3600),
+            })
+        }
+    };
+    let r = raw.retention;
+    let retention = crate::protection::retention::Policy {
+        intake_photos_days: r.intake_photos_days,
+        closed_case_personal_days: r.closed_case_personal_days,
+        survey_answers_days: r.survey_answers_days,
+        audit_log_days: r.audit_log_days,
+    };
+    retention.check().map_err(|(key, m)| invalid(&format!("retention.{key}"), m))?;
     let tls_cert = raw.tls.cert.unwrap_or_else(|| data_dir.join("tls/cert.pem"));
     let tls_key = raw.tls.key.unwrap_or_else(|| data_dir.join("tls/key.pem"));
     if !(1..=24 * 30).contains(&raw.auth.session_ttl_hours) {
@@ -420,6 +497,9 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
         tls_extra_names: raw.tls.extra_names,
         data_dir,
         read_connections,
+        keys,
+        backup,
+        retention,
         session_ttl: Duration::from_secs(raw.auth.session_ttl_hours * 3600),
         login_failures_before_delay: raw.auth.login_failures_before_delay,
         login_max_delay: Duration::from_secs(raw.auth.login_max_delay_secs),

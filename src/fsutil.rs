@@ -39,3 +39,24 @@ pub fn free_space(path: &Path) -> Option<(u64, u64)> {
 pub fn free_space(_path: &Path) -> Option<(u64, u64)> {
     None
 }
+
+/// An exclusive lock on a data directory (`<dir>/.lock`, flock): the daemon holds it while it
+/// serves; `restore` and `key rotate`, which replace the database file, refuse while it is held.
+#[derive(Debug)]
+pub struct DirLock(#[allow(dead_code)] std::fs::File);
+
+#[cfg(unix)]
+pub fn lock_dir(dir: &Path) -> std::io::Result<Option<DirLock>> {
+    use std::os::unix::io::AsRawFd;
+    std::fs::create_dir_all(dir)?;
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(".lock"))?;
+    // SAFETY: flock on a file descriptor we own; no memory is shared.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    Ok((rc == 0).then_some(DirLock(f)))
+}
+
+#[cfg(not(unix))]
+pub fn lock_dir(dir: &Path) -> std::io::Result<Option<DirLock>> {
+    std::fs::create_dir_all(dir)?;
+    Ok(Some(DirLock(std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(".lock"))?)))
+}

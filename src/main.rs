@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 use servicebay::app::{self, AppError};
 use servicebay::config::{Config, ConfigError};
 use servicebay::domain::{Actor, Role};
+use servicebay::keys::{KeyError, Keys};
+use servicebay::protection::backup::BackupError;
+use servicebay::protection::{DataProtection, ProtectionError};
 use servicebay::staff::{StaffError, StaffService};
 use servicebay::store::{Store, StoreError};
 use servicebay::sync::hq::{self, HqConfig, HqError};
@@ -42,6 +45,29 @@ enum Command {
     /// Manage staff accounts on this box.
     #[command(subcommand)]
     User(UserCmd),
+    /// The master key: which mode protects it, rotation.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Write an encrypted backup (database + photos), consistent while the daemon serves.
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into the (empty) data directory of the config, then check it.
+    Restore { file: PathBuf },
+    /// Apply the retention policy now ([retention] in the config) and report what it removed.
+    Retention,
+    /// A customer's requests about their personal data (PIPL): find, export, erase.
+    #[command(subcommand)]
+    Customer(CustomerCmd),
+    /// Put a case on legal hold (retention and erasure leave it alone), or release it.
+    Hold {
+        case_id: String,
+        #[arg(long, required_unless_present = "release")]
+        reason: Option<String>,
+        #[arg(long)]
+        release: bool,
+    },
     /// Run a detector on photos: class, role, confidence and pixel box per detection.
     Detect {
         /// Installed model name (see `servicebay model list`).
@@ -99,6 +125,35 @@ enum Command {
         model: PathBuf,
         #[arg(long)]
         threads: Option<i32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Which mode protects the master key ("tpm2", "host secret", "key file"), its fingerprint and
+    /// the case keys held.
+    Status,
+    /// New master key: the database is re-keyed and every case key re-wrapped (stop the daemon
+    /// first). The old key is kept under <key_dir>/retired/ for older backups.
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum CustomerCmd {
+    /// Customers by id, phone, plate or VIN (exact).
+    Find { query: String },
+    /// Everything held about a customer as a zip: customer.json and their photos.
+    Export {
+        customer_id: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Erase a customer: photo keys destroyed, personal fields replaced by tombstones, HQ told.
+    Erase {
+        customer_id: String,
+        /// Confirm: this cannot be undone.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -181,7 +236,7 @@ fn store_code(e: &StoreError) -> u8 {
         StoreError::Busy | StoreError::Closed => EX_TEMPFAIL,
         StoreError::DiskFull | StoreError::Io { .. } => EX_IOERR,
         StoreError::NotFound(_) | StoreError::Conflict(_) => EX_DATAERR,
-        StoreError::Migration(_) => EX_CONFIG,
+        StoreError::Migration(_) | StoreError::Locked(_) => EX_CONFIG,
         _ => EX_SOFTWARE,
     }
 }
@@ -204,6 +259,30 @@ fn exit_code(e: &AppError) -> u8 {
         AppError::Dataset(servicebay::case::dataset::DatasetError::Io { .. }) => EX_IOERR,
         AppError::Dataset(_) => EX_DATAERR,
         AppError::UiCatalogue(_) => EX_SOFTWARE,
+        AppError::Key(k) => key_code(k),
+        AppError::Protection(p) => protection_code(p),
+    }
+}
+
+fn key_code(e: &KeyError) -> u8 {
+    match e {
+        KeyError::Io { .. } | KeyError::Keyring { .. } => EX_IOERR,
+        KeyError::Destroyed(_) => EX_DATAERR,
+        KeyError::Crypto(_) => EX_SOFTWARE,
+        _ => EX_CONFIG,
+    }
+}
+
+fn protection_code(e: &ProtectionError) -> u8 {
+    match e {
+        ProtectionError::Store(s) => store_code(s),
+        ProtectionError::Key(k) => key_code(k),
+        ProtectionError::Backup(BackupError::Store(s)) => store_code(s),
+        ProtectionError::Backup(BackupError::Io { .. }) => EX_IOERR,
+        ProtectionError::Backup(BackupError::ForeignKey { .. }) => EX_CONFIG,
+        ProtectionError::Backup(_) => EX_DATAERR,
+        ProtectionError::NotFound | ProtectionError::OnHold(..) | ProtectionError::Invalid(_) => EX_DATAERR,
+        ProtectionError::Export(_) => EX_IOERR,
     }
 }
 
@@ -375,8 +454,9 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
         }
         Command::Serve => app::run(cfg).await,
         Command::Dataset(DatasetCmd::Export { out }) => {
-            let (store, _) = Store::open(&cfg.data_dir, 1)?;
-            let files = servicebay::media::PhotoFiles::new(cfg.photos_dir());
+            let keys = std::sync::Arc::new(Keys::load(&cfg.keys)?);
+            let (store, _) = Store::open(&cfg.data_dir, &keys.db_key(), 1)?;
+            let files = servicebay::files::PhotoFiles::new(cfg.photos_dir(), keys);
             let r = servicebay::case::dataset::export(&store, &files, &out).await;
             store.close();
             let r = r?;
@@ -426,8 +506,12 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
             Ok(())
         }
         Command::Migrate => {
-            let (store, report) = Store::open(&cfg.data_dir, 1)?;
+            let keys = Keys::load(&cfg.keys)?;
+            let (store, report) = Store::open(&cfg.data_dir, &keys.db_key(), 1)?;
             store.close();
+            if let Some(e) = &report.encrypted {
+                println!("{e}");
+            }
             match report.backup {
                 Some(b) => println!("migrated schema v{} → v{} (backup: {})", report.from, report.to, b.display()),
                 None if report.from == report.to => println!("schema is current (v{})", report.to),
@@ -435,8 +519,82 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
             }
             Ok(())
         }
+        Command::Key(KeyCmd::Status) => {
+            let keys = Keys::load(&cfg.keys)?;
+            let s = keys.status()?;
+            println!("mode         {}", s.mode);
+            println!("fingerprint  {}", s.fingerprint);
+            println!("key dir      {}", s.key_dir);
+            println!("case keys    {} held, {} destroyed (erased customers)", s.case_keys, s.destroyed);
+            println!("tpm2         {}", if s.tpm_present { "present" } else { "not present" });
+            Ok(())
+        }
+        Command::Key(KeyCmd::Rotate) => {
+            let _lock = exclusive(&cfg)?;
+            let keys = Keys::load(&cfg.keys)?;
+            let new = servicebay::keys::Secret::random();
+            let db = cfg.data_dir.join("servicebay.db");
+            // The new key is on disk (0600) before anything depends on it: an interrupted rotation
+            // never loses a key.
+            servicebay::fsutil::write_secret(&cfg.keys.key_dir.join("master.key.next"), &format!("{}\n", new.hex().as_str()))?;
+            if db.exists() {
+                servicebay::store::rekey_file(&db, &keys.db_key(), &servicebay::keys::db_key_of(&new))?;
+            }
+            let n = keys.rewrap_all(&new)?;
+            let retired = keys.install_key_file(&new)?;
+            let _ = std::fs::remove_file(cfg.keys.key_dir.join("master.key.next"));
+            println!("rotated: database re-keyed, {n} case keys re-wrapped; new key {}", new.fingerprint());
+            println!("the old key is kept for older backups: {}", retired.display());
+            Ok(())
+        }
+        Command::Backup { out } => {
+            let (p, store) = open_protection(&cfg).await?;
+            let r = p.backup(&Actor::system("cli"), out).await;
+            store.close();
+            let r = r?;
+            println!("backup written: {} ({} bytes, {} photos, {} ms)", r.file.display(), r.bytes, r.photos, r.millis);
+            if r.missing > 0 {
+                println!("note: {} photo files named by the database were already gone (retention)", r.missing);
+            }
+            Ok(())
+        }
+        Command::Restore { file } => {
+            let _lock = exclusive(&cfg)?;
+            let keys = std::sync::Arc::new(Keys::load(&cfg.keys)?);
+            let data_dir = cfg.data_dir.clone();
+            let r = tokio::task::spawn_blocking(move || servicebay::protection::backup::restore(&file, &data_dir, &keys))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+                .map_err(ProtectionError::from)?;
+            println!("restored the backup of {} into {} (schema v{})", r.created_at, cfg.data_dir.display(), r.schema);
+            println!("integrity check: {}", r.integrity);
+            println!("photos: {} decrypt; {} belong to customers erased since (their keys are destroyed)", r.photos_ok, r.photos_erased);
+            Ok(())
+        }
+        Command::Retention => {
+            let (p, store) = open_protection(&cfg).await?;
+            let r = p.apply_retention(&Actor::system("cli")).await;
+            store.close();
+            println!("retention: {}", r?.summary());
+            Ok(())
+        }
+        Command::Customer(c) => {
+            let (p, store) = open_protection(&cfg).await?;
+            let r = customer_cmd(c, &p).await;
+            store.close();
+            r
+        }
+        Command::Hold { case_id, reason, release } => {
+            let (p, store) = open_protection(&cfg).await?;
+            let r = p.set_legal_hold(&Actor::system("cli"), case_id.clone(), if release { None } else { reason }).await;
+            store.close();
+            r?;
+            println!("case {case_id}: legal hold {}", if release { "released" } else { "set" });
+            Ok(())
+        }
         Command::User(u) => {
-            let (store, _) = Store::open(&cfg.data_dir, 1)?;
+            let keys = Keys::load(&cfg.keys)?;
+            let (store, _) = Store::open(&cfg.data_dir, &keys.db_key(), 1)?;
             let staff = StaffService::new(
                 store.clone(),
                 servicebay::auth::Throttle::new(cfg.login_failures_before_delay, cfg.address_failures_before_delay, cfg.login_max_delay),
@@ -447,6 +605,65 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
             r
         }
     }
+}
+
+/// The data directory to ourselves (no daemon serving it), or the reason why not.
+fn exclusive(cfg: &Config) -> Result<servicebay::fsutil::DirLock, AppError> {
+    servicebay::fsutil::lock_dir(&cfg.data_dir)?.ok_or_else(|| {
+        AppError::Io(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            format!("the daemon is serving {}; stop it first (systemctl stop servicebay)", cfg.data_dir.display()),
+        ))
+    })
+}
+
+async fn open_protection(cfg: &Config) -> Result<(DataProtection, Store), AppError> {
+    let keys = std::sync::Arc::new(Keys::load(&cfg.keys)?);
+    let (store, _) = Store::open(&cfg.data_dir, &keys.db_key(), 1)?;
+    let files = servicebay::files::PhotoFiles::new(cfg.photos_dir(), keys);
+    let p = DataProtection::new(store.clone(), files, cfg.store_id.clone(), cfg.retention.clone(), cfg.backup.clone());
+    Ok((p, store))
+}
+
+async fn customer_cmd(cmd: CustomerCmd, p: &DataProtection) -> Result<(), AppError> {
+    let actor = Actor::system("cli");
+    match cmd {
+        CustomerCmd::Find { query } => {
+            for c in p.find(&actor, query).await? {
+                let holds = c.cases.iter().filter(|k| k.legal_hold.is_some()).count();
+                println!(
+                    "{}  {}  {}  plates {}  {} cases{}{}",
+                    c.id,
+                    c.name,
+                    c.phone.as_deref().unwrap_or("-"),
+                    if c.plates.is_empty() { "-".to_string() } else { c.plates.join(",") },
+                    c.cases.len(),
+                    if holds > 0 { format!(", {holds} on legal hold") } else { String::new() },
+                    c.erased_at.as_deref().map(|t| format!(", erased {t}")).unwrap_or_default()
+                );
+            }
+        }
+        CustomerCmd::Export { customer_id, out } => {
+            let zip = p.export(&actor, customer_id).await?;
+            std::fs::write(&out, &zip)?;
+            println!("exported to {} ({} bytes)", out.display(), zip.len());
+        }
+        CustomerCmd::Erase { customer_id, yes } => {
+            if !yes {
+                return Err(AppError::Protection(ProtectionError::Invalid(
+                    "erasure cannot be undone; run again with --yes to confirm".into(),
+                )));
+            }
+            let e = p.erase(&actor, customer_id, "request").await?;
+            println!(
+                "erased customer {}: {} cases, their photo keys destroyed; HQ is told (event {})",
+                e.customer_id,
+                e.case_ids.len(),
+                e.id
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn user_cmd(cmd: UserCmd, staff: &StaffService) -> Result<(), AppError> {

@@ -1,11 +1,10 @@
 //! Photo intake: sniff the type from content (JPEG, PNG, WebP), read dimensions from the header and
 //! refuse oversize pictures before any full decode, then decode once under strict limits to reject
-//! corrupt or truncated files. Files are stored content-addressed (`photos/ab/<sha256>`), written to a
-//! temporary name, fsynced and renamed, so a crash never leaves a half-written photo under its name.
-//! (Encryption at rest will wrap `PhotoFiles::put`/`read`; blur lives with the vision engine.)
+//! corrupt or truncated files. Storing them is `files::PhotoFiles` (encrypted per case); blur lives
+//! with the vision engine.
 
-use std::io::{Cursor, Write};
-use std::path::{Path, PathBuf};
+use std::io::Cursor;
+use std::path::PathBuf;
 
 use image::{ImageFormat, ImageReader, Limits};
 use sha2::{Digest, Sha256};
@@ -24,6 +23,11 @@ pub enum MediaError {
     Corrupt(String),
     #[error("photo storage error at {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// The case's key is gone (its customer was erased) or the keyring failed.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    #[error("the stored photo {0} does not decrypt: it was changed on disk or belongs to another key")]
+    Tampered(String),
 }
 
 /// What the content says the file is.
@@ -108,72 +112,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Content-addressed photo files under one root.
-#[derive(Debug, Clone)]
-pub struct PhotoFiles {
-    root: PathBuf,
-}
-
-impl PhotoFiles {
-    pub fn new(root: PathBuf) -> PhotoFiles {
-        PhotoFiles { root }
-    }
-
-    pub fn path_for(&self, sha: &str) -> PathBuf {
-        let prefix = sha.get(0..2).unwrap_or("xx");
-        self.root.join(prefix).join(sha)
-    }
-
-    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MediaError + '_ {
-        move |source| MediaError::Io { path: path.to_path_buf(), source }
-    }
-
-    /// Store bytes durably; returns (sha256, whether this call created the file).
-    pub fn put(&self, bytes: &[u8]) -> Result<(String, bool), MediaError> {
-        let sha = sha256_hex(bytes);
-        let dest = self.path_for(&sha);
-        if dest.exists() {
-            return Ok((sha, false));
-        }
-        let tmp_dir = self.root.join("tmp");
-        std::fs::create_dir_all(&tmp_dir).map_err(Self::io(&tmp_dir))?;
-        let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
-        let tmp = tmp_dir.join(uuid::Uuid::new_v4().to_string());
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &dest)?;
-            std::fs::File::open(&dir)?.sync_all()
-        };
-        if let Err(e) = write() {
-            // Disk full or similar: leave nothing behind.
-            let _ = std::fs::remove_file(&tmp);
-            return Err(MediaError::Io { path: dest, source: e });
-        }
-        Ok((sha, true))
-    }
-
-    pub fn remove(&self, sha: &str) {
-        let _ = std::fs::remove_file(self.path_for(sha));
-    }
-
-    pub fn read(&self, sha: &str) -> Result<Vec<u8>, MediaError> {
-        let p = self.path_for(sha);
-        std::fs::read(&p).map_err(Self::io(&p))
-    }
-
-    /// Temporary files left by a crash mid-write; removed at start.
-    pub fn clean_tmp(&self) {
-        if let Ok(entries) = std::fs::read_dir(self.root.join("tmp")) {
-            for e in entries.flatten() {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,17 +168,5 @@ mod tests {
         for cut in [full.len() - 2, full.len() / 2, 200] {
             assert!(matches!(inspect(&full[..cut], 1 << 20, 50_000_000), Err(MediaError::Corrupt(_))), "cut at {cut}");
         }
-    }
-
-    #[test]
-    fn put_is_content_addressed_and_idempotent() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = PhotoFiles::new(dir.path().to_path_buf());
-        let (sha, created) = files.put(b"abc").unwrap();
-        assert!(created);
-        assert_eq!(sha, sha256_hex(b"abc"));
-        assert_eq!(files.put(b"abc").unwrap(), (sha.clone(), false));
-        assert_eq!(files.read(&sha).unwrap(), b"abc");
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
 }

@@ -158,7 +158,7 @@ async fn seed_scenario_one_survives_a_restart() {
 
     // Every change also went to the outbox for HQ: one case record per timeline event (both cases),
     // and the stages' own records.
-    let db = rusqlite::Connection::open(d.data_dir().join("servicebay.db")).unwrap();
+    let db = common::db(&d.data_dir());
     let count = |kind: &str| -> i64 { db.query_row("SELECT COUNT(*) FROM outbox WHERE record_type = ?1", [kind], |r| r.get(0)).unwrap() };
     assert_eq!(count("case"), 1 + after["timeline"].as_array().unwrap().len() as i64);
     assert_eq!((count("intake"), count("estimate"), count("approval"), count("appointment")), (3, 1, 1, 1));

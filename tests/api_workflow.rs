@@ -228,7 +228,7 @@ fn two_bay_store(data: &std::path::Path) -> chrono::NaiveDate {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_third_concurrent_booking_of_a_two_bay_slot_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let holiday = two_bay_store(dir.path());
+    let holiday = two_bay_store(&dir.path().join("data"));
     let srv = Server::start_in(dir, "").await;
     let api = srv.api();
     let manager = api.manager().await;
@@ -329,7 +329,7 @@ async fn the_blurred_render_refuses_without_a_privacy_detector() {
     }
 
     // An analysis whose detections cannot be read is refused too, never served unblurred.
-    let db = rusqlite::Connection::open(srv.data_dir().join("servicebay.db")).unwrap();
+    let db = common::db(srv.data_dir());
     db.execute("UPDATE photo_analysis SET privacy_capable = 1, detections = '{not json' WHERE photo_id = ?1", [&pid]).unwrap();
     drop(db);
     let (s, e) = api.get(&format!("/api/v1/photos/{pid}/blurred"), &auditor).await;

@@ -104,7 +104,7 @@ fn migrate_and_user_administration() {
     assert_eq!(o.status.code(), Some(65));
     assert!(text(&o).contains("user not found"));
     // The password never reaches the audit log.
-    let conn = rusqlite::Connection::open(dir.path().join("data/servicebay.db")).unwrap();
+    let conn = common::db(&dir.path().join("data"));
     let actions: Vec<String> = conn
         .prepare("SELECT action || ' ' || username FROM audit_log ORDER BY id")
         .unwrap()

@@ -17,7 +17,7 @@ const TRIALS: usize = 20;
 const REQUESTS: usize = 200;
 
 fn db_state(data_dir: &std::path::Path) -> (String, HashSet<String>, HashSet<String>, HashSet<String>) {
-    let conn = rusqlite::Connection::open(data_dir.join("servicebay.db")).unwrap();
+    let conn = common::db(data_dir);
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     let ids = |sql: &str| -> HashSet<String> {
         let mut st = conn.prepare(sql).unwrap();

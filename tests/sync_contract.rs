@@ -1,7 +1,8 @@
 //! The HQ data contract end to end: a store daemon runs the seed's scenario 1 through its stages
 //! (every outbox record kind: case, intake, finding, estimate, approval, appointment), syncs over a
 //! private Mosquitto to `servicebay hq-ingest`, and PostgreSQL holds every kind with its schema
-//! version, exactly once, with the latest states — and no customer name or phone number.
+//! version, exactly once, with the latest states — and no customer name or phone number. Then the
+//! customer asks to be erased: HQ removes every record of theirs and logs that it did.
 
 mod common;
 
@@ -51,7 +52,9 @@ async fn every_record_kind_reaches_postgresql() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let mut want: Vec<(String, i32)> = servicebay::store::outbox::KINDS.iter().map(|(k, v)| (k.to_string(), *v as i32)).collect();
+    // Every kind but the erasure, which comes last (below).
+    let mut want: Vec<(String, i32)> =
+        servicebay::store::outbox::KINDS.iter().filter(|(k, _)| *k != "erasure").map(|(k, v)| (k.to_string(), *v as i32)).collect();
     want.sort();
     assert_eq!(got, want);
 
@@ -87,5 +90,41 @@ async fn every_record_kind_reaches_postgresql() {
         .expect("leaks")
         .get(0);
     assert_eq!(leaks, 0);
+
+    // The customer asks to be erased (PIPL Art. 47): the store tells HQ, HQ deletes and logs it.
+    let held: i64 = pg
+        .query_one("SELECT COUNT(*) FROM hq_records WHERE store_id = $1 AND record_type <> 'erasure'", &[&store])
+        .await
+        .expect("records")
+        .get(0);
+    assert!(held >= 6, "HQ holds the case's records before the erasure: {held}");
+    let cid = c["id"].as_str().unwrap().to_string();
+    let (s, e) = api.post(&format!("/api/v1/privacy/customers/{cid}/erase"), &m, json!({ "confirm": cid })).await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    wait_synced(&pg, store, &d.data_dir(), Duration::from_secs(60)).await;
+    let left: i64 = pg
+        .query_one("SELECT COUNT(*) FROM hq_records WHERE store_id = $1 AND record_type <> 'erasure'", &[&store])
+        .await
+        .expect("records")
+        .get(0);
+    assert_eq!(left, 0, "every record of the erased customer's case is gone at HQ");
+    let events: i64 = pg
+        .query_one("SELECT COUNT(*) FROM hq_events WHERE store_id = $1 AND record_type <> 'erasure'", &[&store])
+        .await
+        .expect("events")
+        .get(0);
+    assert_eq!(events, 0, "and so are their events");
+    let log = pg
+        .query_one("SELECT customer_id, reason, cases, records_removed FROM hq_erasures WHERE store_id = $1", &[&store])
+        .await
+        .expect("HQ logged the erasure");
+    assert_eq!((log.get::<_, String>(0), log.get::<_, String>(1), log.get::<_, i32>(2)), (cid.clone(), "request".to_string(), 1));
+    assert_eq!(log.get::<_, i64>(3), held, "HQ removed exactly what it held");
+    let kinds: i64 = pg
+        .query_one("SELECT COUNT(*) FROM hq_events WHERE store_id = $1 AND record_type = 'erasure' AND schema_version = 1", &[&store])
+        .await
+        .expect("erasure event")
+        .get(0);
+    assert_eq!(kinds, 1);
     drop(d);
 }

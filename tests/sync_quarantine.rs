@@ -180,7 +180,7 @@ async fn a_real_store_with_an_old_poisoned_row_drains_its_outbox() {
     assert_eq!(produce(&api, &m, 10, 4).await, 30);
     d.stop();
     {
-        let db = rusqlite::Connection::open(d.data_dir().join("servicebay.db")).expect("open store db");
+        let db = common::db(&d.data_dir());
         let n = db.execute(r#"UPDATE outbox SET body = '{"summary":"pasted\u0000text"}' WHERE seq = 5"#, []).expect("poison the row");
         assert_eq!(n, 1);
     }

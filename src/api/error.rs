@@ -169,9 +169,36 @@ impl From<MediaError> for ApiError {
             MediaError::Io { source, .. } if source.raw_os_error() == Some(28) => {
                 ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", "the disk is full; nothing was stored")
             }
+            MediaError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ApiError::new(StatusCode::GONE, "photo_removed", "this photo's file was removed (retention or erasure)")
+            }
             MediaError::Io { .. } => {
                 tracing::error!(error = %m, "photo storage error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not store the photo; nothing was stored")
+            }
+            MediaError::Key(crate::keys::KeyError::Destroyed(_)) => {
+                ApiError::new(StatusCode::GONE, "photo_erased", "this photo was erased with its customer's data")
+            }
+            MediaError::Key(_) | MediaError::Tampered(_) => {
+                tracing::error!(error = %m, "photo key or integrity error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "photo_unreadable", "the photo cannot be decrypted; see the log")
+            }
+        }
+    }
+}
+
+impl From<crate::protection::ProtectionError> for ApiError {
+    fn from(e: crate::protection::ProtectionError) -> ApiError {
+        use crate::protection::ProtectionError as P;
+        let m = e.to_string();
+        match e {
+            P::Store(s) => s.into(),
+            P::NotFound => ApiError::not_found("customer"),
+            P::OnHold(..) => ApiError::new(StatusCode::CONFLICT, "legal_hold", m),
+            P::Invalid(_) => ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "reason", m),
+            P::Key(_) | P::Backup(_) | P::Export(_) => {
+                tracing::error!(error = %m, "data protection operation failed");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
             }
         }
     }

@@ -165,7 +165,8 @@ pub async fn metrics(s: Arc<ApiState>, addr: Option<ClientAddr>, authz: Option<S
             Err(e) => return ApiError::from(e).into_response(),
         }
     }
-    let mut r = Response::new(s.metrics.render(&s.store, &s.sync, &s.intake.engine_status()).await.into());
+    let protection = s.protection.status().await.ok();
+    let mut r = Response::new(s.metrics.render(&s.store, &s.sync, &s.intake.engine_status(), protection.as_ref()).await.into());
     r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }
@@ -413,17 +414,18 @@ pub async fn save_photo(s: &ApiState, c: &Ctx, case_id: String, file: Vec<u8>, s
     let limit = s.limits.photo_body;
     let max_pixels = s.limits.photo_max_pixels;
     let files = s.files.clone();
-    // Decode check and the durable write are blocking work: off the async workers.
+    let cid = case_id.clone();
+    // Decode check and the durable (encrypted) write are blocking work: off the async workers.
     let (info, sha, created_file, bytes) = tokio::task::spawn_blocking(move || {
         let info = crate::media::inspect(&file, limit, max_pixels)?;
-        let (sha, created_file) = files.put(&file)?;
+        let (sha, created_file) = files.put(&cid, &file)?;
         Ok::<_, crate::media::MediaError>((info, sha, created_file, file.len() as u64))
     })
     .await
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "photo processing failed"))??;
     let photo = Photo {
         id: new_id(),
-        case_id,
+        case_id: case_id.clone(),
         sha256: sha.clone(),
         media_type: info.media_type.to_string(),
         width: info.width,
@@ -445,8 +447,8 @@ pub async fn save_photo(s: &ApiState, c: &Ctx, case_id: String, file: Vec<u8>, s
                 let _ = s
                     .store
                     .write(move |tx| -> Result<(), crate::store::StoreError> {
-                        if !crate::store::photos::sha_in_use(tx, &sha)? {
-                            files.remove(&sha);
+                        if !crate::store::photos::sha_in_case(tx, &case_id, &sha)? {
+                            files.remove(&case_id, &sha);
                         }
                         Ok(())
                     })
@@ -461,8 +463,8 @@ pub async fn get_photo(id: String, s: Arc<ApiState>, c: Ctx) -> Response {
     let r = async {
         let p = s.cases.photo(&c.actor, id).await?;
         let files = s.files.clone();
-        let sha = p.sha256.clone();
-        let bytes = tokio::task::spawn_blocking(move || files.read(&sha))
+        let (case_id, sha) = (p.case_id.clone(), p.sha256.clone());
+        let bytes = tokio::task::spawn_blocking(move || files.read(&case_id, &sha))
             .await
             .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "photo read failed"))??;
         let mut r = Response::new(bytes.into());
@@ -513,8 +515,7 @@ pub async fn photo_render(id: String, s: Arc<ApiState>, c: Ctx, blurred: bool) -
         };
         let files = s.files.clone();
         let jpeg = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
-            let img = crate::vision::preprocess::open_image(&files.path_for(&p.sha256))
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+            let img = files.open_image(&p.case_id, &p.sha256).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
             let out = if blurred {
                 crate::vision::blur::blur_pii(&img, &dets)
             } else {

@@ -36,8 +36,24 @@ impl Metrics {
         self.sum_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub async fn render(&self, store: &Store, sync: &crate::sync::Sync, llm: &crate::llm::EngineStatus) -> String {
+    pub async fn render(
+        &self,
+        store: &Store,
+        sync: &crate::sync::Sync,
+        llm: &crate::llm::EngineStatus,
+        protection: Option<&crate::protection::Status>,
+    ) -> String {
         let mut out = String::new();
+        if let Some(p) = protection {
+            let _ = writeln!(out, "# HELP servicebay_backup_age_seconds Seconds since the last successful backup (-1: none yet).");
+            let _ = writeln!(out, "# TYPE servicebay_backup_age_seconds gauge");
+            let _ = writeln!(out, "servicebay_backup_age_seconds {}", p.backup_age_secs.unwrap_or(-1));
+            let _ = writeln!(out, "# HELP servicebay_backup_configured Whether scheduled backups are configured ([backup] dir).");
+            let _ = writeln!(out, "# TYPE servicebay_backup_configured gauge");
+            let _ = writeln!(out, "servicebay_backup_configured {}", p.backup_dir.is_some() as u8);
+            let _ = writeln!(out, "# TYPE servicebay_retention_last_run_ok gauge");
+            let _ = writeln!(out, "servicebay_retention_last_run_ok {}", p.last_retention.as_ref().map(|r| r.ok as i8).unwrap_or(-1));
+        }
         let _ = writeln!(out, "# HELP servicebay_http_requests_total HTTP requests by method and status.");
         let _ = writeln!(out, "# TYPE servicebay_http_requests_total counter");
         if let Ok(m) = self.requests.lock() {

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod handlers;
+pub mod privacy;
 pub mod metrics;
 pub mod policy;
 pub mod server;
@@ -17,7 +18,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::case::CaseService;
 use crate::domain::{validate, Actor, User};
-use crate::media::PhotoFiles;
+use crate::files::PhotoFiles;
 use crate::staff::StaffService;
 use crate::store::Store;
 use error::ApiError;
@@ -42,6 +43,7 @@ pub struct ApiState {
     pub sync: Arc<crate::sync::Sync>,
     pub staff: StaffService,
     pub files: PhotoFiles,
+    pub protection: crate::protection::DataProtection,
     pub store: Store,
     pub limits: Limits,
     pub metrics: Arc<metrics::Metrics>,
@@ -529,6 +531,33 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
     let audit = v1.and(warp::path!("audit")).and(warp::get()).and(st()).and(a(AuditList)).and(query()).then(h::audit).boxed();
     let sync_status = v1.and(warp::path!("sync" / "status")).and(warp::get()).and(st()).and(a(SyncStatus)).then(h::sync_status).boxed();
     let llm_status = v1.and(warp::path!("llm" / "status")).and(warp::get()).and(st()).and(a(LlmStatus)).then(h::llm_status).boxed();
+    let privacy_find =
+        v1.and(warp::path!("privacy" / "customers")).and(warp::get()).and(st()).and(a(PrivacyFind)).and(query()).then(privacy::find).boxed();
+    let privacy_export = v1
+        .and(warp::path!("privacy" / "customers" / String / "export"))
+        .and(warp::get())
+        .and(st())
+        .and(a(PrivacyExport))
+        .then(privacy::export)
+        .boxed();
+    let privacy_erase = v1
+        .and(warp::path!("privacy" / "customers" / String / "erase"))
+        .and(warp::post())
+        .and(st())
+        .and(a(PrivacyErase))
+        .and(json_body(json))
+        .then(privacy::erase)
+        .boxed();
+    let legal_hold = v1
+        .and(warp::path!("cases" / String / "legal-hold"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesLegalHold))
+        .and(json_body(json))
+        .then(privacy::legal_hold)
+        .boxed();
+    let protection_status =
+        v1.and(warp::path!("protection" / "status")).and(warp::get()).and(st()).and(a(ProtectionStatus)).then(privacy::status).boxed();
 
     // One flat list, folded with `unify` + `boxed` at each step: a 40-deep `Or` type overflows
     // the compiler's query depth and gains nothing.
@@ -579,6 +608,11 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         audit,
         sync_status,
         llm_status,
+        privacy_find,
+        privacy_export,
+        privacy_erase,
+        legal_hold,
+        protection_status,
     ]
     .into_iter()
     .fold(health, |acc, r| acc.or(r).unify().boxed())

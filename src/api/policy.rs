@@ -53,6 +53,11 @@ pub enum RouteId {
     AuditList,
     SyncStatus,
     LlmStatus,
+    PrivacyFind,
+    PrivacyExport,
+    PrivacyErase,
+    CasesLegalHold,
+    ProtectionStatus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +154,13 @@ pub const ROUTES: &[RouteSpec] = &[
     r(SyncStatus, "GET", "/api/v1/sync/status", Roles(AUDITORS)),
     // Whether the language model answers, its worker and restarts (no customer data).
     r(LlmStatus, "GET", "/api/v1/llm/status", Roles(MANAGERS)),
+    // Customers' requests (PIPL): only a manager exports or erases someone's data; both audited.
+    r(PrivacyFind, "GET", "/api/v1/privacy/customers", Roles(MANAGERS)),
+    r(PrivacyExport, "GET", "/api/v1/privacy/customers/{id}/export", Roles(MANAGERS)),
+    r(PrivacyErase, "POST", "/api/v1/privacy/customers/{id}/erase", Roles(MANAGERS)),
+    r(CasesLegalHold, "POST", "/api/v1/cases/{id}/legal-hold", Roles(MANAGERS)),
+    // What protects the data: key mode, backups, retention (no personal data).
+    r(ProtectionStatus, "GET", "/api/v1/protection/status", Roles(MANAGERS)),
 ];
 
 pub fn spec(id: RouteId) -> &'static RouteSpec {
@@ -234,7 +246,12 @@ mod tests {
                 | UsersResetPassword
                 | AuditList
                 | SyncStatus
-                | LlmStatus => id,
+                | LlmStatus
+                | PrivacyFind
+                | PrivacyExport
+                | PrivacyErase
+                | CasesLegalHold
+                | ProtectionStatus => id,
             };
             [
                 Healthz,
@@ -284,6 +301,11 @@ mod tests {
                 AuditList,
                 SyncStatus,
                 LlmStatus,
+                PrivacyFind,
+                PrivacyExport,
+                PrivacyErase,
+                CasesLegalHold,
+                ProtectionStatus,
             ]
             .into_iter()
             .map(witness)

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::domain::{now, Actor, Photo};
-use crate::media::PhotoFiles;
+use crate::files::PhotoFiles;
 use crate::store::cases::Event;
 use crate::store::photos::{self as repo, Analysis};
 use crate::store::{self, Store, StoreError};
@@ -99,7 +99,6 @@ fn worker(
 
 /// Decode, detect, assess. Failures become a `failed` analysis so the queue moves on.
 fn analyse(files: &PhotoFiles, detector: Option<&dyn Detector>, cfg: &AnalyzerConfig, photo: &Photo) -> (Analysis, Vec<Detection>) {
-    let path = files.path_for(&photo.sha256);
     let privacy_capable = detector.is_some_and(|d| d.card().roles.iter().any(|r| matches!(r, Role::PiiFace | Role::PiiPerson)));
     let base = Analysis {
         privacy_capable,
@@ -112,9 +111,9 @@ fn analyse(files: &PhotoFiles, detector: Option<&dyn Detector>, cfg: &AnalyzerCo
         error: None,
         analysed_at: now(),
     };
-    let img = match crate::vision::preprocess::open_image(&path) {
+    let img = match files.open_image(&photo.case_id, &photo.sha256) {
         Ok(i) => i,
-        Err(e) => return (Analysis { error: Some(e.to_string()), ..base }, Vec::new()),
+        Err(e) => return (Analysis { error: Some(e), ..base }, Vec::new()),
     };
     let dets = match detector.map(|d| d.detect(&img)) {
         Some(Ok(d)) => Some(d),

@@ -7,7 +7,12 @@
 //! - A job's result is delivered only after COMMIT returned (WAL + synchronous=FULL): a caller that
 //!   got Ok — and so an HTTP 2xx — holds committed, durable data.
 //! - The write queue is bounded; when full, callers get `Busy` (HTTP 503) instead of unbounded growth.
-//! - Pending migrations run only after a backup copy of the database (SQLite backup API).
+//! - The database is SQLCipher, keyed with a raw 256-bit key (`keys::Keys::db_key`), temp files
+//!   in memory. A plaintext database from an older version is converted once, on open: a backup
+//!   copy first, then `sqlcipher_export`, then a verification (integrity and row counts) before the
+//!   encrypted file replaces it (`encrypt_plaintext`).
+//! - Pending migrations run only after a backup copy of the database (SQLite backup API, into a
+//!   copy keyed like the original: no plaintext copy is ever written).
 //! - The WAL is bounded: automatic passive checkpoints plus `journal_size_limit`, and a TRUNCATE
 //!   checkpoint on clean shutdown.
 
@@ -19,6 +24,7 @@ pub mod intake;
 pub mod outbox;
 pub mod people;
 pub mod photos;
+pub mod privacy;
 pub mod schedule;
 pub mod sync;
 pub mod users;
@@ -32,6 +38,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::keys::Secret;
+
 /// Migrations embedded in the binary, applied in order; `PRAGMA user_version` records the last one.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
@@ -40,6 +48,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "photo_analysis", include_str!("migrations/0004_photo_analysis.sql")),
     (5, "sync", include_str!("migrations/0005_sync.sql")),
     (6, "workflow", include_str!("migrations/0006_workflow.sql")),
+    (7, "data_protection", include_str!("migrations/0007_data_protection.sql")),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -76,6 +85,9 @@ pub enum StoreError {
     Migration(String),
     #[error("the store is shut down")]
     Closed,
+    /// The database does not open with this key (or is not a database).
+    #[error("{0}")]
+    Locked(String),
     #[error("internal error in a database job")]
     Panicked,
 }
@@ -123,6 +135,7 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
+    key: Secret,
     writer: Mutex<Option<mpsc::SyncSender<Job>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     readers: Vec<Mutex<Connection>>,
@@ -136,15 +149,35 @@ pub struct MigrationReport {
     pub from: i64,
     pub to: i64,
     pub backup: Option<PathBuf>,
+    /// What the one-time conversion of a plaintext database did, when it ran.
+    pub encrypted: Option<String>,
 }
 
-fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+/// Key a fresh connection (the first statement it runs) and prove the key fits.
+pub fn apply_key(conn: &Connection, path: &Path, key: &Secret) -> Result<(), StoreError> {
+    conn.execute_batch(&format!("PRAGMA key = \"{}\"; PRAGMA temp_store = MEMORY;", key.sqlcipher_pragma().as_str()))?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)).map_err(|_| {
+        StoreError::Locked(format!(
+            "{} does not open with this appliance's key: it was encrypted with another master key, or it is not a ServiceBay database",
+            path.display()
+        ))
+    })?;
+    Ok(())
+}
+
+/// A keyed connection for tools and tests that read the database directly.
+pub fn open_keyed(path: &Path, key: &Secret, read_only: bool) -> Result<Connection, StoreError> {
+    open_conn(path, read_only, key)
+}
+
+fn open_conn(path: &Path, read_only: bool, key: &Secret) -> Result<Connection, StoreError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
+    apply_key(&conn, path, key)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch("PRAGMA foreign_keys = ON;")?;
     if !read_only {
@@ -160,11 +193,68 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
 }
 
 /// Apply pending migrations, backing up the database first when it already holds a schema.
-pub fn migrate(conn: &mut Connection, db_path: &Path) -> Result<MigrationReport, StoreError> {
-    migrate_with(conn, db_path, MIGRATIONS)
+pub fn migrate(conn: &mut Connection, db_path: &Path, key: &Secret) -> Result<MigrationReport, StoreError> {
+    migrate_with(conn, db_path, key, MIGRATIONS)
 }
 
-fn migrate_with(conn: &mut Connection, db_path: &Path, migrations: &[(i64, &str, &str)]) -> Result<MigrationReport, StoreError> {
+/// A consistent copy of the live database into `dest`, keyed with `key` (SQLite's backup API in one
+/// step: it reads one snapshot while the writer goes on in WAL mode).
+pub fn snapshot_to(conn: &Connection, dest: &Path, key: &Secret) -> Result<(), StoreError> {
+    let mut out = Connection::open(dest)?;
+    out.execute_batch(&format!("PRAGMA key = \"{}\";", key.sqlcipher_pragma().as_str()))?;
+    let b = rusqlite::backup::Backup::new(conn, &mut out)?;
+    // -1: every page in one step, i.e. one read transaction and so one consistent snapshot.
+    // (Busy/Locked only come from the destination, which nobody else has open: retry briefly.)
+    let mut tries = 0;
+    loop {
+        match b.step(-1)? {
+            rusqlite::backup::StepResult::Done => break,
+            _ if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => return Err(StoreError::Busy),
+        }
+    }
+    drop(b);
+    out.execute_batch("PRAGMA journal_mode = DELETE;")?;
+    Ok(())
+}
+
+/// Run `f` on a keyed connection to a database file that no `Store` serves (a backup's snapshot,
+/// a restored file).
+pub fn with_file<T>(path: &Path, key: &Secret, f: impl FnOnce(&Tx) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let conn = Connection::open(path)?;
+    apply_key(&conn, path, key)?;
+    f(&Tx(&conn))
+}
+
+/// Re-encrypt a database file from one key to another (`sqlcipher_export` into a new file, then a
+/// rename): a restore of a backup made before a key rotation, and `key rotate`.
+pub fn rekey_file(path: &Path, old: &Secret, new: &Secret) -> Result<(), StoreError> {
+    let conn = Connection::open(path)?;
+    apply_key(&conn, path, old)?;
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let next = path.with_extension("rekeying");
+    let _ = std::fs::remove_file(&next);
+    let next_str = next.to_str().ok_or_else(|| StoreError::Migration("the data directory's path is not UTF-8".into()))?;
+    conn.execute("ATTACH DATABASE ?1 AS rekeyed KEY ?2", rusqlite::params![next_str, new.sqlcipher_pragma().as_str()])?;
+    conn.query_row("SELECT sqlcipher_export('rekeyed')", [], |_| Ok(()))?;
+    conn.execute_batch(&format!("PRAGMA rekeyed.user_version = {version}; DETACH DATABASE rekeyed;"))?;
+    drop(conn);
+    let integrity: String = with_file(&next, new, |tx| Ok(tx.conn().query_row("PRAGMA integrity_check", [], |r| r.get(0))?))?;
+    if integrity != "ok" {
+        let _ = std::fs::remove_file(&next);
+        return Err(StoreError::Migration(format!("the re-keyed copy failed its check ({integrity}); the database is unchanged")));
+    }
+    std::fs::rename(&next, path).map_err(io_err(path))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    Ok(())
+}
+
+fn migrate_with(conn: &mut Connection, db_path: &Path, key: &Secret, migrations: &[(i64, &str, &str)]) -> Result<MigrationReport, StoreError> {
     let latest = migrations.last().map(|m| m.0).unwrap_or(0);
     let from: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if from > latest {
@@ -179,7 +269,7 @@ fn migrate_with(conn: &mut Connection, db_path: &Path, migrations: &[(i64, &str,
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
         let dest = dir.join(format!("servicebay-v{from}-{stamp}.db"));
-        conn.backup(rusqlite::DatabaseName::Main, &dest, None)?;
+        snapshot_to(conn, &dest, key)?;
         backup = Some(dest);
     }
     for (version, name, sql) in pending {
@@ -189,17 +279,80 @@ fn migrate_with(conn: &mut Connection, db_path: &Path, migrations: &[(i64, &str,
         tx.commit()?;
     }
     let to: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    Ok(MigrationReport { from, to, backup })
+    Ok(MigrationReport { from, to, backup, encrypted: None })
+}
+
+fn table_counts(conn: &Connection, schema: &str) -> Result<Vec<(String, i64)>, StoreError> {
+    let names: Vec<String> = conn
+        .prepare(&format!("SELECT name FROM {schema}.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"))?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    names
+        .into_iter()
+        .map(|n| {
+            let c: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {schema}.\"{n}\""), [], |r| r.get(0))?;
+            Ok((n, c))
+        })
+        .collect()
+}
+
+/// Convert a plaintext database (from a version before encryption) in place: backup copy, then
+/// `sqlcipher_export` into a new keyed file, verified (integrity, same tables and row counts)
+/// before it replaces the original. The plaintext copies are removed once the encrypted file is in
+/// place; on any failure the original stays untouched and the error says what failed.
+pub fn encrypt_plaintext(path: &Path, key: &Secret) -> Result<String, StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let backups = dir.join("backups");
+    std::fs::create_dir_all(&backups).map_err(io_err(&backups))?;
+    let copy = backups.join(format!("servicebay-plaintext-{stamp}.db"));
+    let enc = dir.join("servicebay.db.encrypting");
+    let _ = std::fs::remove_file(&enc);
+    let conn = Connection::open(path)?;
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+    conn.backup(rusqlite::DatabaseName::Main, &copy, None)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let before = table_counts(&conn, "main")?;
+    let enc_str = enc.to_str().ok_or_else(|| StoreError::Migration("the data directory's path is not UTF-8".into()))?;
+    conn.execute("ATTACH DATABASE ?1 AS encrypted KEY ?2", rusqlite::params![enc_str, key.sqlcipher_pragma().as_str()])?;
+    conn.query_row("SELECT sqlcipher_export('encrypted')", [], |_| Ok(()))?;
+    conn.execute_batch(&format!("PRAGMA encrypted.user_version = {version}; DETACH DATABASE encrypted;"))?;
+    drop(conn);
+    let check = Connection::open(&enc)?;
+    apply_key(&check, &enc, key)?;
+    let integrity: String = check.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    let after = table_counts(&check, "main")?;
+    let v2: i64 = check.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    drop(check);
+    if integrity != "ok" || after != before || v2 != version {
+        let _ = std::fs::remove_file(&enc);
+        return Err(StoreError::Migration(format!(
+            "the encrypted copy did not verify (integrity {integrity}, {} tables before, {} after); the plaintext database is unchanged",
+            before.len(),
+            after.len()
+        )));
+    }
+    std::fs::rename(&enc, path).map_err(io_err(path))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    for side in ["servicebay.db-wal", "servicebay.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(side));
+    }
+    let _ = std::fs::remove_file(&copy);
+    let rows: i64 = before.iter().map(|(_, c)| c).sum();
+    Ok(format!("encrypted the database ({} tables, {rows} rows, schema v{version}; verified)", before.len()))
 }
 
 impl Store {
     /// Open (creating if needed) `data_dir/servicebay.db`, migrate, start the writer thread.
-    pub fn open(data_dir: &Path, read_connections: usize) -> Result<(Store, MigrationReport), StoreError> {
+    pub fn open(data_dir: &Path, key: &Secret, read_connections: usize) -> Result<(Store, MigrationReport), StoreError> {
         std::fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
         let path = data_dir.join("servicebay.db");
-        let mut conn = open_conn(&path, false)?;
-        let report = migrate(&mut conn, &path)?;
-        let readers = (0..read_connections.max(1)).map(|_| open_conn(&path, true).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
+        let encrypted = if crate::keys::is_plaintext_sqlite(&path) { Some(encrypt_plaintext(&path, key)?) } else { None };
+        let mut conn = open_conn(&path, false, key)?;
+        let mut report = migrate(&mut conn, &path, key)?;
+        report.encrypted = encrypted;
+        let readers =
+            (0..read_connections.max(1)).map(|_| open_conn(&path, true, key).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
         let queued = Arc::new(AtomicUsize::new(0));
         let q = queued.clone();
@@ -207,6 +360,7 @@ impl Store {
             std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || writer_loop(conn, rx, q)).map_err(io_err(&path))?;
         let inner = Inner {
             path,
+            key: key.clone(),
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(handle)),
             readers,
@@ -218,6 +372,12 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// A consistent, keyed copy of the database while the writer goes on (backups).
+    pub fn snapshot(&self, dest: &Path, key: &Secret) -> Result<(), StoreError> {
+        let conn = open_conn(&self.inner.path, true, &self.inner.key)?;
+        snapshot_to(&conn, dest, key)
     }
 
     /// Jobs waiting for the writer (a metric).
@@ -355,14 +515,25 @@ pub(crate) fn parse_status(s: Option<String>) -> Option<crate::domain::CaseStatu
 mod tests {
     use super::*;
 
+    fn key() -> Secret {
+        Secret::random()
+    }
+
+    fn keyed(path: &Path, k: &Secret) -> Connection {
+        let c = Connection::open(path).unwrap();
+        apply_key(&c, path, k).unwrap();
+        c
+    }
+
     #[test]
     fn fresh_database_migrates_to_latest_without_backup() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, report) = Store::open(dir.path(), 2).unwrap();
-        assert_eq!(report, MigrationReport { from: 0, to: SCHEMA_VERSION, backup: None });
+        let k = key();
+        let (store, report) = Store::open(dir.path(), &k, 2).unwrap();
+        assert_eq!(report, MigrationReport { from: 0, to: SCHEMA_VERSION, backup: None, encrypted: None });
         store.close();
         // Reopening finds nothing pending.
-        let (_s, again) = Store::open(dir.path(), 1).unwrap();
+        let (_s, again) = Store::open(dir.path(), &k, 1).unwrap();
         assert_eq!(again.from, SCHEMA_VERSION);
         assert_eq!(again.backup, None);
     }
@@ -371,8 +542,9 @@ mod tests {
     fn every_migration_applies_and_creates_its_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut conn = Connection::open(&path).unwrap();
-        migrate(&mut conn, &path).unwrap();
+        let k = key();
+        let mut conn = keyed(&path, &k);
+        migrate(&mut conn, &path, &k).unwrap();
         let tables: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
             .unwrap()
@@ -437,8 +609,9 @@ mod tests {
     fn workflow_migration_upgrades_v5_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("servicebay.db");
-        let mut conn = Connection::open(&path).unwrap();
-        migrate_with(&mut conn, &path, &MIGRATIONS[..5]).unwrap();
+        let k = key();
+        let mut conn = keyed(&path, &k);
+        migrate_with(&mut conn, &path, &k, &MIGRATIONS[..5]).unwrap();
         conn.execute_batch(
             "INSERT INTO stores VALUES ('s','S','t');
              INSERT INTO customers (id,name,created_at,updated_at) VALUES ('c','C','t','t');
@@ -448,7 +621,7 @@ mod tests {
              INSERT INTO photo_analysis (photo_id,status,detections,analysed_at) VALUES ('p','done','[]','t');",
         )
         .unwrap();
-        let report = migrate(&mut conn, &path).unwrap();
+        let report = migrate(&mut conn, &path, &k).unwrap();
         assert_eq!((report.from, report.to), (5, SCHEMA_VERSION));
         assert!(report.backup.is_some());
         let tx = Tx(&conn);
@@ -463,28 +636,30 @@ mod tests {
     fn pending_migration_takes_a_backup_first() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("servicebay.db");
-        let mut conn = Connection::open(&path).unwrap();
-        migrate(&mut conn, &path).unwrap();
+        let k = key();
+        let mut conn = keyed(&path, &k);
+        migrate(&mut conn, &path, &k).unwrap();
         conn.execute("INSERT INTO stores VALUES ('s1','S','t')", []).unwrap();
         // A newer binary with one more migration: the current file is backed up before it runs.
         let mut next = MIGRATIONS.to_vec();
         next.push((SCHEMA_VERSION + 1, "extra", "ALTER TABLE stores ADD COLUMN city TEXT;"));
-        let report = migrate_with(&mut conn, &path, &next).unwrap();
+        let report = migrate_with(&mut conn, &path, &k, &next).unwrap();
         assert_eq!((report.from, report.to), (SCHEMA_VERSION, SCHEMA_VERSION + 1));
         let backup = report.backup.expect("backup taken");
-        let old = Connection::open(&backup).unwrap();
+        assert!(!crate::keys::is_plaintext_sqlite(&backup), "the migration backup is encrypted too");
+        let old = keyed(&backup, &k);
         let v: i64 = old.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         let n: i64 = old.query_row("SELECT COUNT(*) FROM stores", [], |r| r.get(0)).unwrap();
         assert_eq!((v, n), (SCHEMA_VERSION, 1));
         // A binary older than the database refuses to touch it.
-        let err = migrate(&mut conn, &path).unwrap_err();
+        let err = migrate(&mut conn, &path, &k).unwrap_err();
         assert!(err.to_string().contains("newer than this binary"), "{err}");
     }
 
     #[tokio::test]
     async fn failing_job_rolls_back_alone_and_commit_is_durable() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path(), 2).unwrap();
+        let (store, _) = Store::open(dir.path(), &key(), 2).unwrap();
         let ok = store.write(|tx| -> Result<(), StoreError> {
             tx.conn().execute("INSERT INTO stores VALUES ('a','A','t')", [])?;
             Ok(())
@@ -506,5 +681,41 @@ mod tests {
             .unwrap();
         assert_eq!(names, vec!["a".to_string()]);
         store.close();
+    }
+
+    /// An older appliance's plaintext database is converted on open: same rows, no SQLite header,
+    /// no plaintext copy left behind, and the wrong key is refused with a clear message.
+    #[test]
+    fn plaintext_database_is_encrypted_on_open_and_needs_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("servicebay.db");
+        {
+            let mut plain = Connection::open(&path).unwrap();
+            plain.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+            let none = Secret::random();
+            // Migrations written with an unkeyed connection: that is plain SQLite.
+            migrate_with(&mut plain, &path, &none, &MIGRATIONS[..6]).unwrap();
+            plain.execute_batch("INSERT INTO stores VALUES ('s','门店 13800138000','t');").unwrap();
+        }
+        assert!(crate::keys::is_plaintext_sqlite(&path));
+        let k = key();
+        let (store, report) = Store::open(dir.path(), &k, 1).unwrap();
+        assert!(report.encrypted.as_deref().unwrap_or("").contains("verified"), "{report:?}");
+        store.close();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.starts_with(b"SQLite format 3"), "no SQLite header");
+        assert!(!bytes.windows(11).any(|w| w == b"13800138000"));
+        // Left in backups/: only the (encrypted) copy taken before migration 0007 ran.
+        for e in std::fs::read_dir(dir.path().join("backups")).unwrap() {
+            let p = e.unwrap().path();
+            assert!(!crate::keys::is_plaintext_sqlite(&p), "no plaintext copy is left: {}", p.display());
+            assert!(!std::fs::read(&p).unwrap().windows(11).any(|w| w == b"13800138000"));
+        }
+        assert!(report.backup.is_some());
+        let c = keyed(&path, &k);
+        let name: String = c.query_row("SELECT name FROM stores", [], |r| r.get(0)).unwrap();
+        assert_eq!(name, "门店 13800138000");
+        let err = Store::open(dir.path(), &Secret::random(), 1).err().expect("wrong key refused");
+        assert!(matches!(err, StoreError::Locked(_)) && err.to_string().contains("another master key"), "{err}");
     }
 }

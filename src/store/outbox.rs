@@ -29,6 +29,8 @@ pub enum Record<'a> {
     Approval { body: &'a super::schedule::Approval },
     /// A booked, moved or cancelled appointment.
     Appointment { body: &'a super::schedule::Appointment },
+    /// A customer's data was erased here (request or retention): HQ removes every record named.
+    Erasure { body: &'a super::privacy::Erasure },
 }
 
 /// The timeline event carried with a case record.
@@ -42,7 +44,7 @@ pub struct CaseEvent<'a> {
 }
 
 /// Every record kind with its body's schema version: the data contract HQ ingests.
-pub const KINDS: &[(&str, i64)] = &[("case", 1), ("intake", 1), ("finding", 2), ("estimate", 1), ("approval", 1), ("appointment", 1)];
+pub const KINDS: &[(&str, i64)] = &[("case", 1), ("intake", 1), ("finding", 2), ("estimate", 1), ("approval", 1), ("appointment", 1), ("erasure", 1)];
 
 impl Record<'_> {
     pub fn kind(&self) -> &'static str {
@@ -53,6 +55,7 @@ impl Record<'_> {
             Record::Estimate { .. } => "estimate",
             Record::Approval { .. } => "approval",
             Record::Appointment { .. } => "appointment",
+            Record::Erasure { .. } => "erasure",
         }
     }
 
@@ -69,6 +72,7 @@ impl Record<'_> {
             Record::Estimate { id, version, .. } => (id, *version),
             Record::Approval { body } => (&body.id, 1),
             Record::Appointment { body } => (&body.id, body.version),
+            Record::Erasure { body } => (&body.id, 1),
         }
     }
 
@@ -92,6 +96,7 @@ impl Record<'_> {
                 serde_json::to_string(&v)
             }
             Record::Appointment { body } => serde_json::to_string(body),
+            Record::Erasure { body } => serde_json::to_string(body),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Photo metadata rows. The files themselves live on disk named by SHA-256 (see `media`).
+//! Photo metadata rows. The files themselves live on disk encrypted per case (see `files`).
 
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -40,8 +40,9 @@ pub fn of_case(tx: &Tx, case_id: &str) -> Result<Vec<Photo>, StoreError> {
     Ok(v)
 }
 
-pub fn sha_in_use(tx: &Tx, sha: &str) -> Result<bool, StoreError> {
-    Ok(tx.conn().query_row("SELECT EXISTS(SELECT 1 FROM photos WHERE sha256 = ?1)", [sha], |r| r.get(0))?)
+/// Whether a row of this case still uses the picture (each case has its own encrypted copy).
+pub fn sha_in_case(tx: &Tx, case_id: &str, sha: &str) -> Result<bool, StoreError> {
+    Ok(tx.conn().query_row("SELECT EXISTS(SELECT 1 FROM photos WHERE case_id = ?1 AND sha256 = ?2)", [case_id, sha], |r| r.get(0))?)
 }
 
 /// The oldest photo that has no analysis yet (the analysis worker's queue).

@@ -28,7 +28,8 @@ use super::link::{Link, LinkError, RawLink};
 use super::topics;
 use super::wire::{self, Batch, BundleKind};
 
-const SCHEMA: &[(i32, &str)] = &[(1, include_str!("hq_schema.sql")), (2, include_str!("hq_schema_2.sql"))];
+const SCHEMA: &[(i32, &str)] =
+    &[(1, include_str!("hq_schema.sql")), (2, include_str!("hq_schema_2.sql")), (3, include_str!("hq_schema_3.sql"))];
 
 #[derive(Debug, thiserror::Error)]
 pub enum HqError {
@@ -353,6 +354,9 @@ pub async fn store_batch(pg: &mut tokio_postgres::Client, b: &Batch, worker: &st
     )
     .await?;
 
+    for r in b.records.iter().filter(|r| r.record_type == "erasure") {
+        erase(&tx, &b.store_id, r).await?;
+    }
     acked = advance(&tx, b, acked).await?;
     let dup = n as i64 - inserted as i64;
     tx.execute(
@@ -364,6 +368,48 @@ pub async fn store_batch(pg: &mut tokio_postgres::Client, b: &Batch, worker: &st
     .await?;
     tx.commit().await?;
     Ok((acked, inserted))
+}
+
+/// A store erased a customer: delete every record and event it names (sent before the erasure),
+/// and log it in `hq_erasures`. Idempotent: a redelivered erasure finds nothing more to delete.
+async fn erase(tx: &tokio_postgres::Transaction<'_>, store_id: &str, r: &crate::sync::wire::Record) -> Result<(), HqError> {
+    let Ok(e) = serde_json::from_str::<crate::store::privacy::Erasure>(&r.body) else {
+        tracing::warn!(store = store_id, seq = r.seq, "an erasure record that does not parse; kept, nothing deleted");
+        return Ok(());
+    };
+    let (types, ids): (Vec<&str>, Vec<&str>) = e.records.iter().map(|x| (x.record_type.as_str(), x.record_id.as_str())).unzip();
+    let records = tx
+        .execute(
+            "DELETE FROM hq_records h USING UNNEST($2::text[], $3::text[]) AS u(t, i)
+             WHERE h.store_id = $1 AND h.record_type = u.t AND h.record_id = u.i",
+            &[&store_id, &types, &ids],
+        )
+        .await?;
+    let events = tx
+        .execute(
+            "DELETE FROM hq_events h USING UNNEST($2::text[], $3::text[]) AS u(t, i)
+             WHERE h.store_id = $1 AND h.record_type = u.t AND h.record_id = u.i AND h.seq < $4",
+            &[&store_id, &types, &ids, &r.seq],
+        )
+        .await?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO hq_erasures (store_id, event_id, customer_id, reason, cases, records_removed, events_removed, requested_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING",
+            &[&store_id, &r.event_id, &e.customer_id, &e.reason, &(e.case_ids.len() as i32), &(records as i64), &(events as i64), &e.at],
+        )
+        .await?;
+    if inserted > 0 {
+        tracing::info!(
+            store = store_id,
+            customer.id = %e.customer_id,
+            reason = %e.reason,
+            records_removed = records,
+            events_removed = events,
+            "erased a customer's data at HQ on the store's request"
+        );
+    }
+    Ok(())
 }
 
 /// Advance the store's contiguous sequence over the batch's range and any range stored (or

@@ -407,6 +407,17 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
     let take = warp::path!("cases" / String / "take").and(act(CasesAssign)).and(st()).then(p::take).boxed();
     let hand_back = warp::path!("cases" / String / "hand-back").and(act(CasesHandBack)).and(st()).then(p::hand_back).boxed();
 
+    let privacy = warp::path!("manager" / "privacy").and(get()).and(pg(PrivacyFind)).and(st()).and(query()).then(p::privacy_page).boxed();
+    let privacy_export = warp::path!("manager" / "privacy" / "customers" / String / "export")
+        .and(get())
+        .and(pg(PrivacyExport))
+        .and(st())
+        .then(p::privacy_export)
+        .boxed();
+    let privacy_erase =
+        warp::path!("manager" / "privacy" / "customers" / String / "erase").and(act(PrivacyErase)).and(st()).then(p::privacy_erase).boxed();
+    let privacy_hold =
+        warp::path!("manager" / "privacy" / "cases" / String / "hold").and(act(CasesLegalHold)).and(st()).then(p::privacy_hold).boxed();
     let users = warp::path!("manager" / "users").and(get()).and(pg(UsersList)).and(st()).and(query()).then(p::users_page).boxed();
     let user_create = warp::path!("manager" / "users").and(act(UsersCreate)).and(st()).then(p::create_user).boxed();
     let user_disable = warp::path!("manager" / "users" / i64 / "disable")
@@ -470,6 +481,10 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
         user_reset,
         audit,
         status,
+        privacy,
+        privacy_export,
+        privacy_erase,
+        privacy_hold,
     ]
     .into_iter()
     .fold(statics, |acc, r| acc.or(r).unify().boxed())

@@ -263,14 +263,14 @@ pub fn store_daemon(dir: &Path, store_id: &str, broker: &Broker, pki: &Pki, hq_p
 /// The newest outbox sequence this store ever committed (AUTOINCREMENT keeps it after deletes).
 pub fn store_max_seq(data_dir: &Path) -> i64 {
     let conn =
-        rusqlite::Connection::open_with_flags(data_dir.join("servicebay.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
+        super::db(data_dir);
     conn.query_row("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)", [], |r| r.get(0)).expect("seq")
 }
 
 /// (case id, version) of every case at the store.
 pub fn store_cases(data_dir: &Path) -> Vec<(String, i64)> {
     let conn =
-        rusqlite::Connection::open_with_flags(data_dir.join("servicebay.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
+        super::db(data_dir);
     let mut st = conn.prepare("SELECT id, version FROM cases ORDER BY id").expect("prepare");
     st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("query").collect::<Result<_, _>>().expect("rows")
 }

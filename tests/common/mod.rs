@@ -20,7 +20,35 @@ pub fn config_text(data_dir: &Path, listen: &str, extra: &str) -> String {
     // servicebay, so name the real one.
     let extra = extra.replacen("[llm]\n", &format!("[llm]\nworker_program = \"{}\"\n", env!("CARGO_BIN_EXE_servicebay")), 1);
     let vision = if extra.contains("[vision]") { "" } else { "\n[vision]\nenabled = false\n" };
-    format!("[storage]\ndata_dir = \"{}\"\n\n[server]\nlisten = \"{listen}\"\n{extra}\n{llm}{vision}", data_dir.display())
+    // The master key lives beside the data directory, never inside it.
+    let keys = data_dir.parent().unwrap_or(data_dir).join("keys");
+    format!(
+        "[storage]\ndata_dir = \"{}\"\nkey_dir = \"{}\"\n\n[server]\nlisten = \"{listen}\"\n{extra}\n{llm}{vision}",
+        data_dir.display(),
+        keys.display()
+    )
+}
+
+/// The key directory the harness gives a data directory (`<data_dir>/../keys`).
+pub fn key_dir(data_dir: &Path) -> PathBuf {
+    data_dir.parent().unwrap_or(data_dir).join("keys")
+}
+
+/// The appliance's database, opened with its key (as the daemon does), for checks behind the API.
+pub fn db(data_dir: &Path) -> rusqlite::Connection {
+    db_with_keys(data_dir, &key_dir(data_dir))
+}
+
+/// A database restored on the same box: its key lives in another data directory's key dir.
+pub fn db_with_keys(data_dir: &Path, keys: &Path) -> rusqlite::Connection {
+    let cfg = servicebay::keys::KeyConfig {
+        key_dir: keys.to_path_buf(),
+        data_dir: data_dir.to_path_buf(),
+        require_tpm: false,
+        credentials_dir: None,
+    };
+    let key = servicebay::keys::db_key_for(&cfg).expect("the appliance's key");
+    servicebay::store::open_keyed(&data_dir.join("servicebay.db"), &key, false).expect("open db")
 }
 
 /// A TLS client that trusts only this appliance's certificate.
@@ -38,6 +66,7 @@ pub fn client_for(cert: &Path) -> Client {
 
 pub struct Server {
     pub dir: tempfile::TempDir,
+    data: PathBuf,
     pub base: String,
     pub client: Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -54,9 +83,11 @@ impl Server {
         Self::start_in(tempfile::tempdir().expect("tempdir"), server_extra).await
     }
 
-    /// Like `start_with`, in a data dir the test prepared (e.g. with an applied HQ bundle).
+    /// Like `start_with`, in a directory the test prepared (its `data/` e.g. with an applied HQ
+    /// bundle; the keys go to its `keys/`).
     pub async fn start_in(dir: tempfile::TempDir, server_extra: &str) -> Server {
-        let text = config_text(dir.path(), "127.0.0.1:0", server_extra);
+        let data = dir.path().join("data");
+        let text = config_text(&data, "127.0.0.1:0", server_extra);
         let cfg = Config::from_toml(&text, "test").expect("config");
         let cert = cfg.tls_cert.clone();
         let (app, _) = App::build(cfg).await.expect("build");
@@ -66,11 +97,11 @@ impl Server {
         let task = tokio::spawn(app.serve(listener, None, async move {
             let _ = rx.await;
         }));
-        Server { base: format!("https://localhost:{port}"), client: client_for(&cert), dir, shutdown: Some(tx), task: Some(task) }
+        Server { base: format!("https://localhost:{port}"), client: client_for(&cert), dir, data, shutdown: Some(tx), task: Some(task) }
     }
 
     pub fn data_dir(&self) -> &Path {
-        self.dir.path()
+        &self.data
     }
 
     pub async fn stop(mut self) {
@@ -83,7 +114,7 @@ impl Server {
     }
 
     pub fn api(&self) -> Api {
-        Api { base: self.base.clone(), client: self.client.clone(), data_dir: self.dir.path().to_path_buf() }
+        Api { base: self.base.clone(), client: self.client.clone(), data_dir: self.data.clone() }
     }
 }
 
@@ -265,9 +296,7 @@ impl Api {
 
 /// Count rows directly in the appliance's database (read-only; fine while it runs in WAL mode).
 pub fn count_rows(data_dir: &Path, table: &str) -> i64 {
-    let conn =
-        rusqlite::Connection::open_with_flags(data_dir.join("servicebay.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
-    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).expect("count")
+    db(data_dir).query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).expect("count")
 }
 
 pub fn files_under(dir: &Path) -> usize {

@@ -186,6 +186,123 @@ pub async fn status_page(p: Page, s: Arc<ApiState>) -> Response {
             })
             .unwrap_or_else(|| t.s("status.unknown").to_string()),
     });
-    rows.push(StatusRow { name: t.s("status.backup").to_string(), ok: true, value: t.s("status.no_backups").to_string() });
+    match s.protection.status().await {
+        Ok(ps) => {
+            rows.push(StatusRow {
+                name: t.s("status.key").to_string(),
+                ok: ps.key_mode != "key file",
+                value: format!("{} · {}", t.of("key_mode", ps.key_mode), ps.key_fingerprint),
+            });
+            let (ok, value) = match (&ps.backup_dir, ps.backup_age_secs) {
+                (None, _) => (false, t.s("status.no_backups").to_string()),
+                (Some(_), None) => (false, t.s("status.backup_none_yet").to_string()),
+                (Some(_), Some(age)) => (age < 26 * 3600, t.f("status.backup_age", &[("hours", &format!("{:.1}", age as f64 / 3600.0))])),
+            };
+            rows.push(StatusRow { name: t.s("status.backup").to_string(), ok, value });
+            rows.push(StatusRow {
+                name: t.s("status.retention").to_string(),
+                ok: ps.last_retention.as_ref().is_none_or(|r| r.ok),
+                value: ps.last_retention.map(|r| format!("{} · {}", when(&r.at), r.report)).unwrap_or_else(|| t.s("status.retention_none").to_string()),
+            });
+        }
+        Err(e) => rows.push(StatusRow { name: t.s("status.backup").to_string(), ok: false, value: e.to_string() }),
+    }
     html(&StatusPage { c: p.chrome(t.s("status.title"), &Query::default()), rows }, StatusCode::OK)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manager: customers' requests about their data (export, erase) and legal holds.
+
+pub struct PrivacyCase {
+    pub id: String,
+    pub short: String,
+    pub status: String,
+    pub hold: Option<String>,
+}
+
+pub struct PrivacyCustomer {
+    pub id: String,
+    pub name: String,
+    pub phone: String,
+    pub plates: String,
+    pub erased: bool,
+    pub cases: Vec<PrivacyCase>,
+}
+
+#[derive(Template)]
+#[template(path = "privacy.html", config = "src/ui/askama.toml")]
+struct PrivacyPage {
+    c: Chrome,
+    q: String,
+    searched: bool,
+    customers: Vec<PrivacyCustomer>,
+}
+
+pub async fn privacy_page(p: Page, s: Arc<ApiState>, q: Query) -> Response {
+    let query = q.get("q").unwrap_or("").trim().chars().take(64).collect::<String>();
+    let found = if query.is_empty() { Ok(Vec::new()) } else { s.protection.find(&p.ctx.actor, query.clone()).await };
+    match found {
+        Ok(list) => {
+            let customers = list
+                .into_iter()
+                .map(|c| PrivacyCustomer {
+                    erased: c.erased_at.is_some(),
+                    name: c.name,
+                    phone: c.phone.unwrap_or_default(),
+                    plates: c.plates.join(" "),
+                    cases: c
+                        .cases
+                        .into_iter()
+                        .map(|k| PrivacyCase {
+                            short: k.id.chars().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect(),
+                            status: p.t.of("status", &k.status),
+                            hold: k.legal_hold,
+                            id: k.id,
+                        })
+                        .collect(),
+                    id: c.id,
+                })
+                .collect();
+            html(&PrivacyPage { c: p.chrome(p.t.s("privacy.title"), &q), searched: !query.is_empty(), q: query, customers }, StatusCode::OK)
+        }
+        Err(e) => failed(&p, e.into()),
+    }
+}
+
+fn privacy_back(f: &Form) -> String {
+    format!("/manager/privacy?q={}", urlencode(f.get("q").unwrap_or("")))
+}
+
+pub async fn privacy_export(id: String, p: Page, s: Arc<ApiState>) -> Response {
+    match s.protection.export(&p.ctx.actor, id.clone()).await {
+        Ok(zip) => {
+            let mut r = Response::new(zip.into());
+            let h = r.headers_mut();
+            h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/zip"));
+            let name: String = id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
+            if let Ok(v) = http::HeaderValue::from_str(&format!("attachment; filename=\"customer-{name}.zip\"")) {
+                h.insert(http::header::CONTENT_DISPOSITION, v);
+            }
+            h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => failed(&p, e.into()),
+    }
+}
+
+pub async fn privacy_erase(id: String, p: Page, f: Form, s: Arc<ApiState>) -> Response {
+    let to = privacy_back(&f);
+    if f.get("confirm").map(str::trim) != Some(id.as_str()) {
+        return back(&to, Err(ApiError::field(StatusCode::BAD_REQUEST, "confirm_mismatch", "confirm", "")));
+    }
+    let r = s.protection.erase(&p.ctx.actor, id, "request").await.map_err(ApiError::from);
+    back(&to, r.map(|_| "customer_erased"))
+}
+
+pub async fn privacy_hold(case_id: String, p: Page, f: Form, s: Arc<ApiState>) -> Response {
+    let to = privacy_back(&f);
+    let reason = if f.get("release").is_some() { None } else { Some(f.get("reason").unwrap_or("").trim().to_string()) };
+    let key = if reason.is_some() { "hold_set" } else { "hold_released" };
+    let r = s.protection.set_legal_hold(&p.ctx.actor, case_id, reason).await.map_err(ApiError::from);
+    back(&to, r.map(|_| key))
 }

@@ -66,6 +66,7 @@ const NAV: &[(&str, &str, RouteId)] = &[
     ("/review", "nav.review", RouteId::FindingsReview),
     ("/manager/users", "nav.users", RouteId::UsersList),
     ("/manager/audit", "nav.audit", RouteId::AuditList),
+    ("/manager/privacy", "nav.privacy", RouteId::PrivacyFind),
     ("/manager/status", "nav.status", RouteId::LlmStatus),
 ];
 
