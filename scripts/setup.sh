@@ -85,6 +85,7 @@ mkdir -p "$SERVICEBAY_HOME"
 cfg="$SERVICEBAY_HOME/servicebay.toml"
 if [ ! -f "$cfg" ]; then
   sed -e "s|^data_dir = .*|data_dir = \"$SERVICEBAY_HOME/data\"|" \
+      -e "s|^key_dir = .*|key_dir = \"$SERVICEBAY_HOME/keys\"|" \
       -e "s|^# models_dir = .*|models_dir = \"$SB_ROOT/models\"|" assets/servicebay.example.toml >"$cfg"
 fi
 "$bin" --config "$cfg" check-config >/dev/null

@@ -477,7 +477,19 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
             if let Some(h) = cfg.http_listen {
                 println!("  http       http://{h} (loopback only)");
             }
-            println!("  data_dir   {}", cfg.data_dir.display());
+            println!("  data_dir   {} (encrypted; keys in {})", cfg.data_dir.display(), cfg.keys.key_dir.display());
+            if cfg.keys.require_tpm {
+                println!("  keys       the master key must be sealed to the TPM2");
+            }
+            match &cfg.backup {
+                Some(b) => println!("  backup     every {} h to {}, {} kept", b.interval.as_secs() / 3600, b.dir.display(), b.keep),
+                None => println!("  backup     not scheduled ([backup] dir unset)"),
+            }
+            let r = &cfg.retention;
+            println!(
+                "  retention  photos {} d, personal data {} d after closing, survey comments {} d, audit log {} d",
+                r.intake_photos_days, r.closed_case_personal_days, r.survey_answers_days, r.audit_log_days
+            );
             println!("  tls        {} / {}", cfg.tls_cert.display(), cfg.tls_key.display());
             println!("  limits     json {} B, photo {} B, {} px", cfg.json_body_limit, cfg.photo_body_limit, cfg.photo_max_pixels);
             if cfg.llm_enabled {

@@ -516,3 +516,85 @@ async fn photo_findings_are_measured_handed_to_a_person_and_taken_from_the_queue
     assert_eq!(server_errors(&api).await, 0);
     b.close().await;
 }
+
+/// A customer asks for their data, then to be erased: the manager finds them by phone, sets and
+/// releases a legal hold, downloads the export and erases them, all on the privacy screen; an
+/// advisor has no such screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_answers_a_customers_data_request() {
+    let _turn = TURN.lock().await;
+    let srv = Server::start().await;
+    let api = srv.api();
+    let manager = api.manager().await;
+    let (_, c) = api.post("/api/v1/customers", &manager, json!({ "name": "钱先生 <b>x</b>", "phone": "13566667777" })).await;
+    let cid = c["id"].as_str().unwrap().to_string();
+    api.post("/api/v1/vehicles", &manager, json!({ "customer_id": cid, "plate": "浙A12345" })).await;
+    let (_, k) = api.post("/api/v1/cases", &manager, json!({ "customer_id": cid, "summary": "后保险杠凹陷" })).await;
+    let case = k["id"].as_str().unwrap().to_string();
+
+    let b = Browser::start(&srv.base, 1280, 800).await;
+    ui_login(&b, "manager", "manager-Permanent-Pw1").await;
+    b.find("a[href='/today'].active").await;
+    b.click("a[href='/manager/privacy']").await;
+    b.type_into("#privacy-q", "13566667777").await;
+    b.click("#privacy-search button").await;
+    let card = format!("section[data-customer='{cid}']");
+    b.find(&card).await;
+    assert!(b.text(&format!("{card} h2")).await.contains("钱先生 <b>x</b>"), "names are shown as text, never markup");
+    clean(&b, "privacy search").await;
+
+    // A legal hold blocks the erasure; released, the erasure goes through.
+    b.type_into(&format!("tr[data-case='{case}'] input[name=reason]"), "保险理赔争议").await;
+    let (ok, msg) = submit_and_wait(&b, &format!("tr[data-case='{case}'] button")).await;
+    assert!(ok, "hold: {msg}");
+    b.screenshot("40-privacy-hold").await;
+    b.js("window.confirm = () => true").await;
+    b.type_into(&format!("#confirm-{cid}"), &cid).await;
+    let (ok, msg) = submit_and_wait(&b, &format!("{card} .btn-danger")).await;
+    assert!(!ok && msg.contains("法律保全"), "a held case stops the erasure: {msg}");
+    let (ok, msg) = submit_and_wait(&b, &format!("tr[data-case='{case}'] button[name=release]")).await;
+    assert!(ok, "release: {msg}");
+
+    // The export is a zip the browser downloads (checked over the same session).
+    let href = b.attr(&format!("#export-{cid}"), "href").await.expect("export link");
+    let cookie = b.client.get_named_cookie("sb_session").await.expect("session cookie");
+    let r = api.client.get(format!("{}{href}", api.base)).header("cookie", format!("sb_session={}", cookie.value())).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    let bytes = r.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"PK") && bytes.windows(11).any(|w| w == b"13566667777"), "the export holds their data");
+
+    // A wrong confirmation erases nothing; the right one erases.
+    b.js("window.confirm = () => true").await;
+    b.type_into(&format!("#confirm-{cid}"), "not-the-id").await;
+    let (ok, msg) = submit_and_wait(&b, &format!("{card} .btn-danger")).await;
+    assert!(!ok && msg.contains("不一致"), "{msg}");
+    b.js("window.confirm = () => true").await;
+    b.type_into(&format!("#confirm-{cid}"), &cid).await;
+    let (ok, msg) = submit_and_wait(&b, &format!("{card} .btn-danger")).await;
+    assert!(ok && msg.contains("已删除"), "{msg}");
+    b.type_into("#privacy-q", &cid).await;
+    b.click("#privacy-search button").await;
+    b.find(&format!("{card} .badge.st-cancelled")).await;
+    assert!(!b.text(&card).await.contains("13566667777"), "the phone is gone");
+    b.screenshot("41-privacy-erased").await;
+    clean(&b, "privacy erased").await;
+    let (_, v) = api.get(&format!("/api/v1/customers/{cid}"), &manager).await;
+    assert_eq!(v["customer"]["name"], "[erased]");
+
+    // The status page says what protects the data.
+    b.go("/manager/status").await;
+    assert!(b.text("#status").await.contains("密钥文件"), "the key's mode is shown");
+    // An advisor has no privacy screen, and its URL answers 403.
+    let (_, advisor) = api.user(&manager, "sun", "advisor").await;
+    let _ = advisor;
+    b.click("#logout").await;
+    b.find("#login-form").await;
+    ui_login(&b, "sun", "sun-Permanent-Pw1").await;
+    b.find("a[href='/today'].active").await;
+    assert!(!b.exists("a[href='/manager/privacy']").await);
+    b.go("/manager/privacy").await;
+    b.find("#error-message").await;
+    assert_eq!(server_errors(&api).await, 0);
+    b.close().await;
+}
