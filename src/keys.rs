@@ -290,6 +290,8 @@ fn open_ring(dir: &Path) -> Result<rusqlite::Connection, KeyError> {
     let path = dir.join(KEYRING_FILE);
     let e = ring_err(&path);
     let conn = rusqlite::Connection::open(&path).map_err(&e)?;
+    // The daemon and a CLI command (erase, rotate) may both write it.
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(&e)?;
     // secure_delete: a destroyed key's bytes are overwritten in the file, not just unlinked.
     conn.execute_batch(
         "PRAGMA secure_delete = ON;
@@ -437,7 +439,7 @@ impl Keys {
     /// so that backups made before the rotation can still be restored.
     pub fn install_key_file(&self, new: &Secret) -> Result<PathBuf, KeyError> {
         if self.mode != KeyMode::KeyFile {
-            return Err(KeyError::Unsupported("the master key is a systemd credential; rotate it with scripts/key-setup.sh --rotate".into()));
+            return Err(KeyError::Unsupported("the master key is a systemd credential; rotation is supported in key-file mode only (README: Where the key lives)".into()));
         }
         let retired = self.key_dir.join("retired");
         make_private_dir(&retired)?;

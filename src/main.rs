@@ -544,6 +544,13 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
         Command::Key(KeyCmd::Rotate) => {
             let _lock = exclusive(&cfg)?;
             let keys = Keys::load(&cfg.keys)?;
+            if keys.mode() != servicebay::keys::KeyMode::KeyFile {
+                // Checked before anything changes: the credential cannot be rewritten from here.
+                return Err(AppError::Key(KeyError::Unsupported(format!(
+                    "the master key is a systemd credential ({}); rotate it with scripts/key-setup.sh",
+                    keys.mode().as_str()
+                ))));
+            }
             let new = servicebay::keys::Secret::random();
             let db = cfg.data_dir.join("servicebay.db");
             // The new key is on disk (0600) before anything depends on it: an interrupted rotation

@@ -66,6 +66,16 @@ async fn customer_with_photos(api: &common::Api, token: &str, name: &str, phone:
     (cid, case, first)
 }
 
+/// A daemon on its own data directory with an activated manager: (daemon, api, manager token).
+async fn started(root: &Path) -> (Daemon, common::Api, String) {
+    let mut d = Daemon::new(root);
+    d.start();
+    d.wait_ready().await;
+    let api = d.api();
+    let m = api.manager().await;
+    (d, api, m)
+}
+
 fn keys_for(data_dir: &Path) -> Arc<servicebay::keys::Keys> {
     let cfg = servicebay::keys::KeyConfig {
         key_dir: common::key_dir(data_dir),
@@ -89,11 +99,7 @@ fn restore_config(root: &Path, keys_of: &Path, name: &str) -> (PathBuf, PathBuf)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_personal_is_readable_on_disk_or_in_a_backup() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(tmp.path());
-    d.start();
-    d.wait_ready().await;
-    let api = d.api();
-    let m = api.manager().await;
+    let (mut d, api, m) = started(tmp.path()).await;
     let (cid, _, _) = customer_with_photos(&api, &m, NAME, PHONE, PLATE).await;
     // A read of personal data is audited (kept so).
     let (s, _) = api.get(&format!("/api/v1/customers/{cid}"), &m).await;
@@ -153,11 +159,7 @@ async fn nothing_personal_is_readable_on_disk_or_in_a_backup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_under_write_load_restores_every_acknowledged_write_and_its_photos() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(tmp.path());
-    d.start();
-    d.wait_ready().await;
-    let api = d.api();
-    let m = api.manager().await;
+    let (d, api, m) = started(tmp.path()).await;
     let (cid, _, first) = customer_with_photos(&api, &m, NAME, PHONE, PLATE).await;
 
     // Writers create cases without pause; every id the API acknowledged is recorded.
@@ -231,13 +233,12 @@ async fn a_backup_under_write_load_restores_every_acknowledged_write_and_its_pho
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erased_customer_is_gone_from_the_box_and_unreadable_in_older_backups() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(tmp.path());
-    d.start();
-    d.wait_ready().await;
-    let api = d.api();
-    let m = api.manager().await;
+    let (d, api, m) = started(tmp.path()).await;
     let (cid, case, first) = customer_with_photos(&api, &m, NAME, PHONE, PLATE).await;
     let (other, other_case, _) = customer_with_photos(&api, &m, "另一位客户", "13700001111", "沪A00001").await;
+    // A timeline reason that holds the customer's words (erasure blanks it; nothing else may change).
+    let (s, v) = api.post(&format!("/api/v1/cases/{case}/escalate"), &m, json!({ "reason": format!("{NAME}要求回电 {PHONE}") })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
 
     // Export: JSON plus the photos, from the CLI; audited.
     let zip_path = tmp.path().join("export.zip");
@@ -292,6 +293,13 @@ async fn an_erased_customer_is_gone_from_the_box_and_unreadable_in_older_backups
     assert_eq!(plate, None);
     let summary: String = conn.query_row("SELECT summary FROM cases WHERE id = ?1", [&case], |r| r.get(0)).unwrap();
     assert_eq!(summary, "[erased]");
+    let reasons: Vec<Option<String>> =
+        conn.prepare("SELECT reason FROM case_events WHERE case_id = ?1").unwrap().query_map([&case], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    assert!(reasons.iter().any(|r| r.as_deref() == Some("[erased]")), "{reasons:?}");
+    assert!(reasons.iter().flatten().all(|r| !r.contains(PHONE)), "{reasons:?}");
+    // The timeline is otherwise still append-only.
+    assert!(conn.execute("UPDATE case_events SET kind = 'x' WHERE case_id = ?1", [&case]).is_err());
+    assert!(conn.execute("UPDATE case_events SET reason = 'rewritten' WHERE case_id = ?1", [&case]).is_err());
     let erasures: i64 = conn.query_row("SELECT COUNT(*) FROM outbox WHERE record_type = 'erasure'", [], |r| r.get(0)).unwrap();
     assert_eq!(erasures, 1);
     let audited: Vec<String> = conn
@@ -326,11 +334,7 @@ async fn an_erased_customer_is_gone_from_the_box_and_unreadable_in_older_backups
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_removes_what_is_due_and_leaves_held_cases_alone() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(tmp.path());
-    d.start();
-    d.wait_ready().await;
-    let api = d.api();
-    let m = api.manager().await;
+    let (mut d, api, m) = started(tmp.path()).await;
     let (old, old_case, _) = customer_with_photos(&api, &m, "老客户甲", "13600000001", "沪B00001").await;
     let (held, held_case, _) = customer_with_photos(&api, &m, "老客户乙", "13600000002", "沪B00002").await;
     let (recent, recent_case, _) = customer_with_photos(&api, &m, "新客户丙", "13600000003", "沪B00003").await;
@@ -378,11 +382,7 @@ async fn retention_removes_what_is_due_and_leaves_held_cases_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_rotation_rekeys_the_database_and_old_backups_still_restore() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(tmp.path());
-    d.start();
-    d.wait_ready().await;
-    let api = d.api();
-    let m = api.manager().await;
+    let (mut d, api, m) = started(tmp.path()).await;
     let (cid, _, first) = customer_with_photos(&api, &m, NAME, PHONE, PLATE).await;
     let old_backup = tmp.path().join("pre-rotation.sbbackup");
     assert!(sb(&d.config, &["backup", "--out", old_backup.to_str().unwrap()]).status.success());
@@ -420,4 +420,28 @@ async fn key_rotation_rekeys_the_database_and_old_backups_still_restore() {
     let files = servicebay::files::PhotoFiles::new(data2.join("photos"), keys_for(&d.data_dir()));
     let got = files.read(&c2, &sha).unwrap();
     assert!(got == first || got.starts_with(b"\x89PNG"));
+}
+
+/// The daily backup job: copies land in the configured directory, the oldest beyond `keep` go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_keep_the_newest_copies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let keys = keys_for(&data);
+    let (store, _) = servicebay::store::Store::open(&data, &keys.db_key(), 1).unwrap();
+    let files = servicebay::files::PhotoFiles::new(data.join("photos"), keys);
+    let dir = tmp.path().join("nas");
+    let schedule = servicebay::protection::backup::Schedule { dir: dir.clone(), keep: 2, interval: Duration::from_secs(3600) };
+    let p = servicebay::protection::DataProtection::new(store.clone(), files, "store-x".into(), Default::default(), Some(schedule));
+    assert!(p.status().await.unwrap().backup_age_secs.is_none());
+    for _ in 0..3 {
+        let r = p.scheduled_backup().await.unwrap().expect("configured");
+        assert!(r.bytes > 0);
+    }
+    let kept = servicebay::protection::backup::listed(&dir);
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    let st = p.status().await.unwrap();
+    assert!(st.backup_age_secs.is_some_and(|a| a < 60), "{st:?}");
+    assert!(st.last_backup.unwrap().report.contains(kept[1].file_name().unwrap().to_str().unwrap()));
+    store.close();
 }

@@ -13,7 +13,7 @@ pub mod backup;
 pub mod retention;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -317,9 +317,4 @@ impl DataProtection {
             tokio::time::sleep(std::time::Duration::from_secs(600)).await;
         }
     }
-}
-
-/// The data directory holds no database yet (restore's precondition).
-pub fn is_empty_data_dir(dir: &Path) -> bool {
-    !dir.join("servicebay.db").exists()
 }
