@@ -218,6 +218,17 @@ async fn a_backup_under_write_load_restores_every_acknowledged_write_and_its_pho
     let o = sb(&cfg2, &["restore", backup.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(65), "{}", text(&o));
     assert!(text(&o).contains("restore only into an empty directory"), "{}", text(&o));
+    // A file that is not a backup, or a truncated one, is refused with the reason; nothing is left.
+    let (cfg3, data3) = restore_config(tmp.path(), &d.data_dir(), "junk");
+    let junk = tmp.path().join("junk.sbbackup");
+    let whole = std::fs::read(&backup).unwrap();
+    for (what, bytes) in [("garbage", b"PK\x03\x04 not really a zip".to_vec()), ("truncated", whole[..whole.len() / 2].to_vec())] {
+        std::fs::write(&junk, bytes).unwrap();
+        let o = sb(&cfg3, &["restore", junk.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(65), "{what}: {}", text(&o));
+        assert!(text(&o).contains("is not a ServiceBay backup"), "{what}: {}", text(&o));
+        assert!(!data3.join("servicebay.db").exists(), "{what}: no database left behind");
+    }
     // And a restore while the daemon serves that directory is refused.
     let o = sb(&d.config, &["restore", backup.to_str().unwrap()]);
     assert!(!o.status.success() && text(&o).contains("stop it first"), "{}", text(&o));
