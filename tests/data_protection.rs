@@ -288,6 +288,23 @@ async fn an_erased_customer_is_gone_from_the_box_and_unreadable_in_older_backups
     assert_eq!(s, StatusCode::OK);
     let (s, v) = api.post(&format!("/api/v1/privacy/customers/{other}/erase"), &m, json!({ "confirm": other })).await;
     assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("legal_hold")), "{v}");
+    // Hostile input on these routes: a clear 400 naming the field, nothing written.
+    for reason in ["", "原因\u{0}", "控\u{1b}[31m", &"长".repeat(201)] {
+        let (s, v) = api.post(&format!("/api/v1/cases/{case}/legal-hold"), &m, json!({ "reason": reason })).await;
+        assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("reason")), "{reason:?}: {v}");
+    }
+    let (s, v) = api.post(&format!("/api/v1/cases/{case}/legal-hold"), &m, json!({ "reason": "x", "extra": 1 })).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    for q in ["", "%00", "1%0A2", &"9".repeat(65)] {
+        let (s, v) = api.get(&format!("/api/v1/privacy/customers?q={q}"), &m).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{q:?}: {v}");
+    }
+    let (s, v) = api.post("/api/v1/privacy/customers/no-such-customer/erase", &m, json!({ "confirm": "no-such-customer" })).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, _) = api.get(&format!("/api/v1/privacy/customers?q={PHONE}"), &advisor).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "an advisor cannot look people up for a request");
+    let held: i64 = common::db(&d.data_dir()).query_row("SELECT COUNT(*) FROM cases WHERE legal_hold IS NOT NULL", [], |r| r.get(0)).unwrap();
+    assert_eq!(held, 1, "only the one real hold");
     let (s, v) = api.post(&format!("/api/v1/privacy/customers/{cid}/erase"), &m, json!({ "confirm": "someone-else" })).await;
     assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("confirm_mismatch")), "{v}");
     let o = sb(&d.config, &["customer", "erase", &cid]);

@@ -32,7 +32,7 @@ pub struct HoldReq {
 }
 
 pub async fn find(s: Arc<ApiState>, c: Ctx, q: FindQuery) -> Response {
-    if q.q.trim().is_empty() || q.q.chars().count() > 64 {
+    if q.q.trim().is_empty() || q.q.chars().count() > 64 || q.q.chars().any(char::is_control) {
         return ApiError::field(StatusCode::BAD_REQUEST, "invalid_query", "q", "q: a customer id, phone, plate or VIN (1-64 characters)")
             .into_response();
     }
