@@ -321,7 +321,8 @@ impl Keys {
         let ring = open_ring(&cfg.key_dir)?;
         let fp = master.fingerprint();
         let path = cfg.key_dir.join(KEYRING_FILE);
-        let found: Option<String> = ring.query_row("SELECT v FROM meta WHERE k = 'master'", [], |r| r.get(0)).optional().map_err(ring_err(&path))?;
+        let found: Option<String> =
+            ring.query_row("SELECT v FROM meta WHERE k = 'master'", [], |r| r.get(0)).optional().map_err(ring_err(&path))?;
         match found {
             Some(found) if found != fp => return Err(KeyError::WrongKey { found, ours: fp }),
             Some(_) => {}
@@ -361,8 +362,10 @@ impl Keys {
     pub fn case_key(&self, case_id: &str, create: bool) -> Result<Secret, KeyError> {
         let path = self.ring_path();
         let ring = self.ring.lock().map_err(|_| KeyError::Crypto("keyring lock poisoned"))?;
-        let wrapped: Option<Vec<u8>> =
-            ring.query_row("SELECT wrapped FROM case_keys WHERE case_id = ?1", [case_id], |r| r.get(0)).optional().map_err(ring_err(&path))?;
+        let wrapped: Option<Vec<u8>> = ring
+            .query_row("SELECT wrapped FROM case_keys WHERE case_id = ?1", [case_id], |r| r.get(0))
+            .optional()
+            .map_err(ring_err(&path))?;
         let key = match wrapped {
             Some(w) => {
                 let raw = Zeroizing::new(
@@ -421,7 +424,11 @@ impl Keys {
         let tx = ring.transaction().map_err(ring_err(&path))?;
         let rows: Vec<(String, Vec<u8>)> = {
             let mut st = tx.prepare("SELECT case_id, wrapped FROM case_keys").map_err(ring_err(&path))?;
-            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(ring_err(&path))?.collect::<Result<_, _>>().map_err(ring_err(&path))?;
+            let v = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(ring_err(&path))?
+                .collect::<Result<_, _>>()
+                .map_err(ring_err(&path))?;
             v
         };
         let (old_wrap, new_wrap) = (Self::wrap_key(&self.master), Self::wrap_key(new));
@@ -439,7 +446,9 @@ impl Keys {
     /// so that backups made before the rotation can still be restored.
     pub fn install_key_file(&self, new: &Secret) -> Result<PathBuf, KeyError> {
         if self.mode != KeyMode::KeyFile {
-            return Err(KeyError::Unsupported("the master key is a systemd credential; rotation is supported in key-file mode only (README: Where the key lives)".into()));
+            return Err(KeyError::Unsupported(
+                "the master key is a systemd credential; rotation is supported in key-file mode only (README: Where the key lives)".into(),
+            ));
         }
         let retired = self.key_dir.join("retired");
         make_private_dir(&retired)?;

@@ -57,7 +57,8 @@ async fn customer_with_photos(api: &common::Api, token: &str, name: &str, phone:
     let cid = c["id"].as_str().unwrap().to_string();
     let (s, v) = api.post("/api/v1/vehicles", token, json!({ "customer_id": cid, "plate": plate })).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    let (s, k) = api.post("/api/v1/cases", token, json!({ "customer_id": cid, "summary": format!("{name} 的车门刮痕，电话 {phone}") })).await;
+    let (s, k) =
+        api.post("/api/v1/cases", token, json!({ "customer_id": cid, "summary": format!("{name} 的车门刮痕，电话 {phone}") })).await;
     assert_eq!(s, StatusCode::CREATED, "{k}");
     let case = k["id"].as_str().unwrap().to_string();
     let first = photo(phone.as_bytes()[10]);
@@ -90,8 +91,10 @@ fn keys_for(data_dir: &Path) -> Arc<servicebay::keys::Keys> {
 fn restore_config(root: &Path, keys_of: &Path, name: &str) -> (PathBuf, PathBuf) {
     let data = root.join(name).join("data");
     let cfg = root.join(format!("{name}.toml"));
-    let body = common::config_text(&data, "127.0.0.1:0", "")
-        .replace(&format!("key_dir = \"{}\"", common::key_dir(&data).display()), &format!("key_dir = \"{}\"", common::key_dir(keys_of).display()));
+    let body = common::config_text(&data, "127.0.0.1:0", "").replace(
+        &format!("key_dir = \"{}\"", common::key_dir(&data).display()),
+        &format!("key_dir = \"{}\"", common::key_dir(keys_of).display()),
+    );
     std::fs::write(&cfg, body).unwrap();
     (cfg, data)
 }
@@ -209,8 +212,13 @@ async fn a_backup_under_write_load_restores_every_acknowledged_write_and_its_pho
         let n: i64 = conn.query_row("SELECT COUNT(*) FROM cases WHERE id = ?1", [id], |r| r.get(0)).unwrap();
         assert_eq!(n, 1, "acknowledged case {id} is in the backup");
     }
-    let photos: Vec<(String, String)> =
-        conn.prepare("SELECT case_id, sha256 FROM photos").unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    let photos: Vec<(String, String)> = conn
+        .prepare("SELECT case_id, sha256 FROM photos")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     let files = servicebay::files::PhotoFiles::new(data2.join("photos"), keys_for(&d.data_dir()));
     let bytes: Vec<Vec<u8>> = photos.iter().map(|(c, s)| files.read(c, s).expect("decrypts")).collect();
     assert!(bytes.contains(&first), "the photo comes back byte for byte");
@@ -303,7 +311,8 @@ async fn an_erased_customer_is_gone_from_the_box_and_unreadable_in_older_backups
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     let (s, _) = api.get(&format!("/api/v1/privacy/customers?q={PHONE}"), &advisor).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "an advisor cannot look people up for a request");
-    let held: i64 = common::db(&d.data_dir()).query_row("SELECT COUNT(*) FROM cases WHERE legal_hold IS NOT NULL", [], |r| r.get(0)).unwrap();
+    let held: i64 =
+        common::db(&d.data_dir()).query_row("SELECT COUNT(*) FROM cases WHERE legal_hold IS NOT NULL", [], |r| r.get(0)).unwrap();
     assert_eq!(held, 1, "only the one real hold");
     let (s, v) = api.post(&format!("/api/v1/privacy/customers/{cid}/erase"), &m, json!({ "confirm": "someone-else" })).await;
     assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("confirm_mismatch")), "{v}");
@@ -321,10 +330,25 @@ async fn an_erased_customer_is_gone_from_the_box_and_unreadable_in_older_backups
     assert_eq!(plate, None);
     let summary: String = conn.query_row("SELECT summary FROM cases WHERE id = ?1", [&case], |r| r.get(0)).unwrap();
     assert_eq!(summary, "[erased]");
-    let reasons: Vec<Option<String>> =
-        conn.prepare("SELECT reason FROM case_events WHERE case_id = ?1").unwrap().query_map([&case], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let reasons: Vec<Option<String>> = conn
+        .prepare("SELECT reason FROM case_events WHERE case_id = ?1")
+        .unwrap()
+        .query_map([&case], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert!(reasons.iter().any(|r| r.as_deref() == Some("[erased]")), "{reasons:?}");
     assert!(reasons.iter().flatten().all(|r| !r.contains(PHONE)), "{reasons:?}");
+    let kinds = |c: &str| -> Vec<String> {
+        conn.prepare("SELECT kind FROM case_events WHERE case_id = ?1")
+            .unwrap()
+            .query_map([c], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(kinds(&case).contains(&"customer_erased".to_string()), "the erasure is on the case's timeline");
+    assert!(kinds(&other_case).contains(&"legal_hold".to_string()), "so is the legal hold");
     // The timeline is otherwise still append-only.
     assert!(conn.execute("UPDATE case_events SET kind = 'x' WHERE case_id = ?1", [&case]).is_err());
     assert!(conn.execute("UPDATE case_events SET reason = 'rewritten' WHERE case_id = ?1", [&case]).is_err());
@@ -380,7 +404,8 @@ async fn retention_removes_what_is_due_and_leaves_held_cases_alone() {
     conn.execute("INSERT INTO audit_log (at, username, action, target_type) VALUES (?1, 'old', 'old.entry', 'x')", [&ancient]).unwrap();
     drop(conn);
     let cfg = d.config.clone();
-    let body = std::fs::read_to_string(&cfg).unwrap() + "\n[retention]\nintake_photos_days = 30\nclosed_case_personal_days = 35\naudit_log_days = 180\n";
+    let body = std::fs::read_to_string(&cfg).unwrap()
+        + "\n[retention]\nintake_photos_days = 30\nclosed_case_personal_days = 35\naudit_log_days = 180\n";
     std::fs::write(&cfg, body).unwrap();
     let o = sb(&cfg, &["retention"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -431,7 +456,8 @@ async fn key_rotation_rekeys_the_database_and_old_backups_still_restore() {
     let (s, c) = api.get(&format!("/api/v1/customers/{cid}"), &m).await;
     assert_eq!((s, c["customer"]["phone"].as_str()), (StatusCode::OK, Some(PHONE)), "{c}");
     let conn = common::db(&d.data_dir());
-    let (case, pid): (String, String) = conn.query_row("SELECT case_id, id FROM photos LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (case, pid): (String, String) =
+        conn.query_row("SELECT case_id, id FROM photos LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     drop(conn);
     let r = api.client.get(format!("{}/api/v1/photos/{pid}", api.base)).bearer_auth(&m).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -444,7 +470,8 @@ async fn key_rotation_rekeys_the_database_and_old_backups_still_restore() {
     let conn = common::db_with_keys(&data2, &common::key_dir(&d.data_dir()));
     let n: i64 = conn.query_row("SELECT COUNT(*) FROM photos", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 2);
-    let (c2, sha): (String, String) = conn.query_row("SELECT case_id, sha256 FROM photos ORDER BY id LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (c2, sha): (String, String) =
+        conn.query_row("SELECT case_id, sha256 FROM photos ORDER BY id LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     let files = servicebay::files::PhotoFiles::new(data2.join("photos"), keys_for(&d.data_dir()));
     let got = files.read(&c2, &sha).unwrap();
     assert!(got == first || got.starts_with(b"\x89PNG"));

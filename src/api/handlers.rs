@@ -515,7 +515,8 @@ pub async fn photo_render(id: String, s: Arc<ApiState>, c: Ctx, blurred: bool) -
         };
         let files = s.files.clone();
         let jpeg = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
-            let img = files.open_image(&p.case_id, &p.sha256).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
+            let img =
+                files.open_image(&p.case_id, &p.sha256).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
             let out = if blurred {
                 crate::vision::blur::blur_pii(&img, &dets)
             } else {

@@ -3,9 +3,9 @@
 
 pub mod error;
 pub mod handlers;
-pub mod privacy;
 pub mod metrics;
 pub mod policy;
+pub mod privacy;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -531,8 +531,14 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
     let audit = v1.and(warp::path!("audit")).and(warp::get()).and(st()).and(a(AuditList)).and(query()).then(h::audit).boxed();
     let sync_status = v1.and(warp::path!("sync" / "status")).and(warp::get()).and(st()).and(a(SyncStatus)).then(h::sync_status).boxed();
     let llm_status = v1.and(warp::path!("llm" / "status")).and(warp::get()).and(st()).and(a(LlmStatus)).then(h::llm_status).boxed();
-    let privacy_find =
-        v1.and(warp::path!("privacy" / "customers")).and(warp::get()).and(st()).and(a(PrivacyFind)).and(query()).then(privacy::find).boxed();
+    let privacy_find = v1
+        .and(warp::path!("privacy" / "customers"))
+        .and(warp::get())
+        .and(st())
+        .and(a(PrivacyFind))
+        .and(query())
+        .then(privacy::find)
+        .boxed();
     let privacy_export = v1
         .and(warp::path!("privacy" / "customers" / String / "export"))
         .and(warp::get())

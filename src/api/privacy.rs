@@ -40,21 +40,20 @@ pub async fn find(s: Arc<ApiState>, c: Ctx, q: FindQuery) -> Response {
 }
 
 pub async fn export(id: String, s: Arc<ApiState>, c: Ctx) -> Response {
-    let r = s.protection.export(&c.actor, id.clone()).await.map_err(ApiError::from).map(|zip| {
-        let mut r = Response::new(zip.into());
-        let h = r.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/zip"));
-        if let Ok(v) = http::HeaderValue::from_str(&format!("attachment; filename=\"customer-{}.zip\"", safe_name(&id))) {
-            h.insert(http::header::CONTENT_DISPOSITION, v);
-        }
-        h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
-        r
-    });
-    respond(r)
+    respond(s.protection.export(&c.actor, id.clone()).await.map_err(ApiError::from).map(|zip| zip_download(&id, zip)))
 }
 
-fn safe_name(id: &str) -> String {
-    id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect()
+/// A customer's export as a download (the API and the manager's screen answer the same).
+pub fn zip_download(customer_id: &str, zip: Vec<u8>) -> Response {
+    let mut r = Response::new(zip.into());
+    let h = r.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/zip"));
+    let name: String = customer_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
+    if let Ok(v) = http::HeaderValue::from_str(&format!("attachment; filename=\"customer-{name}.zip\"")) {
+        h.insert(http::header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    r
 }
 
 pub async fn erase(id: String, s: Arc<ApiState>, c: Ctx, req: EraseReq) -> Response {
@@ -67,7 +66,13 @@ pub async fn erase(id: String, s: Arc<ApiState>, c: Ctx, req: EraseReq) -> Respo
 
 pub async fn legal_hold(id: String, s: Arc<ApiState>, c: Ctx, req: HoldReq) -> Response {
     let held = req.reason.is_some();
-    respond(s.protection.set_legal_hold(&c.actor, id.clone(), req.reason).await.map(|_| js(&json!({ "case_id": id, "legal_hold": held }))).map_err(ApiError::from))
+    respond(
+        s.protection
+            .set_legal_hold(&c.actor, id.clone(), req.reason)
+            .await
+            .map(|_| js(&json!({ "case_id": id, "legal_hold": held })))
+            .map_err(ApiError::from),
+    )
 }
 
 pub async fn status(s: Arc<ApiState>, _c: Ctx) -> Response {

@@ -72,7 +72,8 @@ pub async fn export(store: &Store, files: &PhotoFiles, out: &Path) -> Result<Exp
             store.read(move |tx| Ok::<_, StoreError>((store::photos::get(tx, &pid)?, store::photos::analysis(tx, &pid)?))).await?;
         let Some(photo) = photo else { continue };
         let dets: Vec<Detection> = analysis.and_then(|a| a.detections).and_then(|d| serde_json::from_value(d).ok()).unwrap_or_default();
-        let img = files.open_image(&photo.case_id, &photo.sha256).map_err(|reason| DatasetError::Photo { photo: photo.id.clone(), reason })?;
+        let img =
+            files.open_image(&photo.case_id, &photo.sha256).map_err(|reason| DatasetError::Photo { photo: photo.id.clone(), reason })?;
         let (w, h) = (img.width(), img.height());
         let blurred = crate::vision::blur::blur_pii(&img, &dets);
         let img_path = images.join(format!("{}.jpg", photo.id));

@@ -183,9 +183,11 @@ pub fn restore(file: &Path, data_dir: &Path, keys: &std::sync::Arc<Keys>) -> Res
     let (db_key, retired): (Secret, bool) = if manifest.key_fingerprint == keys.fingerprint() {
         (keys.db_key(), false)
     } else {
-        let old = keys.retired().into_iter().find(|k| k.fingerprint() == manifest.key_fingerprint).ok_or_else(|| {
-            BackupError::ForeignKey { found: manifest.key_fingerprint.clone(), ours: keys.fingerprint() }
-        })?;
+        let old = keys
+            .retired()
+            .into_iter()
+            .find(|k| k.fingerprint() == manifest.key_fingerprint)
+            .ok_or_else(|| BackupError::ForeignKey { found: manifest.key_fingerprint.clone(), ours: keys.fingerprint() })?;
         (crate::keys::db_key_of(&old), true)
     };
     std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;

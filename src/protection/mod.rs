@@ -83,9 +83,10 @@ impl DataProtection {
     pub async fn start_up(&self) -> Result<String, ProtectionError> {
         let rows = self.store.read(|tx| -> Result<_, StoreError> { privacy::kept_photos(tx) }).await?;
         let files = self.files.clone();
-        let adopted = tokio::task::spawn_blocking(move || rows.iter().filter(|(c, s)| files.adopt_plaintext(c, s).unwrap_or(false)).count())
-            .await
-            .unwrap_or(0);
+        let adopted =
+            tokio::task::spawn_blocking(move || rows.iter().filter(|(c, s)| files.adopt_plaintext(c, s).unwrap_or(false)).count())
+                .await
+                .unwrap_or(0);
         let erased = self.store.read(privacy::erased_case_ids).await?;
         for c in &erased {
             self.keys.destroy(c)?;
@@ -161,7 +162,7 @@ impl DataProtection {
                     return Err(ProtectionError::OnHold(h.id.clone(), h.legal_hold.clone().unwrap_or_default()));
                 }
                 let photos = privacy::photos_of_customer(tx, &customer_id)?;
-                let e = privacy::erase(tx, &customer_id, reason, &at)?;
+                let e = privacy::erase(tx, &actor, &customer_id, reason, &at)?;
                 store::audit::record(tx, &actor, &format!("customer.erase.{reason}"), "customer", Some(&customer_id), "ok")?;
                 Ok((e, photos))
             })
@@ -186,6 +187,11 @@ impl DataProtection {
         self.store
             .write(move |tx| -> Result<(), StoreError> {
                 privacy::set_legal_hold(tx, &case_id, reason.as_deref())?;
+                let event = match reason.as_deref() {
+                    Some(r) => store::cases::Event::note("legal_hold", r),
+                    None => store::cases::Event { kind: "legal_hold_released", from: None, to: None, reason: None },
+                };
+                store::cases::note(tx, &case_id, &actor, &now(), false, event)?;
                 let action = if reason.is_some() { "case.legal_hold" } else { "case.legal_hold_release" };
                 store::audit::record(tx, &actor, action, "case", Some(&case_id), "ok")
             })
@@ -207,6 +213,8 @@ impl DataProtection {
             self.store
                 .write(move |tx| -> Result<(), StoreError> {
                     privacy::mark_photo_removed(tx, &id, "retention", &at)?;
+                    // Audited, but not on the case's timeline: a timeline event would count as the case
+                    // changing and restart the clock of its personal data's retention.
                     store::audit::record(tx, &a, "photo.retention_remove", "photo", Some(&id), "ok")
                 })
                 .await?;
@@ -220,8 +228,7 @@ impl DataProtection {
                 Err(e) => return Err(e),
             }
         }
-        let (survey_cut, audit_cut) =
-            (retention::Policy::cutoff(p.survey_answers_days, t), retention::Policy::cutoff(p.audit_log_days, t));
+        let (survey_cut, audit_cut) = (retention::Policy::cutoff(p.survey_answers_days, t), retention::Policy::cutoff(p.audit_log_days, t));
         let a = actor.clone();
         let (s, au) = self
             .store
@@ -274,11 +281,14 @@ impl DataProtection {
     pub async fn status(&self) -> Result<Status, ProtectionError> {
         let (last_backup, last_retention) = self
             .store
-            .read(|tx| -> Result<_, StoreError> { Ok((privacy::last_run(tx, "backup", true)?, privacy::last_run(tx, "retention", false)?)) })
+            .read(|tx| -> Result<_, StoreError> {
+                Ok((privacy::last_run(tx, "backup", true)?, privacy::last_run(tx, "retention", false)?))
+            })
             .await?;
-        let age = last_backup.as_ref().and_then(|r| chrono::DateTime::parse_from_rfc3339(&r.at).ok()).map(|t| {
-            (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds()
-        });
+        let age = last_backup
+            .as_ref()
+            .and_then(|r| chrono::DateTime::parse_from_rfc3339(&r.at).ok())
+            .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds());
         Ok(Status {
             key_mode: self.keys.mode().as_str(),
             key_fingerprint: self.keys.fingerprint(),

@@ -254,7 +254,12 @@ pub fn rekey_file(path: &Path, old: &Secret, new: &Secret) -> Result<(), StoreEr
     Ok(())
 }
 
-fn migrate_with(conn: &mut Connection, db_path: &Path, key: &Secret, migrations: &[(i64, &str, &str)]) -> Result<MigrationReport, StoreError> {
+fn migrate_with(
+    conn: &mut Connection,
+    db_path: &Path,
+    key: &Secret,
+    migrations: &[(i64, &str, &str)],
+) -> Result<MigrationReport, StoreError> {
     let latest = migrations.last().map(|m| m.0).unwrap_or(0);
     let from: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if from > latest {
@@ -351,8 +356,7 @@ impl Store {
         let mut conn = open_conn(&path, false, key)?;
         let mut report = migrate(&mut conn, &path, key)?;
         report.encrypted = encrypted;
-        let readers =
-            (0..read_connections.max(1)).map(|_| open_conn(&path, true, key).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
+        let readers = (0..read_connections.max(1)).map(|_| open_conn(&path, true, key).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
         let queued = Arc::new(AtomicUsize::new(0));
         let q = queued.clone();

@@ -44,7 +44,8 @@ pub struct CaseEvent<'a> {
 }
 
 /// Every record kind with its body's schema version: the data contract HQ ingests.
-pub const KINDS: &[(&str, i64)] = &[("case", 1), ("intake", 1), ("finding", 2), ("estimate", 1), ("approval", 1), ("appointment", 1), ("erasure", 1)];
+pub const KINDS: &[(&str, i64)] =
+    &[("case", 1), ("intake", 1), ("finding", 2), ("estimate", 1), ("approval", 1), ("appointment", 1), ("erasure", 1)];
 
 impl Record<'_> {
     pub fn kind(&self) -> &'static str {

@@ -3,7 +3,7 @@
 //! and when is `protection`'s business.
 //!
 //! Invariants:
-//! - An erasure blanks every free-text field that can hold a customer's words or identity
+//! - An erasure puts a `customer_erased` event on each case's timeline and blanks every free-text field that can hold a customer's words or identity
 //!   (tombstone `[erased]` or NULL), marks the photos removed and appends one `erasure` outbox
 //!   record naming every record HQ holds for those cases, in the caller's transaction.
 //! - Nothing of a case on legal hold is ever due for retention.
@@ -13,7 +13,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::{StoreError, Tx};
-use crate::domain::Photo;
+use crate::domain::{Actor, Photo};
 
 pub const TOMBSTONE: &str = "[erased]";
 
@@ -148,7 +148,9 @@ fn rows_json(tx: &Tx, sql: &str, p: impl rusqlite::Params) -> Result<Vec<serde_j
 
 /// Everything held about one customer, as JSON (the export's `customer.json`).
 pub fn dump(tx: &Tx, customer_id: &str) -> Result<serde_json::Value, StoreError> {
-    let per_case = |table: &str| rows_json(tx, &format!("SELECT * FROM {table} WHERE case_id IN (SELECT id FROM cases WHERE customer_id = ?1)"), [customer_id]);
+    let per_case = |table: &str| {
+        rows_json(tx, &format!("SELECT * FROM {table} WHERE case_id IN (SELECT id FROM cases WHERE customer_id = ?1)"), [customer_id])
+    };
     Ok(serde_json::json!({
         "customer": rows_json(tx, "SELECT * FROM customers WHERE id = ?1", [customer_id])?,
         "vehicles": rows_json(tx, "SELECT * FROM vehicles WHERE customer_id = ?1", [customer_id])?,
@@ -166,7 +168,7 @@ pub fn dump(tx: &Tx, customer_id: &str) -> Result<serde_json::Value, StoreError>
 
 /// Blank the customer's personal data and tell HQ (see the module's invariants). The caller
 /// destroys the case keys and files after the commit.
-pub fn erase(tx: &Tx, customer_id: &str, reason: &str, at: &str) -> Result<Erasure, StoreError> {
+pub fn erase(tx: &Tx, actor: &Actor, customer_id: &str, reason: &str, at: &str) -> Result<Erasure, StoreError> {
     let case_ids = case_ids_of(tx, customer_id)?;
     let c = tx.conn();
     let n = c.execute(
@@ -190,9 +192,20 @@ pub fn erase(tx: &Tx, customer_id: &str, reason: &str, at: &str) -> Result<Erasu
             "UPDATE photos SET removed_at = ?2, removed_reason = 'erased' WHERE case_id = ?1 AND removed_at IS NULL",
             params![case, at],
         )?;
+        // The case's own timeline says so (and HQ's case record, removed by the erasure below).
+        super::cases::note(
+            tx,
+            case,
+            actor,
+            at,
+            false,
+            super::cases::Event { kind: "customer_erased", from: None, to: None, reason: None },
+        )?;
         records.push(RecordRef { record_type: "case".into(), record_id: case.clone() });
         records.push(RecordRef { record_type: "intake".into(), record_id: case.clone() });
-        for (table, kind) in [("findings", "finding"), ("estimates", "estimate"), ("approvals", "approval"), ("appointments", "appointment")] {
+        for (table, kind) in
+            [("findings", "finding"), ("estimates", "estimate"), ("approvals", "approval"), ("appointments", "appointment")]
+        {
             for id in ids(tx, &format!("SELECT id FROM {table} WHERE case_id = ?1"), [case])? {
                 records.push(RecordRef { record_type: kind.into(), record_id: id });
             }
@@ -219,11 +232,9 @@ pub fn set_legal_hold(tx: &Tx, case_id: &str, reason: Option<&str>) -> Result<()
 }
 
 pub fn customer_on_hold(tx: &Tx, customer_id: &str) -> Result<bool, StoreError> {
-    Ok(tx.conn().query_row(
-        "SELECT EXISTS(SELECT 1 FROM cases WHERE customer_id = ?1 AND legal_hold IS NOT NULL)",
-        [customer_id],
-        |r| r.get(0),
-    )?)
+    Ok(tx
+        .conn()
+        .query_row("SELECT EXISTS(SELECT 1 FROM cases WHERE customer_id = ?1 AND legal_hold IS NOT NULL)", [customer_id], |r| r.get(0))?)
 }
 
 const FINISHED: &str = "('closed','cancelled')";

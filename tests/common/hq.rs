@@ -262,15 +262,13 @@ pub fn store_daemon(dir: &Path, store_id: &str, broker: &Broker, pki: &Pki, hq_p
 
 /// The newest outbox sequence this store ever committed (AUTOINCREMENT keeps it after deletes).
 pub fn store_max_seq(data_dir: &Path) -> i64 {
-    let conn =
-        super::db(data_dir);
+    let conn = super::db(data_dir);
     conn.query_row("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)", [], |r| r.get(0)).expect("seq")
 }
 
 /// (case id, version) of every case at the store.
 pub fn store_cases(data_dir: &Path) -> Vec<(String, i64)> {
-    let conn =
-        super::db(data_dir);
+    let conn = super::db(data_dir);
     let mut st = conn.prepare("SELECT id, version FROM cases ORDER BY id").expect("prepare");
     st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("query").collect::<Result<_, _>>().expect("rows")
 }

@@ -202,7 +202,10 @@ pub async fn status_page(p: Page, s: Arc<ApiState>) -> Response {
             rows.push(StatusRow {
                 name: t.s("status.retention").to_string(),
                 ok: ps.last_retention.as_ref().is_none_or(|r| r.ok),
-                value: ps.last_retention.map(|r| format!("{} · {}", when(&r.at), r.report)).unwrap_or_else(|| t.s("status.retention_none").to_string()),
+                value: ps
+                    .last_retention
+                    .map(|r| format!("{} · {}", when(&r.at), r.report))
+                    .unwrap_or_else(|| t.s("status.retention_none").to_string()),
             });
         }
         Err(e) => rows.push(StatusRow { name: t.s("status.backup").to_string(), ok: false, value: e.to_string() }),
@@ -275,17 +278,7 @@ fn privacy_back(f: &Form) -> String {
 
 pub async fn privacy_export(id: String, p: Page, s: Arc<ApiState>) -> Response {
     match s.protection.export(&p.ctx.actor, id.clone()).await {
-        Ok(zip) => {
-            let mut r = Response::new(zip.into());
-            let h = r.headers_mut();
-            h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/zip"));
-            let name: String = id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
-            if let Ok(v) = http::HeaderValue::from_str(&format!("attachment; filename=\"customer-{name}.zip\"")) {
-                h.insert(http::header::CONTENT_DISPOSITION, v);
-            }
-            h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
-            r
-        }
+        Ok(zip) => crate::api::privacy::zip_download(&id, zip),
         Err(e) => failed(&p, e.into()),
     }
 }
