@@ -26,6 +26,8 @@ command -v curl >/dev/null || need+=(curl)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 || need+=(fonts-noto-cjk)
+# The QC report PDF embeds Noto Sans CJK; its tests read the PDF back with poppler (pdftotext, pdftoppm).
+command -v pdftotext >/dev/null || need+=(poppler-utils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q

@@ -116,6 +116,23 @@ impl App {
             crate::case::photos::AnalyzerConfig { review_threshold: cfg.review_threshold, quality: Default::default() },
         );
 
+        let workshop = crate::case::work_order::WorkshopService::new(
+            store.clone(),
+            files.clone(),
+            catalog.clone(),
+            cfg.workshop.clone(),
+            crate::case::work_order::ReportSetup {
+                font: cfg.report_font.clone(),
+                labels: Arc::new(crate::pdf::Labels::builtin().map_err(|e| AppError::UiCatalogue(format!("QC report labels: {e}")))?),
+                store_name: cfg.store_name.clone(),
+            },
+        );
+        // The report font is needed only when a report is signed: the store keeps working without
+        // it, and signing then refuses with the reason (fail closed, never a PDF without its font).
+        if let Err(e) = crate::pdf::ReportFont::load(&cfg.report_font) {
+            tracing::warn!(error = %e, "QC reports cannot be made until the font is installed");
+        }
+        let bays = catalog.get().store(&cfg.store_id).bays;
         let sync = crate::sync::Sync::start(store.clone(), cfg.store_id.clone(), cfg.sync.clone(), catalog, cfg.bundles_dir());
 
         let initial_manager = if staff.user_count().await? == 0 {
@@ -136,6 +153,8 @@ impl App {
             staff,
             files,
             protection,
+            workshop,
+            bays,
             store: store.clone(),
             limits: Limits {
                 json_body: cfg.json_body_limit,

@@ -105,6 +105,28 @@ pub struct PartItem {
     pub oem_cny: f64,
     #[serde(default)]
     pub aftermarket_cny: Option<f64>,
+    /// The barcodes (GTIN) printed on this part's packaging, each with the origin it identifies, so
+    /// a scanned label is matched to the part and to 原厂 / 同质 / 修复.
+    #[serde(default, rename = "barcode")]
+    pub barcodes: Vec<PartBarcode>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PartBarcode {
+    pub gtin: String,
+    pub origin: crate::domain::workshop::Origin,
+}
+
+/// A GTIN-8/12/13/14 with a correct GS1 check digit.
+pub fn valid_gtin(s: &str) -> bool {
+    let d: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
+    if d.len() != s.len() || ![8, 12, 13, 14].contains(&d.len()) {
+        return false;
+    }
+    let (body, check) = d.split_at(d.len() - 1);
+    let sum: u32 = body.iter().rev().enumerate().map(|(i, x)| if i % 2 == 0 { x * 3 } else { *x }).sum();
+    (10 - sum % 10) % 10 == check[0]
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -256,6 +278,7 @@ impl Catalog {
 
     fn validate(&self) -> Result<(), CatalogError> {
         let mut seen = BTreeSet::new();
+        let mut gtins = BTreeSet::new();
         for p in &self.parts {
             let f = "parts.toml";
             if !seen.insert(p.part_no.as_str()) {
@@ -266,6 +289,14 @@ impl Catalog {
             }
             if !(p.oem_cny > 0.0 && p.oem_cny < 1_000_000.0) {
                 return Err(invalid(f, &p.part_no, format!("OEM price {} out of range", p.oem_cny)));
+            }
+            for b in &p.barcodes {
+                if !valid_gtin(&b.gtin) {
+                    return Err(invalid(f, &p.part_no, format!("barcode {} is not a GTIN with a valid check digit", b.gtin)));
+                }
+                if !gtins.insert(b.gtin.as_str()) {
+                    return Err(invalid(f, &p.part_no, format!("barcode {} is listed for two parts", b.gtin)));
+                }
             }
             if let Some(a) = p.aftermarket_cny {
                 // An aftermarket part dearer than OEM is almost certainly a typo.
@@ -343,6 +374,11 @@ impl Catalog {
 
     pub fn part(&self, part_no: &str) -> Option<&PartItem> {
         self.parts.iter().find(|p| p.part_no == part_no)
+    }
+
+    /// The part and origin a scanned GTIN identifies.
+    pub fn part_by_gtin(&self, gtin: &str) -> Option<(&PartItem, crate::domain::workshop::Origin)> {
+        self.parts.iter().find_map(|p| p.barcodes.iter().find(|b| b.gtin == gtin).map(|b| (p, b.origin)))
     }
 
     /// The parts a `parts_needed` prefix means for a finding at `position`: the exact number, or

@@ -42,8 +42,26 @@ struct Raw {
     sync: RawSync,
     backup: RawBackup,
     retention: RawRetention,
+    workshop: RawWorkshop,
     log: RawLog,
 }
+
+/// The workshop and QC: the store's own checkpoint/warranty tables (default: the built-in
+/// assets/workshop/workshop.toml) and the font the QC report PDF embeds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawWorkshop {
+    tables: Option<PathBuf>,
+    report_font: PathBuf,
+}
+impl Default for RawWorkshop {
+    fn default() -> Self {
+        RawWorkshop { tables: None, report_font: PathBuf::from(DEFAULT_REPORT_FONT) }
+    }
+}
+
+/// Debian's fonts-noto-cjk (installed by scripts/setup.sh).
+pub const DEFAULT_REPORT_FONT: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -269,6 +287,9 @@ pub struct Config {
     /// Scheduled backups, when `[backup] dir` is set.
     pub backup: Option<crate::protection::backup::Schedule>,
     pub retention: crate::protection::retention::Policy,
+    /// The workshop's checkpoint, labour and warranty tables (validated at load).
+    pub workshop: std::sync::Arc<crate::domain::workshop::WorkshopTables>,
+    pub report_font: PathBuf,
     pub session_ttl: Duration,
     pub login_failures_before_delay: u32,
     pub login_max_delay: Duration,
@@ -416,6 +437,10 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
         audit_log_days: r.audit_log_days,
     };
     retention.check().map_err(|(key, m)| invalid(&format!("retention.{key}"), m))?;
+    let workshop = match &raw.workshop.tables {
+        None => crate::domain::workshop::WorkshopTables::builtin(),
+        Some(p) => crate::domain::workshop::WorkshopTables::load(p).map_err(|e| invalid("workshop.tables", &e.to_string()))?,
+    };
     let tls_cert = raw.tls.cert.unwrap_or_else(|| data_dir.join("tls/cert.pem"));
     let tls_key = raw.tls.key.unwrap_or_else(|| data_dir.join("tls/key.pem"));
     if !(1..=24 * 30).contains(&raw.auth.session_ttl_hours) {
@@ -500,6 +525,8 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
         keys,
         backup,
         retention,
+        workshop: std::sync::Arc::new(workshop),
+        report_font: raw.workshop.report_font,
         session_ttl: Duration::from_secs(raw.auth.session_ttl_hours * 3600),
         login_failures_before_delay: raw.auth.login_failures_before_delay,
         login_max_delay: Duration::from_secs(raw.auth.login_max_delay_secs),

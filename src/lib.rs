@@ -18,6 +18,7 @@ pub mod intake;
 pub mod keys;
 pub mod llm;
 pub mod media;
+pub mod pdf;
 pub mod protection;
 pub mod staff;
 pub mod store;

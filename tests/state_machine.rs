@@ -10,8 +10,13 @@ fn role() -> impl Strategy<Value = Role> {
 }
 
 fn facts() -> impl Strategy<Value = Facts> {
-    (0u32..3, prop::sample::select(vec![0u32, 3]), 0u32..5, any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-        |(findings, photos_needed, photos_passed, photos_waived, estimate, approved, appointment)| Facts {
+    let front = (0u32..3, prop::sample::select(vec![0u32, 3]), 0u32..5, any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>());
+    let workshop = (any::<bool>(), any::<bool>(), 0u32..2, any::<bool>(), 0u32..2);
+    (front, workshop).prop_map(
+        |(
+            (findings, photos_needed, photos_passed, photos_waived, estimate, approved, appointment),
+            (baseline_signed, work_order, labour_open, qc_passed, alerts_open),
+        )| Facts {
             findings,
             photos_needed,
             photos_passed,
@@ -19,6 +24,11 @@ fn facts() -> impl Strategy<Value = Facts> {
             estimate,
             approved,
             appointment,
+            baseline_signed,
+            work_order,
+            labour_open,
+            qc_passed,
+            alerts_open,
         },
     )
 }
@@ -84,6 +94,12 @@ proptest! {
                         prop_assert!(requires(t.to, &f).is_empty());
                         if t.to == CaseStatus::Scheduled {
                             prop_assert!(f.approved && f.appointment);
+                        }
+                        if t.to == CaseStatus::InRepair {
+                            prop_assert!(f.approved && f.baseline_signed);
+                        }
+                        if t.to == CaseStatus::Delivered {
+                            prop_assert!(f.qc_passed && f.alerts_open == 0);
                         }
                         if t.to == CaseStatus::Assessed {
                             prop_assert!(f.findings > 0 && (f.photos_waived || f.photos_passed >= f.photos_needed));

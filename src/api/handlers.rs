@@ -329,11 +329,33 @@ pub async fn upload_photo(case_id: String, s: Arc<ApiState>, c: Ctx, form: warp:
 }
 
 async fn upload(case_id: String, s: &ApiState, c: &Ctx, form: warp::multipart::FormData) -> Result<Response, ApiError> {
+    let (file, mut fields) = photo_form(s, &case_id, form, &["shot"]).await?;
+    let shot = fields.remove("shot");
+    if let Some(sh) = &shot {
+        if !matches!(sh.as_str(), "front" | "side" | "close_up" | "other") {
+            return Err(ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "shot", "shot: use front, side, close_up or other"));
+        }
+    }
+    let p = save_photo(s, c, case_id, file, shot, None).await?;
+    let mut v = serde_json::to_value(&p).unwrap_or_default();
+    v["analysis"] = json!("pending");
+    Ok(created(&v))
+}
+
+
+/// Read a photo upload form: the `file` part (at most the photo cap) and the short text fields
+/// named in `text` (64 bytes each, control characters refused). The whole form is read (bounded by
+/// the multipart filter's drain cap) before any answer, so a tablet that is still sending sees our
+/// error rather than a broken connection; the first error wins. A missing case answers 404 first.
+pub async fn photo_form(
+    s: &ApiState,
+    case_id: &str,
+    form: warp::multipart::FormData,
+    text: &[&str],
+) -> Result<(Vec<u8>, std::collections::BTreeMap<String, String>), ApiError> {
     let limit = s.limits.photo_body;
     let mut file: Option<Vec<u8>> = None;
-    let mut shot: Option<String> = None;
-    // The whole form is read (bounded by the multipart filter's drain cap) before any answer, so a
-    // tablet that is still sending sees our error rather than a broken connection; the first error wins.
+    let mut fields = std::collections::BTreeMap::new();
     let mut first_error: Option<ApiError> = None;
     let mut parts = form;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "malformed_multipart", m);
@@ -350,64 +372,59 @@ async fn upload(case_id: String, s: &ApiState, c: &Ctx, form: warp::multipart::F
             }
         }
         let err = if seen > cap && name == "file" {
-            Some(ApiError::field(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "photo_too_large",
-                "file",
-                format!("the photo is larger than {limit} bytes"),
-            ))
-        } else if seen > cap && matches!(name.as_str(), "shot") {
+            Some(ApiError::field(StatusCode::PAYLOAD_TOO_LARGE, "photo_too_large", "file", format!("the photo is larger than {limit} bytes")))
+        } else if seen > cap && text.contains(&name.as_str()) {
             Some(ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", &name, format!("{name}: too long")))
-        } else {
-            match name.as_str() {
-                "file" => {
-                    file = Some(data);
+        } else if name == "file" {
+            file = Some(data);
+            None
+        } else if text.contains(&name.as_str()) {
+            // The edge's control-character rule applies to form text as to JSON text.
+            let value = String::from_utf8_lossy(&data).to_string();
+            match crate::domain::validate::plain_text(&name, &value) {
+                Ok(()) => {
+                    fields.insert(name, value.trim().to_string());
                     None
                 }
-                "shot" => {
-                    // The edge's control-character rule applies to form text as to JSON text.
-                    let text = String::from_utf8_lossy(&data).to_string();
-                    match crate::domain::validate::plain_text("shot", &text) {
-                        Ok(()) => {
-                            shot = Some(text.trim().to_string());
-                            None
-                        }
-                        Err(i) => Some(ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "shot", i.to_string())),
-                    }
-                }
-                other => Some(ApiError::field(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_field",
-                    other,
-                    format!("unknown form field '{other}'; send 'file' and optionally 'shot'"),
-                )),
+                Err(i) => Some(ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", &name, i.to_string())),
             }
+        } else {
+            let known = text.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+            Some(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                &name,
+                format!("unknown form field '{}'; send 'file' and optionally {known}", printable_name(&name)),
+            ))
         };
         if first_error.is_none() {
             first_error = err;
         }
     }
-    if !s.cases.case_exists(case_id.clone()).await? {
+    if !s.cases.case_exists(case_id.to_string()).await? {
         return Err(ApiError::not_found("case"));
     }
     if let Some(e) = first_error {
         return Err(e);
     }
     let file = file.ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "file", "file: missing photo part"))?;
-    if let Some(sh) = &shot {
-        if !matches!(sh.as_str(), "front" | "side" | "close_up" | "other") {
-            return Err(ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "shot", "shot: use front, side, close_up or other"));
-        }
-    }
-    let p = save_photo(s, c, case_id, file, shot).await?;
-    let mut v = serde_json::to_value(&p).unwrap_or_default();
-    v["analysis"] = json!("pending");
-    Ok(created(&v))
+    Ok((file, fields))
+}
+
+fn printable_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect()
 }
 
 /// Checks and stores a photo's bytes, attaches it to the case and wakes the analyser: the one
 /// way a photo enters a case (the API's multipart route and the tablet page both come here).
-pub async fn save_photo(s: &ApiState, c: &Ctx, case_id: String, file: Vec<u8>, shot: Option<String>) -> Result<Photo, ApiError> {
+pub async fn save_photo(
+    s: &ApiState,
+    c: &Ctx,
+    case_id: String,
+    file: Vec<u8>,
+    shot: Option<String>,
+    workshop: Option<crate::case::work_order::ShotTarget>,
+) -> Result<Photo, ApiError> {
     if !s.cases.case_exists(case_id.clone()).await? {
         return Err(ApiError::not_found("case"));
     }
@@ -435,7 +452,8 @@ pub async fn save_photo(s: &ApiState, c: &Ctx, case_id: String, file: Vec<u8>, s
         uploaded_by: c.user.username.clone(),
         uploaded_at: now(),
     };
-    match s.cases.attach_photo(&c.actor, photo).await {
+    let workshop = workshop.map(|t| (s.workshop_tables(), t));
+    match s.cases.attach_photo(&c.actor, photo, workshop).await {
         Ok(p) => {
             s.analyzer.notify();
             Ok(p)

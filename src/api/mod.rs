@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod policy;
 pub mod privacy;
 pub mod server;
+pub mod workshop;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,11 +45,20 @@ pub struct ApiState {
     pub staff: StaffService,
     pub files: PhotoFiles,
     pub protection: crate::protection::DataProtection,
+    pub workshop: crate::case::work_order::WorkshopService,
+    /// The store's bays (the bay board's columns).
+    pub bays: u32,
     pub store: Store,
     pub limits: Limits,
     pub metrics: Arc<metrics::Metrics>,
     /// What the tablets' first-run page shows: the store and its certificate's fingerprint.
     pub site: Site,
+}
+
+impl ApiState {
+    pub fn workshop_tables(&self) -> Arc<crate::domain::workshop::WorkshopTables> {
+        self.workshop.tables_arc()
+    }
 }
 
 /// The store as the UI names it, and the TLS fingerprint a tablet checks before trusting it.
@@ -565,6 +575,108 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
     let protection_status =
         v1.and(warp::path!("protection" / "status")).and(warp::get()).and(st()).and(a(ProtectionStatus)).then(privacy::status).boxed();
 
+    use workshop as w;
+    let ws_board = v1.and(warp::path!("workshop" / "board")).and(warp::get()).and(st()).and(a(WorkshopBoard)).then(w::board).boxed();
+    let ws_flags = v1.and(warp::path!("workshop" / "flags")).and(warp::get()).and(st()).and(a(WorkshopFlags)).and(query()).then(w::flags).boxed();
+    let ws_settle = v1
+        .and(warp::path!("workshop" / "flags" / String))
+        .and(warp::post())
+        .and(st())
+        .and(a(WorkshopFlagSettle))
+        .and(json_body(json))
+        .then(w::settle)
+        .boxed();
+    let case_ws = v1.and(warp::path!("cases" / String / "workshop")).and(warp::get()).and(st()).and(a(CasesWorkshop)).then(w::case_workshop).boxed();
+    let ws_photos = v1
+        .and(warp::path!("cases" / String / "workshop" / "photos"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesWorkshopPhotos))
+        .and(warp::multipart::form().max_length(drain_cap(s.limits.photo_body)))
+        .then(w::upload_shot)
+        .boxed();
+    let baseline_mark = v1
+        .and(warp::path!("cases" / String / "baseline" / "marks"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesBaselineMark))
+        .and(json_body(json))
+        .then(w::mark)
+        .boxed();
+    let baseline_sign = v1
+        .and(warp::path!("cases" / String / "baseline" / "sign"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesBaselineSign))
+        // A signature image rides along, as with the estimate approval.
+        .and(json_body(json.saturating_mul(16)))
+        .then(w::sign_baseline)
+        .boxed();
+    let wo_start = v1
+        .and(warp::path!("cases" / String / "work-order"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesWorkOrderStart))
+        .and(json_body(json))
+        .then(w::start)
+        .boxed();
+    let wo_finish = v1
+        .and(warp::path!("cases" / String / "work-order" / "finish"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesWorkOrderFinish))
+        .and(json_body(json))
+        .then(w::finish)
+        .boxed();
+    let wo_clock = v1
+        .and(warp::path!("work-order-lines" / String / "clock"))
+        .and(warp::post())
+        .and(st())
+        .and(a(WorkOrderLineClock))
+        .and(json_body(json))
+        .then(w::clock)
+        .boxed();
+    let clock_correct = v1
+        .and(warp::path!("clock-entries" / String / "correct"))
+        .and(warp::post())
+        .and(st())
+        .and(a(ClockEntryCorrect))
+        .and(json_body(json))
+        .then(w::correct_clock)
+        .boxed();
+    let parts_scan = v1
+        .and(warp::path!("cases" / String / "parts"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesPartsScan))
+        .and(warp::multipart::form().max_length(drain_cap(s.limits.photo_body)))
+        .then(w::scan_part)
+        .boxed();
+    let qc_compare = v1
+        .and(warp::path!("cases" / String / "qc" / "compare"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesQcCompare))
+        .and(json_body(json))
+        .then(w::compare)
+        .boxed();
+    let qc_report = v1
+        .and(warp::path!("cases" / String / "qc" / "report"))
+        .and(warp::post())
+        .and(st())
+        .and(a(CasesQcReport))
+        .and(json_body(json))
+        .then(w::sign_report)
+        .boxed();
+    let qc_pdf = v1
+        .and(warp::path!("cases" / String / "qc" / "report.pdf"))
+        .and(warp::get())
+        .and(st())
+        .and(a(CasesQcReportPdf))
+        .and(query())
+        .then(w::report_pdf)
+        .boxed();
+
     // One flat list, folded with `unify` + `boxed` at each step: a 40-deep `Or` type overflows
     // the compiler's query depth and gains nothing.
     [
@@ -619,6 +731,21 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         privacy_erase,
         legal_hold,
         protection_status,
+        ws_board,
+        ws_flags,
+        ws_settle,
+        case_ws,
+        ws_photos,
+        baseline_mark,
+        baseline_sign,
+        wo_start,
+        wo_finish,
+        wo_clock,
+        clock_correct,
+        parts_scan,
+        qc_compare,
+        qc_report,
+        qc_pdf,
     ]
     .into_iter()
     .fold(health, |acc, r| acc.or(r).unify().boxed())

@@ -58,6 +58,21 @@ pub enum RouteId {
     PrivacyErase,
     CasesLegalHold,
     ProtectionStatus,
+    WorkshopBoard,
+    WorkshopFlags,
+    WorkshopFlagSettle,
+    CasesWorkshop,
+    CasesWorkshopPhotos,
+    CasesBaselineMark,
+    CasesBaselineSign,
+    CasesWorkOrderStart,
+    CasesWorkOrderFinish,
+    WorkOrderLineClock,
+    ClockEntryCorrect,
+    CasesPartsScan,
+    CasesQcCompare,
+    CasesQcReport,
+    CasesQcReportPdf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +176,27 @@ pub const ROUTES: &[RouteSpec] = &[
     r(CasesLegalHold, "POST", "/api/v1/cases/{id}/legal-hold", Roles(MANAGERS)),
     // What protects the data: key mode, backups, retention (no personal data).
     r(ProtectionStatus, "GET", "/api/v1/protection/status", Roles(MANAGERS)),
+    // The workshop (seed scenario 2). The manager's bay board and anomaly queue; QC inspectors read
+    // their alert queue too. Who may settle which flag is the service's rule (managers settle the
+    // manager queue and escalated alerts).
+    r(WorkshopBoard, "GET", "/api/v1/workshop/board", Roles(&[Technician, QcInspector, Manager])),
+    r(WorkshopFlags, "GET", "/api/v1/workshop/flags", Roles(&[QcInspector, Manager])),
+    r(WorkshopFlagSettle, "POST", "/api/v1/workshop/flags/{id}", Roles(&[QcInspector, Manager])),
+    r(CasesWorkshop, "GET", "/api/v1/cases/{id}/workshop", Roles(&[Advisor, Technician, QcInspector, Manager])),
+    // Before-shots at drop-off (advisor or technician), after-shots by the technician or inspector.
+    r(CasesWorkshopPhotos, "POST", "/api/v1/cases/{id}/workshop/photos", Roles(PHOTO_TAKERS)),
+    r(CasesBaselineMark, "POST", "/api/v1/cases/{id}/baseline/marks", Roles(ADVISORS)),
+    // The customer signs the baseline at drop-off, recorded by the advisor.
+    r(CasesBaselineSign, "POST", "/api/v1/cases/{id}/baseline/sign", Roles(ADVISORS)),
+    r(CasesWorkOrderStart, "POST", "/api/v1/cases/{id}/work-order", Roles(&[Technician, Manager])),
+    r(CasesWorkOrderFinish, "POST", "/api/v1/cases/{id}/work-order/finish", Roles(&[Technician, Manager])),
+    // The clock is the technician's own; a manager corrects entries (audited).
+    r(WorkOrderLineClock, "POST", "/api/v1/work-order-lines/{id}/clock", Roles(&[Technician])),
+    r(ClockEntryCorrect, "POST", "/api/v1/clock-entries/{id}/correct", Roles(MANAGERS)),
+    r(CasesPartsScan, "POST", "/api/v1/cases/{id}/parts", Roles(&[Technician, Manager])),
+    r(CasesQcCompare, "POST", "/api/v1/cases/{id}/qc/compare", Roles(&[QcInspector, Manager])),
+    r(CasesQcReport, "POST", "/api/v1/cases/{id}/qc/report", Roles(&[QcInspector, Manager])),
+    r(CasesQcReportPdf, "GET", "/api/v1/cases/{id}/qc/report.pdf", Roles(&[Advisor, QcInspector, Manager])),
 ];
 
 pub fn spec(id: RouteId) -> &'static RouteSpec {
@@ -251,7 +287,22 @@ mod tests {
                 | PrivacyExport
                 | PrivacyErase
                 | CasesLegalHold
-                | ProtectionStatus => id,
+                | ProtectionStatus
+                | WorkshopBoard
+                | WorkshopFlags
+                | WorkshopFlagSettle
+                | CasesWorkshop
+                | CasesWorkshopPhotos
+                | CasesBaselineMark
+                | CasesBaselineSign
+                | CasesWorkOrderStart
+                | CasesWorkOrderFinish
+                | WorkOrderLineClock
+                | ClockEntryCorrect
+                | CasesPartsScan
+                | CasesQcCompare
+                | CasesQcReport
+                | CasesQcReportPdf => id,
             };
             [
                 Healthz,
@@ -306,6 +357,21 @@ mod tests {
                 PrivacyErase,
                 CasesLegalHold,
                 ProtectionStatus,
+                WorkshopBoard,
+                WorkshopFlags,
+                WorkshopFlagSettle,
+                CasesWorkshop,
+                CasesWorkshopPhotos,
+                CasesBaselineMark,
+                CasesBaselineSign,
+                CasesWorkOrderStart,
+                CasesWorkOrderFinish,
+                WorkOrderLineClock,
+                ClockEntryCorrect,
+                CasesPartsScan,
+                CasesQcCompare,
+                CasesQcReport,
+                CasesQcReportPdf,
             ]
             .into_iter()
             .map(witness)

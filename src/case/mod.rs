@@ -1,7 +1,7 @@
 //! The case workflow service: customers and vehicles at intake, case creation, the lifecycle
 //! (manual moves, escalate to a person, hand back), assignment, the finding list, and reads. The
-//! stages are files here in flow order: intake → photos → estimate → schedule (work order, QC and
-//! follow-up join later); each does its work and moves the case through `stage_move`.
+//! stages are files here in flow order: intake → photos → estimate → schedule → work_order → qc
+//! (follow-up joins later); each does its work and moves the case through `stage_move`.
 //!
 //! Every write commits together with its timeline event, outbox row and audit row (one transaction
 //! on the store's writer). Reads of a customer's personal data write an audit row first.
@@ -10,7 +10,9 @@ pub mod dataset;
 pub mod estimate;
 pub mod intake;
 pub mod photos;
+pub mod qc;
 pub mod schedule;
+pub mod work_order;
 
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +93,7 @@ pub(crate) fn facts(tx: &store::Tx, case_id: &str) -> Result<rules::Facts, Store
         Some((id, _)) => store::schedule::approval_of(tx, id)?.is_some(),
         None => false,
     };
+    let wo = store::workshop::work_order_of(tx, case_id)?;
     Ok(rules::Facts {
         findings: findings.len() as u32,
         photos_needed,
@@ -99,6 +102,14 @@ pub(crate) fn facts(tx: &store::Tx, case_id: &str) -> Result<rules::Facts, Store
         estimate: latest.is_some(),
         approved,
         appointment: store::schedule::booked_of(tx, case_id)?.is_some(),
+        baseline_signed: store::workshop::signoff_of(tx, case_id)?.is_some(),
+        work_order: wo.is_some(),
+        labour_open: match &wo {
+            Some(w) => store::workshop::lines_of(tx, &w.id)?.iter().filter(|l| l.kind == "labour" && l.status != "done").count() as u32,
+            None => 0,
+        },
+        qc_passed: store::workshop::latest_report(tx, case_id)?.is_some_and(|r| r.passed),
+        alerts_open: store::workshop::open_alerts(tx, case_id)?,
     })
 }
 
@@ -498,7 +509,14 @@ impl CaseService {
         audit_read(&self.store, actor, action, target, id, ok).await
     }
 
-    pub async fn attach_photo(&self, actor: &Actor, photo: Photo) -> Result<Photo, CaseError> {
+    /// Attach a stored photo to its case; a workshop photo also records which shot it is (checked
+    /// against the case's status in the same transaction).
+    pub async fn attach_photo(
+        &self,
+        actor: &Actor,
+        photo: Photo,
+        shot: Option<(std::sync::Arc<crate::domain::workshop::WorkshopTables>, work_order::ShotTarget)>,
+    ) -> Result<Photo, CaseError> {
         let actor = actor.clone();
         self.store
             .write(move |tx| {
@@ -506,6 +524,9 @@ impl CaseService {
                     return Err(CaseError::NotFound("case"));
                 }
                 store::photos::insert(tx, &photo)?;
+                if let Some((tables, target)) = &shot {
+                    work_order::attach_shot(tx, tables, &photo, target)?;
+                }
                 audit::record(tx, &actor, "photo.upload", "photo", Some(&photo.id), "ok")?;
                 Ok(photo)
             })

@@ -183,6 +183,11 @@ async fn save(
     store
         .write(move |tx| {
             repo::save_analysis(tx, &analysis)?;
+            // A workshop shot (baseline, after-repair, part label) documents the car; its damage
+            // is compared by the QC stage and never becomes an intake finding.
+            if store::workshop::is_shot(tx, &photo.id)? {
+                return Ok(());
+            }
             let at = now();
             let mut low_confidence = false;
             let mut disagreement: Option<String> = None;

@@ -12,8 +12,10 @@
 //!   customer message), intake → assessed (photos passed or waived), → estimated (an estimate),
 //!   → scheduled (approval + appointment). Those happen only through `stage_transition`, after
 //!   its preconditions (`requires`) hold; `manual_transition` (the `/transition` route) refuses
-//!   them and names the stage's endpoint. Pauses, cancellation, step-backs and the workshop moves
-//!   (until their stages exist) stay manual.
+//!   them and names the stage's endpoint. So do the workshop's: scheduled → in_repair (a work order
+//!   from the approved estimate, baseline signed), → qc (every labour line finished), qc →
+//!   delivered or back to in_repair (the QC report). Pauses, cancellation, step-backs and the
+//!   follow-up moves stay manual.
 
 use serde::{Deserialize, Serialize};
 
@@ -178,6 +180,16 @@ pub struct Facts {
     pub approved: bool,
     /// A booked appointment.
     pub appointment: bool,
+    /// The customer signed the before-repair baseline (every checkpoint shot and passed).
+    pub baseline_signed: bool,
+    /// The case has a work order.
+    pub work_order: bool,
+    /// Work-order labour lines not finished yet.
+    pub labour_open: u32,
+    /// The latest QC report passed.
+    pub qc_passed: bool,
+    /// QC alerts nobody has settled yet.
+    pub alerts_open: u32,
 }
 
 /// A precondition that does not hold yet.
@@ -189,6 +201,11 @@ pub enum Missing {
     Estimate,
     Approval,
     Appointment,
+    Baseline,
+    WorkOrder,
+    Labour,
+    QcReport,
+    Alerts,
 }
 
 impl Missing {
@@ -199,6 +216,11 @@ impl Missing {
             Missing::Estimate => "estimate",
             Missing::Approval => "approval",
             Missing::Appointment => "appointment",
+            Missing::Baseline => "baseline",
+            Missing::WorkOrder => "work_order",
+            Missing::Labour => "labour",
+            Missing::QcReport => "qc_report",
+            Missing::Alerts => "alerts",
         }
     }
 }
@@ -217,6 +239,9 @@ pub fn stage_of(from: CaseStatus, to: CaseStatus) -> Option<&'static str> {
         (Intake, Assessed) => Some("POST /api/v1/cases/{id}/photos (or /photos/waive)"),
         (Assessed | Scheduled, Estimated) => Some("POST /api/v1/cases/{id}/estimate"),
         (Estimated, Scheduled) => Some("POST /api/v1/cases/{id}/approval and /appointment"),
+        (Scheduled, InRepair) => Some("POST /api/v1/cases/{id}/work-order"),
+        (InRepair, Qc) => Some("POST /api/v1/cases/{id}/work-order/finish"),
+        (Qc, Delivered | InRepair) => Some("POST /api/v1/cases/{id}/qc/report"),
         _ => None,
     }
 }
@@ -247,6 +272,32 @@ pub fn requires(to: CaseStatus, f: &Facts) -> Vec<Missing> {
             }
             if !f.appointment {
                 m.push(Missing::Appointment);
+            }
+        }
+        // The car enters the bay with its approved job and a baseline the customer signed; a
+        // rework (from QC) has all of these already.
+        InRepair => {
+            if !f.approved {
+                m.push(Missing::Approval);
+            }
+            if !f.baseline_signed {
+                m.push(Missing::Baseline);
+            }
+        }
+        Qc => {
+            if !f.work_order {
+                m.push(Missing::WorkOrder);
+            }
+            if f.labour_open > 0 {
+                m.push(Missing::Labour);
+            }
+        }
+        Delivered => {
+            if !f.qc_passed {
+                m.push(Missing::QcReport);
+            }
+            if f.alerts_open > 0 {
+                m.push(Missing::Alerts);
             }
         }
         _ => {}

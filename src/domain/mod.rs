@@ -4,6 +4,7 @@
 pub mod case;
 pub mod numerals;
 pub mod vocab;
+pub mod workshop;
 
 pub use case::{CaseStatus, Transition, TransitionError};
 pub use vocab::{DamageType, Finding, Lang, Part, Position};

@@ -28,6 +28,7 @@ pub mod privacy;
 pub mod schedule;
 pub mod sync;
 pub mod users;
+pub mod workshop;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "sync", include_str!("migrations/0005_sync.sql")),
     (6, "workflow", include_str!("migrations/0006_workflow.sql")),
     (7, "data_protection", include_str!("migrations/0007_data_protection.sql")),
+    (8, "workshop", include_str!("migrations/0008_workshop.sql")),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -570,13 +572,13 @@ mod tests {
             "outbox",
             "photo_waivers",
             "photos",
-            "qc_records",
+            "qc_reports",
             "sessions",
             "stores",
             "surveys",
             "users",
             "vehicles",
-            "work_order_parts",
+            "work_order_lines",
             "work_orders",
         ] {
             assert!(tables.iter().any(|x| x == t), "missing table {t}");

@@ -31,6 +31,12 @@ pub enum Record<'a> {
     Appointment { body: &'a super::schedule::Appointment },
     /// A customer's data was erased here (request or retention): HQ removes every record named.
     Erasure { body: &'a super::privacy::Erasure },
+    /// A work order with its lines, clock entries and parts fitted, as it now stands.
+    WorkOrder { body: &'a super::workshop::WorkOrderDoc },
+    /// A missed-issue alert or a labour/parts anomaly, raised or settled.
+    WorkshopFlag { body: &'a super::workshop::Flag },
+    /// A signed QC report: its data and the PDF's hash (the PDF itself stays in the store).
+    QcReport { body: &'a super::workshop::QcReport },
 }
 
 /// The timeline event carried with a case record.
@@ -45,7 +51,7 @@ pub struct CaseEvent<'a> {
 
 /// Every record kind with its body's schema version: the data contract HQ ingests.
 pub const KINDS: &[(&str, i64)] =
-    &[("case", 1), ("intake", 1), ("finding", 2), ("estimate", 1), ("approval", 1), ("appointment", 1), ("erasure", 1)];
+    &[("case", 1), ("intake", 1), ("finding", 2), ("estimate", 1), ("approval", 1), ("appointment", 1), ("erasure", 1), ("work_order", 1), ("workshop_flag", 1), ("qc_report", 1)];
 
 impl Record<'_> {
     pub fn kind(&self) -> &'static str {
@@ -57,6 +63,9 @@ impl Record<'_> {
             Record::Approval { .. } => "approval",
             Record::Appointment { .. } => "appointment",
             Record::Erasure { .. } => "erasure",
+            Record::WorkOrder { .. } => "work_order",
+            Record::WorkshopFlag { .. } => "workshop_flag",
+            Record::QcReport { .. } => "qc_report",
         }
     }
 
@@ -74,6 +83,9 @@ impl Record<'_> {
             Record::Approval { body } => (&body.id, 1),
             Record::Appointment { body } => (&body.id, body.version),
             Record::Erasure { body } => (&body.id, 1),
+            Record::WorkOrder { body } => (&body.order.id, body.order.version),
+            Record::WorkshopFlag { body } => (&body.id, body.version),
+            Record::QcReport { body } => (&body.id, 1),
         }
     }
 
@@ -98,6 +110,9 @@ impl Record<'_> {
             }
             Record::Appointment { body } => serde_json::to_string(body),
             Record::Erasure { body } => serde_json::to_string(body),
+            Record::WorkOrder { body } => serde_json::to_string(body),
+            Record::WorkshopFlag { body } => serde_json::to_string(body),
+            Record::QcReport { body } => serde_json::to_string(body),
         }
     }
 }

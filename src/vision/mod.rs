@@ -20,6 +20,7 @@
 //! threads they own (see the conventions, habit 4).
 
 pub mod blur;
+pub mod codes;
 pub mod cli;
 pub mod cpu_conv;
 pub mod engine;
@@ -31,6 +32,7 @@ pub mod preprocess;
 pub mod pt;
 pub mod quality;
 pub mod yolo;
+pub mod viewpoint;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -103,7 +103,7 @@ pub async fn upload_photo(id: String, p: Page, s: Arc<ApiState>, form: warp::mul
             return Err(ApiError::forbidden("csrf"));
         }
         let file = file.ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "invalid_photo", "file", "no photo"))?;
-        crate::api::handlers::save_photo(&s, &p.ctx, id.clone(), file, shot).await
+        crate::api::handlers::save_photo(&s, &p.ctx, id.clone(), file, shot, None).await
     };
     match r.await {
         Ok(_) => see_other(&format!("{to}?ok=photo_uploaded")),
