@@ -294,7 +294,7 @@ impl Catalog {
                 if !valid_gtin(&b.gtin) {
                     return Err(invalid(f, &p.part_no, format!("barcode {} is not a GTIN with a valid check digit", b.gtin)));
                 }
-                if !gtins.insert(b.gtin.as_str()) {
+                if !gtins.insert(format!("{:0>14}", b.gtin)) {
                     return Err(invalid(f, &p.part_no, format!("barcode {} is listed for two parts", b.gtin)));
                 }
             }
@@ -377,8 +377,10 @@ impl Catalog {
     }
 
     /// The part and origin a scanned GTIN identifies.
+    /// GTINs compare as GTIN-14 (an EAN-13 on the box equals the AI 01 in a DataMatrix).
     pub fn part_by_gtin(&self, gtin: &str) -> Option<(&PartItem, crate::domain::workshop::Origin)> {
-        self.parts.iter().find_map(|p| p.barcodes.iter().find(|b| b.gtin == gtin).map(|b| (p, b.origin)))
+        let key = format!("{gtin:0>14}");
+        self.parts.iter().find_map(|p| p.barcodes.iter().find(|b| format!("{:0>14}", b.gtin) == key).map(|b| (p, b.origin)))
     }
 
     /// The parts a `parts_needed` prefix means for a finding at `position`: the exact number, or

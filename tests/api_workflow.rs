@@ -142,12 +142,14 @@ async fn seed_scenario_one_moves_only_through_its_stages() {
         assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
     }
 
-    // Once the car is in the bay, its booking is history: it can no longer be cancelled.
+    // The car enters the bay only through the work-order stage, and only with a signed baseline.
     let (_, tech) = api.user(&manager, "li", "technician").await;
     let (s, c) = api.post(&format!("/api/v1/cases/{id}/transition"), &tech, json!({ "to": "in_repair" })).await;
-    assert_eq!((s, c["status"].clone()), (StatusCode::OK, json!("in_repair")), "{c}");
-    let (s, e) = api.call(reqwest::Method::DELETE, &format!("/api/v1/cases/{id}/appointment"), Some(&advisor), None).await;
-    assert_eq!((s, e["error"]["code"].clone()), (StatusCode::CONFLICT, json!("booking_in_use")), "{e}");
+    assert_eq!((s, c["error"]["code"].clone()), (StatusCode::CONFLICT, json!("stage_owned")), "{c}");
+    assert_eq!(c["error"]["stage_endpoint"], "POST /api/v1/cases/{id}/work-order", "{c}");
+    let (s, c) = api.post(&format!("/api/v1/cases/{id}/work-order"), &tech, json!({})).await;
+    assert_eq!((s, c["error"]["code"].clone()), (StatusCode::CONFLICT, json!("precondition_failed")), "{c}");
+    assert_eq!(c["error"]["missing"], json!(["baseline"]), "{c}");
     srv.stop().await;
 }
 

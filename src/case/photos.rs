@@ -120,7 +120,10 @@ fn analyse(files: &PhotoFiles, detector: Option<&dyn Detector>, cfg: &AnalyzerCo
         Some(Err(e)) => return (Analysis { error: Some(e.to_string()), ..base }, Vec::new()),
         None => None,
     };
-    let report = assess(&img, dets.as_deref(), &cfg.quality);
+    // Framing (is the vehicle in the picture, big enough) is judged only by a model that can see a
+    // vehicle: a dealer's damage model without that class says nothing about it.
+    let sees_vehicles = detector.is_some_and(|d| d.card().roles.contains(&Role::Vehicle));
+    let report = assess(&img, dets.as_deref().filter(|_| sees_vehicles), &cfg.quality);
     let reasons: Vec<String> = report.issues.iter().map(|i| i.to_string()).collect();
     let mut quality = serde_json::to_value(&report).unwrap_or_default();
     quality["messages"] = json!(reasons);

@@ -204,12 +204,18 @@ pub(crate) fn checkpoint_shots(tx: &store::Tx, tables: &WorkshopTables, shots: &
                 }
                 Ok(Some(a)) => {
                     let q = a.quality.unwrap_or_default();
-                    let ok = q.get("ok").and_then(|v| v.as_bool()).unwrap_or(false);
-                    row.status = if ok { "ok" } else { "reshoot" }.into();
-                    row.reasons = q
-                        .get("messages")
-                        .and_then(|m| serde_json::from_value::<Vec<String>>(m.clone()).ok())
-                        .unwrap_or_default();
+                    let issues = q.get("issues").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+                    let messages: Vec<String> =
+                        q.get("messages").and_then(|m| serde_json::from_value(m.clone()).ok()).unwrap_or_default();
+                    // Framing counts only where the checkpoint shows the whole vehicle.
+                    let framing = |i: &serde_json::Value| matches!(i.get("reason").and_then(|r| r.as_str()), Some("no_vehicle" | "vehicle_too_small"));
+                    row.reasons = issues
+                        .iter()
+                        .zip(messages.iter().map(Some).chain(std::iter::repeat(None)))
+                        .filter(|(i, _)| c.whole_vehicle || !framing(i))
+                        .map(|(i, m)| m.cloned().unwrap_or_else(|| i.to_string()))
+                        .collect();
+                    row.status = if row.reasons.is_empty() { "ok" } else { "reshoot" }.into();
                     let dets: Vec<Detection> = a.detections.and_then(|d| serde_json::from_value(d).ok()).unwrap_or_default();
                     row.damage = damage_of(&dets);
                 }
@@ -700,7 +706,7 @@ impl WorkshopService {
         if end > now() {
             return Err(validate::invalid("ended_at", "cannot be in the future").into());
         }
-        let actor = actor.clone();
+        let (actor, tables) = (actor.clone(), self.tables.clone());
         self.store
             .write(move |tx| -> Result<_, CaseError> {
                 let mut e = repo::clock_entry(tx, &entry_id)?.ok_or(CaseError::NotFound("clock entry"))?;
@@ -717,6 +723,13 @@ impl WorkshopService {
                 );
                 (e.started_at, e.ended_at, e.corrected_by, e.correction_reason) = (start, Some(end), Some(actor.username.clone()), Some(reason));
                 repo::save_clock(tx, &e)?;
+                // A corrected finished line is judged again (a flag already raised stays as settled).
+                if line.status == "done" {
+                    let clocked = line_hours(&repo::clock_of(tx, &wo.id)?, &line.id, &at);
+                    let history = repo::history_hours(tx, &line.code, &wo.id)?;
+                    let flags = rules::labour_flags(&line.id, clocked, line.standard_hours.unwrap_or(0.0), &history, &tables.labour);
+                    raise_all(tx, &wo.case_id, &actor, &flags, &at)?;
+                }
                 let doc = repo::touch_work_order(tx, &mut wo, &at)?;
                 store::cases::note(tx, &wo.case_id, &actor, &at, false, Event::note("clock_corrected", &why))?;
                 audit::record(tx, &actor, "work_order.clock_correct", "clock_entry", Some(&e.id), "ok")?;

@@ -23,6 +23,10 @@ pub struct Checkpoint {
     /// A view of the repair zone (a scale reference, or raking light).
     #[serde(default)]
     pub zone: bool,
+    /// The whole vehicle should fill the frame (the exterior views): the quality gate's framing
+    /// check applies. Close-ups (VIN plate, cluster, interior, tyres, the zone) skip it.
+    #[serde(default)]
+    pub whole_vehicle: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -407,6 +407,65 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
     let take = warp::path!("cases" / String / "take").and(act(CasesAssign)).and(st()).then(p::take).boxed();
     let hand_back = warp::path!("cases" / String / "hand-back").and(act(CasesHandBack)).and(st()).then(p::hand_back).boxed();
 
+    // The workshop and QC (seed scenario 2).
+    let multipart = || warp::multipart::form().max_length(crate::api::drain_cap(s.limits.photo_body));
+    let workshop_page =
+        warp::path!("cases" / String / "workshop").and(get()).and(pg(CasesWorkshop)).and(st()).and(query()).then(p::workshop_page).boxed();
+    let shot_card = warp::path!("cases" / String / "workshop" / "shots" / String / String)
+        .and(get())
+        .and(pg(CasesWorkshop))
+        .and(st())
+        .then(p::shot_card_poll)
+        .boxed();
+    let shot_upload = warp::path!("cases" / String / "workshop" / "photos")
+        .and(warp::post())
+        .and(same_origin())
+        .and(pg(CasesWorkshopPhotos))
+        .and(st())
+        .and(multipart())
+        .then(p::upload_shot)
+        .boxed();
+    let baseline_mark = warp::path!("cases" / String / "baseline" / "marks").and(act(CasesBaselineMark)).and(st()).then(p::mark).boxed();
+    let baseline_sign =
+        warp::path!("cases" / String / "baseline" / "sign").and(act(CasesBaselineSign)).and(st()).then(p::sign_baseline).boxed();
+    let job_start = warp::path!("cases" / String / "work-order").and(act(CasesWorkOrderStart)).and(st()).then(p::start_job).boxed();
+    let job_finish =
+        warp::path!("cases" / String / "work-order" / "finish").and(act(CasesWorkOrderFinish)).and(st()).then(p::finish_job).boxed();
+    let line_clock =
+        warp::path!("cases" / String / "lines" / String / "clock").and(act(WorkOrderLineClock)).and(st()).then(p::clock).boxed();
+    let clock_correct = warp::path!("cases" / String / "clock-entries" / String / "correct")
+        .and(act(ClockEntryCorrect))
+        .and(st())
+        .then(p::correct_clock)
+        .boxed();
+    let part_scan = warp::path!("cases" / String / "parts")
+        .and(warp::post())
+        .and(same_origin())
+        .and(pg(CasesPartsScan))
+        .and(st())
+        .and(multipart())
+        .then(p::scan_part)
+        .boxed();
+    let bay = warp::path!("bay").and(get()).and(pg(WorkOrderLineClock)).and(st()).and(query()).then(p::bay_page).boxed();
+    let qc_queue = warp::path!("qc").and(get()).and(pg(CasesQcReport)).and(st()).and(query()).then(p::qc_queue).boxed();
+    let qc_page = warp::path!("cases" / String / "qc").and(get()).and(pg(CasesWorkshop)).and(st()).and(query()).then(p::qc_page).boxed();
+    let qc_compare = warp::path!("cases" / String / "qc" / "compare").and(act(CasesQcCompare)).and(st()).then(p::compare).boxed();
+    let qc_alert =
+        warp::path!("cases" / String / "qc" / "alerts" / String).and(act(WorkshopFlagSettle)).and(st()).then(p::settle_alert).boxed();
+    let qc_report = warp::path!("cases" / String / "qc" / "report").and(act(CasesQcReport)).and(st()).then(p::sign_report).boxed();
+    let qc_pdf = warp::path!("cases" / String / "qc" / "report.pdf")
+        .and(get())
+        .and(pg(CasesQcReportPdf))
+        .and(st())
+        .and(query())
+        .then(p::report_pdf)
+        .boxed();
+    let board = warp::path!("manager" / "bay").and(get()).and(pg(WorkshopBoard)).and(st()).and(query()).then(p::board_page).boxed();
+    let anomalies =
+        warp::path!("manager" / "anomalies").and(get()).and(pg(WorkshopFlags)).and(st()).and(query()).then(p::anomalies_page).boxed();
+    let anomaly_settle =
+        warp::path!("manager" / "anomalies" / String).and(act(WorkshopFlagSettle)).and(st()).then(p::settle_flag).boxed();
+
     let privacy = warp::path!("manager" / "privacy").and(get()).and(pg(PrivacyFind)).and(st()).and(query()).then(p::privacy_page).boxed();
     let privacy_export = warp::path!("manager" / "privacy" / "customers" / String / "export")
         .and(get())
@@ -474,6 +533,26 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
         escalate,
         take,
         hand_back,
+        workshop_page,
+        shot_card,
+        shot_upload,
+        baseline_mark,
+        baseline_sign,
+        job_start,
+        job_finish,
+        line_clock,
+        clock_correct,
+        part_scan,
+        bay,
+        qc_queue,
+        qc_page,
+        qc_compare,
+        qc_alert,
+        qc_report,
+        qc_pdf,
+        board,
+        anomalies,
+        anomaly_settle,
         users,
         user_create,
         user_disable,

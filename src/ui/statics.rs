@@ -20,6 +20,8 @@ const ASSETS: &[Asset] = &[
     Asset { name: "signature.js", mime: "text/javascript; charset=utf-8", body: include_bytes!("static/signature.js") },
     Asset { name: "measure.js", mime: "text/javascript; charset=utf-8", body: include_bytes!("static/measure.js") },
     Asset { name: "stream.js", mime: "text/javascript; charset=utf-8", body: include_bytes!("static/stream.js") },
+    Asset { name: "overlay.js", mime: "text/javascript; charset=utf-8", body: include_bytes!("static/overlay.js") },
+    Asset { name: "slider.js", mime: "text/javascript; charset=utf-8", body: include_bytes!("static/slider.js") },
     Asset { name: "htmx.min.js", mime: "text/javascript; charset=utf-8", body: include_bytes!("static/htmx.min.js") },
     Asset { name: "htmx.LICENSE", mime: "text/plain; charset=utf-8", body: include_bytes!("static/htmx.LICENSE") },
 ];

@@ -418,3 +418,4 @@ fn remap_card(models: &std::path::Path) {
 
 pub mod browser;
 pub mod hq;
+pub mod workshop;

@@ -35,16 +35,23 @@ pub struct CaseHead {
 
 pub(super) async fn head(p: &Page, s: &ApiState, id: &str, active: &str) -> Result<(CaseHead, crate::case::CaseView), ApiError> {
     let v = s.cases.get_case(id.to_string()).await?;
+    // The workshop from drop-off on; QC once the car has been handed to it.
+    use CaseStatus::{Delivered, InRepair, Qc, Scheduled};
+    let st = v.case.status;
+    let workshop = matches!(st, Scheduled | InRepair | Qc | Delivered);
+    let qc = matches!(st, Qc | Delivered);
     let tabs = [
-        ("", "tab.overview", RouteId::CasesGet),
-        ("/intake", "tab.intake", RouteId::CasesMessagesList),
-        ("/photos", "tab.photos", RouteId::CasesGet),
-        ("/findings", "tab.findings", RouteId::CasesFindings),
-        ("/estimate", "tab.estimate", RouteId::CasesEstimateGet),
+        ("", "tab.overview", RouteId::CasesGet, true),
+        ("/intake", "tab.intake", RouteId::CasesMessagesList, true),
+        ("/photos", "tab.photos", RouteId::CasesGet, true),
+        ("/findings", "tab.findings", RouteId::CasesFindings, true),
+        ("/estimate", "tab.estimate", RouteId::CasesEstimateGet, true),
+        ("/workshop", "tab.workshop", RouteId::CasesWorkshop, workshop),
+        ("/qc", "tab.qc", RouteId::CasesWorkshop, qc),
     ]
     .iter()
-    .filter(|(_, _, r)| p.may(*r))
-    .map(|(suffix, key, _)| Tab { href: format!("/cases/{id}{suffix}"), label: p.t.s(key).to_string(), active: *suffix == active })
+    .filter(|(_, _, r, shown)| *shown && p.may(*r))
+    .map(|(suffix, key, _, _)| Tab { href: format!("/cases/{id}{suffix}"), label: p.t.s(key).to_string(), active: *suffix == active })
     .collect();
     let vehicle = v
         .vehicle

@@ -9,6 +9,8 @@ mod case;
 mod estimate;
 mod evidence;
 mod manager;
+mod qc;
+mod workshop;
 
 pub use account::*;
 pub use board::*;
@@ -16,6 +18,8 @@ pub use case::*;
 pub use estimate::*;
 pub use evidence::*;
 pub use manager::*;
+pub use qc::*;
+pub use workshop::*;
 
 use askama::Template;
 use bytes::{Buf, Bytes};
@@ -64,6 +68,10 @@ const NAV: &[(&str, &str, RouteId)] = &[
     ("/today", "nav.today", RouteId::CasesList),
     ("/cases/new", "nav.new_case", RouteId::CasesCreate),
     ("/review", "nav.review", RouteId::FindingsReview),
+    ("/bay", "nav.bay", RouteId::WorkOrderLineClock),
+    ("/qc", "nav.qc", RouteId::CasesQcReport),
+    ("/manager/bay", "nav.board", RouteId::WorkshopBoard),
+    ("/manager/anomalies", "nav.anomalies", RouteId::WorkshopFlags),
     ("/manager/users", "nav.users", RouteId::UsersList),
     ("/manager/audit", "nav.audit", RouteId::AuditList),
     ("/manager/privacy", "nav.privacy", RouteId::PrivacyFind),

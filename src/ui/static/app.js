@@ -5,6 +5,8 @@ const WIDGETS = [
   ['[data-signature]', './signature.js'],
   ['[data-measure]', './measure.js'],
   ['[data-stream-src]', './stream.js'],
+  ['[data-overlay]', './overlay.js'],
+  ['[data-ba]', './slider.js'],
 ];
 
 function loadWidgets() {
