@@ -1,5 +1,6 @@
-//! The HQ data contract end to end: a store daemon runs the seed's scenario 1 through its stages
-//! (every outbox record kind: case, intake, finding, estimate, approval, appointment), syncs over a
+//! The HQ data contract end to end: a store daemon runs the seed's scenarios 1 and 2 through their
+//! stages (every outbox record kind: case, intake, finding, estimate, approval, appointment, and
+//! the workshop's work order, flags and QC report), syncs over a
 //! private Mosquitto to `servicebay hq-ingest`, and PostgreSQL holds every kind with its schema
 //! version, exactly once, with the latest states — and no customer name or phone number. Then the
 //! customer asks to be erased: HQ removes every record of theirs and logs that it did.
@@ -39,6 +40,7 @@ async fn every_record_kind_reaches_postgresql() {
     let slot = e["plan"]["slots"][0]["start"].as_str().unwrap().to_string();
     let (s, b) = api.post(&format!("/api/v1/cases/{id}/appointment"), &m, json!({ "start": slot })).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (qc_report, wo_id) = workshop(&api, &m, &id).await;
 
     let pg = r.db.client().await;
     wait_synced(&pg, store, &d.data_dir(), Duration::from_secs(60)).await;
@@ -69,7 +71,15 @@ async fn every_record_kind_reaches_postgresql() {
             serde_json::from_str::<serde_json::Value>(&row.get::<_, String>(0)).expect("json")
         }
     };
-    assert_eq!(body("case").await["case"]["status"], "scheduled");
+    assert_eq!(body("case").await["case"]["status"], "delivered");
+    // The work order (with its clock and parts) and the signed QC report, latest versions.
+    let wo = body("work_order").await;
+    assert_eq!((wo["id"].clone(), wo["status"].clone()), (json!(wo_id), json!("done")), "{wo}");
+    assert!(!wo["clock"].as_array().unwrap().is_empty() && wo["parts"][0]["part_no"] == "DOOR-SHELL-RF", "{wo}");
+    let rep = body("qc_report").await;
+    assert_eq!((rep["passed"].clone(), rep["pdf_sha256"].clone()), (json!(true), qc_report["pdf_sha256"].clone()), "{rep}");
+    assert!(rep["body"]["checkpoints"].as_array().unwrap().len() == 15 && rep["body"].get("vehicle").is_none(), "{rep}");
+    assert_eq!(body("workshop_flag").await["queue"], "manager");
     assert_eq!(body("approval").await["lines_sha256"], a["lines_sha256"]);
     assert_eq!(body("appointment").await["starts_at"], json!(slot));
     assert_eq!(body("estimate").await["total"], 1300.0);
@@ -127,4 +137,45 @@ async fn every_record_kind_reaches_postgresql() {
         .get(0);
     assert_eq!(kinds, 1);
     drop(d);
+}
+
+/// Scenario 2 without a detector (vision is off in the rig: the quality gate alone passes the
+/// shots, and the blurred customer copy is refused): baseline, work order, clock, a scanned part,
+/// after shots, comparison, the signed report. Returns the report and the work order id.
+async fn workshop(api: &common::Api, m: &str, id: &str) -> (serde_json::Value, String) {
+    use common::workshop::{checkpoints, label_png, lines, scan, settled_shots, shoot};
+    let bus = std::fs::read(common::models_dir().join("bus.jpg")).expect("models/bus.jpg");
+    for c in checkpoints() {
+        let (s, p) = shoot(api, m, id, "before", Some(&c), bus.clone()).await;
+        assert_eq!(s, StatusCode::CREATED, "{p}");
+    }
+    let v = settled_shots(api, m, id, "before").await;
+    assert_eq!(v["baseline"]["complete"], true, "{v}");
+    let (s, so) = api.post(&format!("/api/v1/cases/{id}/baseline/sign"), m, json!({ "signed_by": "张先生" })).await;
+    assert_eq!(s, StatusCode::CREATED, "{so}");
+    let (s, wo) = api.post(&format!("/api/v1/cases/{id}/work-order"), m, json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{wo}");
+    // The manager clocks the lines here (the clock is a technician's: add one).
+    let (_, tech) = api.user(m, "tech-contract", "technician").await;
+    for l in lines(&wo, "labour") {
+        for action in ["start", "finish"] {
+            let (s, v) = api.post(&format!("/api/v1/work-order-lines/{}/clock", l["id"].as_str().unwrap()), &tech, json!({ "action": action })).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+        }
+    }
+    let label = label_png(servicebay::vision::codes::Symbology::Ean13, "6901234000016", 3);
+    let (s, p) = scan(api, &tech, id, label, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let (s, v) = api.post(&format!("/api/v1/cases/{id}/work-order/finish"), &tech, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for c in checkpoints() {
+        let (s, p) = shoot(api, m, id, "after", Some(&c), bus.clone()).await;
+        assert_eq!(s, StatusCode::CREATED, "{p}");
+    }
+    settled_shots(api, m, id, "after").await;
+    let (s, v) = api.post(&format!("/api/v1/cases/{id}/qc/compare"), m, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, r) = api.post(&format!("/api/v1/cases/{id}/qc/report"), m, json!({ "passed": true })).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    (r, wo["id"].as_str().unwrap().to_string())
 }

@@ -162,6 +162,9 @@ pub fn dump(tx: &Tx, customer_id: &str) -> Result<serde_json::Value, StoreError>
         "approvals": per_case("approvals")?,
         "appointments": per_case("appointments")?,
         "photos": per_case("photos")?,
+        "work_orders": per_case("work_orders")?,
+        "baseline_marks": per_case("baseline_marks")?,
+        "qc_reports": rows_json(tx, "SELECT id, case_id, version, passed, body, pdf_sha256, inspector, signed_at FROM qc_reports WHERE case_id IN (SELECT id FROM cases WHERE customer_id = ?1)", [customer_id])?,
         "surveys": rows_json(tx, "SELECT id, case_id, due_at, sent_at, answered_at, score, problem_fixed, comment FROM surveys WHERE case_id IN (SELECT id FROM cases WHERE customer_id = ?1)", [customer_id])?,
     }))
 }
@@ -188,6 +191,11 @@ pub fn erase(tx: &Tx, actor: &Actor, customer_id: &str, reason: &str, at: &str) 
         c.execute("UPDATE findings SET note = NULL, facts = NULL WHERE case_id = ?1", [case])?;
         c.execute("UPDATE approvals SET approved_by = ?2, signature_png = NULL WHERE case_id = ?1", params![case, TOMBSTONE])?;
         c.execute("UPDATE surveys SET comment = NULL WHERE case_id = ?1", [case])?;
+        // The workshop: the baseline signer and signature, the advisor's notes, and the QC report
+        // PDFs (they print the plate and the photos); the reports' data (no identity) stays.
+        c.execute("UPDATE baseline_signoffs SET signed_by = ?2, signature_png = NULL WHERE case_id = ?1", params![case, TOMBSTONE])?;
+        c.execute("UPDATE baseline_marks SET note = NULL WHERE case_id = ?1", [case])?;
+        c.execute("UPDATE qc_reports SET pdf = NULL WHERE case_id = ?1", [case])?;
         c.execute(
             "UPDATE photos SET removed_at = ?2, removed_reason = 'erased' WHERE case_id = ?1 AND removed_at IS NULL",
             params![case, at],
@@ -204,7 +212,15 @@ pub fn erase(tx: &Tx, actor: &Actor, customer_id: &str, reason: &str, at: &str) 
         records.push(RecordRef { record_type: "case".into(), record_id: case.clone() });
         records.push(RecordRef { record_type: "intake".into(), record_id: case.clone() });
         for (table, kind) in
-            [("findings", "finding"), ("estimates", "estimate"), ("approvals", "approval"), ("appointments", "appointment")]
+            [
+                ("findings", "finding"),
+                ("estimates", "estimate"),
+                ("approvals", "approval"),
+                ("appointments", "appointment"),
+                ("work_orders", "work_order"),
+                ("workshop_flags", "workshop_flag"),
+                ("qc_reports", "qc_report"),
+            ]
         {
             for id in ids(tx, &format!("SELECT id FROM {table} WHERE case_id = ?1"), [case])? {
                 records.push(RecordRef { record_type: kind.into(), record_id: id });
