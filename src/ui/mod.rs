@@ -77,6 +77,16 @@ fn cookie<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
     header?.split(';').map(str::trim).find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
 
+/// The request's cookies as one `Cookie` header. Over HTTP/2 a browser may send each cookie in a
+/// header field of its own (RFC 9113 §8.2.3), and warp's header filters read only the first: the
+/// language cookie, or even the session, would be missed.
+fn cookies() -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
+    warp::header::headers_cloned().and_then(|h: http::HeaderMap| async move {
+        let all: Vec<&str> = h.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
+        Ok::<_, Rejection>((!all.is_empty()).then(|| all.join("; ")))
+    })
+}
+
 fn lang_of(cookies: Option<&str>) -> UiLang {
     cookie(cookies, LANG_COOKIE).map(UiLang::parse).unwrap_or(UiLang::Zh)
 }
@@ -85,7 +95,7 @@ fn lang_of(cookies: Option<&str>) -> UiLang {
 /// password page while a one-time password is unchanged, and answers 403 to a role the route
 /// table does not list.
 fn page(s: Arc<ApiState>, id: RouteId) -> impl Filter<Extract = (Page,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("cookie")
+    cookies()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::ext::optional::<ClientAddr>())
@@ -120,7 +130,7 @@ fn page(s: Arc<ApiState>, id: RouteId) -> impl Filter<Extract = (Page,), Error =
 
 /// The language of a request that needs no session.
 fn lang() -> impl Filter<Extract = (Strings,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("cookie").map(|c: Option<String>| Strings::new(lang_of(c.as_deref())))
+    cookies().map(|c: Option<String>| Strings::new(lang_of(c.as_deref())))
 }
 
 /// A POST from one of our pages: the Origin, when the browser sends one, is this host (the Host
@@ -128,7 +138,7 @@ fn lang() -> impl Filter<Extract = (Strings,), Error = Rejection> + Clone {
 fn same_origin() -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::header::optional::<String>("origin")
         .and(warp::host::optional())
-        .and(warp::header::optional::<String>("cookie"))
+        .and(cookies())
         .and_then(|origin: Option<String>, host: Option<warp::host::Authority>, cookies: Option<String>| async move {
             let ok = match (origin.as_deref(), host.as_ref()) {
                 (None, _) => true,

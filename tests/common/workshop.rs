@@ -20,13 +20,20 @@ pub fn checkpoints() -> Vec<String> {
 /// advisor's finding (the right-front door lock does not work: a labour line and the DL-ACT-RF
 /// part), photos waived, the estimate approved, a bay booked. Returns the case id and the estimate.
 pub async fn scheduled_case(api: &Api, advisor: &str) -> (String, Value) {
+    scheduled_case_n(api, advisor, 0).await
+}
+
+/// The same for the n-th car of a test (VINs are unique: only the first has one).
+pub async fn scheduled_case_n(api: &Api, advisor: &str, n: u32) -> (String, Value) {
     let (s, c) = api.post("/api/v1/customers", advisor, json!({ "name": "王女士", "phone": "13900001111" })).await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
+    let vin = (n == 0).then_some("LSVAB4BR7JN123456");
+    let plate = if n == 0 { "京A12345".to_string() } else { format!("京B{:05}", n) };
     let (s, v) = api
         .post(
             "/api/v1/vehicles",
             advisor,
-            json!({ "customer_id": c["id"], "plate": "京A12345", "vin": "LSVAB4BR7JN123456", "make": "大众", "model": "帕萨特", "mileage_km": 45210 }),
+            json!({ "customer_id": c["id"], "plate": plate, "vin": vin, "make": "大众", "model": "帕萨特", "mileage_km": 45210 }),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
