@@ -125,6 +125,7 @@ impl App {
                 font: cfg.report_font.clone(),
                 labels: Arc::new(crate::pdf::Labels::builtin().map_err(|e| AppError::UiCatalogue(format!("QC report labels: {e}")))?),
                 store_name: cfg.store_name.clone(),
+                licence: cfg.repair_licence.clone(),
             },
         );
         // The report font is needed only when a report is signed: the store keeps working without

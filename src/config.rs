@@ -53,10 +53,12 @@ struct Raw {
 struct RawWorkshop {
     tables: Option<PathBuf>,
     report_font: PathBuf,
+    /// The store's repair licence number (维修经营许可证号), printed on the completion certificate.
+    licence: String,
 }
 impl Default for RawWorkshop {
     fn default() -> Self {
-        RawWorkshop { tables: None, report_font: PathBuf::from(DEFAULT_REPORT_FONT) }
+        RawWorkshop { tables: None, report_font: PathBuf::from(DEFAULT_REPORT_FONT), licence: String::new() }
     }
 }
 
@@ -290,6 +292,7 @@ pub struct Config {
     /// The workshop's checkpoint, labour and warranty tables (validated at load).
     pub workshop: std::sync::Arc<crate::domain::workshop::WorkshopTables>,
     pub report_font: PathBuf,
+    pub repair_licence: String,
     pub session_ttl: Duration,
     pub login_failures_before_delay: u32,
     pub login_max_delay: Duration,
@@ -527,6 +530,7 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
         retention,
         workshop: std::sync::Arc::new(workshop),
         report_font: raw.workshop.report_font,
+        repair_licence: raw.workshop.licence.trim().to_string(),
         session_ttl: Duration::from_secs(raw.auth.session_ttl_hours * 3600),
         login_failures_before_delay: raw.auth.login_failures_before_delay,
         login_max_delay: Duration::from_secs(raw.auth.login_max_delay_secs),

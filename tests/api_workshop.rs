@@ -247,6 +247,9 @@ async fn scenario_two_baseline_work_order_clock_parts_after_photos_alerts_report
     for want in ["维修质检报告", "合格", "DL-ACT-RF", "京A12345", "SN-0001", "已确认", "未拍摄"] {
         assert!(text.contains(want), "{want} missing from the report:\n{text}");
     }
+    // Kept beside the UI screenshots for a person to look at (README's page image comes from here).
+    let keep = std::path::PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())).join("qc-report.pdf");
+    let _ = std::fs::write(&keep, &pdf);
     use sha2::Digest;
     assert_eq!(hex::encode(sha2::Sha256::digest(&pdf)), r["pdf_sha256"].as_str().unwrap());
     let (s, e) = api.get(&format!("/api/v1/cases/{case}/qc/report.pdf?copy=customer"), &advisor).await;

@@ -341,7 +341,7 @@ async fn scenario_two_through_the_tablet() {
     b.js("const r = document.querySelector('.ba input[type=range]'); r.value = 25; r.dispatchEvent(new Event('input'));").await;
     let clip = b.js("return getComputedStyle(document.querySelector('.ba .ba-after')).clipPath").await;
     assert!(clip.as_str().unwrap_or("").contains("25%"), "the slider moves the clip: {clip}");
-    screenshot_at(&b, "#pairs", "64-qc-compare").await;
+    screenshot_at(&b, "#pair-list", "64-qc-compare").await;
     clean(&b, "compare").await;
 
     // The "not shot" alert is confirmed; any other open alert is dismissed with a note.
@@ -379,12 +379,12 @@ async fn scenario_two_through_the_tablet() {
     b.click("a[href^='/lang/en']").await;
     b.wait_js("document.documentElement.lang === 'en' && document.querySelector('#verdict')", Duration::from_secs(10)).await;
     assert_eq!(b.text("#verdict").await, "Passed");
-    screenshot_at(&b, "#pairs", "67-qc-en").await;
+    screenshot_at(&b, "#report", "67-qc-en").await;
     b.click("a[href^='/lang/zh']").await;
     b.wait_js("document.documentElement.lang === 'zh-CN'", Duration::from_secs(10)).await;
     b.viewport(390, 844).await;
     b.go(&format!("/cases/{case}/qc")).await;
-    screenshot_at(&b, "#pairs", "68-qc-phone").await;
+    screenshot_at(&b, "#pair-list", "68-qc-phone").await;
     let overflow = b.js("return document.documentElement.scrollWidth > window.innerWidth + 1").await;
     assert_eq!(overflow, json!(false), "the QC page fits a phone");
     clean(&b, "phone").await;

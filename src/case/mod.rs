@@ -151,6 +151,29 @@ pub(crate) fn assess_if_ready(tx: &store::Tx, case_id: &str, actor: &Actor, why:
     }
 }
 
+const MAX_SIGNATURE_B64: usize = 200_000;
+
+/// A signature drawn on the tablet (`signature_png`: base64 of a PNG, at most 200,000 characters),
+/// checked: the customer's approval and the baseline signature take the same.
+pub(crate) fn signature_png(s: Option<&str>) -> Result<Option<Vec<u8>>, CaseError> {
+    use base64::Engine;
+    match s.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) if s.len() > MAX_SIGNATURE_B64 => {
+            Err(validate::invalid("signature_png", format!("at most {MAX_SIGNATURE_B64} characters of base64")).into())
+        }
+        Some(s) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|_| validate::invalid("signature_png", "must be base64 of a PNG image"))?;
+            if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+                return Err(validate::invalid("signature_png", "must be a PNG image").into());
+            }
+            Ok(Some(bytes))
+        }
+    }
+}
+
 /// A person's decision on a finding (from the customer's words or a photo).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

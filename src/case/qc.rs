@@ -461,7 +461,7 @@ impl WorkshopService {
             case_id: case.id.clone(),
             vehicle: vehicle_line,
             customer_copy: copy == Copy::Customer,
-            opened_at: wo.order.opened_at.clone(),
+            opened_at: local_time(&wo.order.opened_at),
             inspected_at: at_local.clone(),
             passed,
             checkpoints: cmp
@@ -490,11 +490,18 @@ impl WorkshopService {
                 completed_at: at_local,
                 mileage_km: vehicle.as_ref().and_then(|v| v.mileage_km),
                 quality_inspector: actor.username.clone(),
-                store_licence: self.report.store_name.clone(),
+                store_licence: if self.report.licence.is_empty() { "未设置 not set".into() } else { self.report.licence.clone() },
             },
             warranty: tables.warranty.iter().map(|w| pdf::WarrantyRow { repair_class: w.name_zh.clone(), terms: format!("{} 天或 {} 公里", w.days, w.km) }).collect(),
         })
     }
+}
+
+/// A stored UTC time as the store's local "YYYY-MM-DD HH:MM" (as printed on paper).
+fn local_time(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|_| rfc3339.to_string())
 }
 
 fn settled_zh(status: &str) -> &'static str {

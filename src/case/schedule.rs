@@ -9,7 +9,6 @@
 //!   in one write transaction on the single writer, so concurrent bookings cannot both pass.
 //! - A case has at most one booked appointment (a unique index); rebooking moves it.
 
-use base64::Engine as _;
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 
@@ -74,8 +73,6 @@ pub struct SlotView {
     pub end: String,
 }
 
-const MAX_SIGNATURE_B64: usize = 200_000;
-
 #[derive(Clone)]
 pub struct ScheduleService {
     store: store::Store,
@@ -89,6 +86,12 @@ fn fmt(t: NaiveDateTime) -> String {
 
 fn bookings(v: &[(String, String)]) -> Vec<Booking> {
     v.iter().filter_map(|(a, b)| Some(Booking { start: parse_local(a)?, end: parse_local(b)? })).collect()
+}
+
+/// A local day as the [start, end) bounds the appointment times are compared with.
+pub(crate) fn day_bounds(day: chrono::NaiveDate) -> (String, String) {
+    let at = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).map(fmt).unwrap_or_default();
+    (at(day), day.succ_opt().map(at).unwrap_or_default())
 }
 
 /// Cancel the case's booked appointment, if any (a cancelled case frees its bay).
@@ -114,21 +117,7 @@ impl ScheduleService {
         if n.estimate_version < 1 {
             return Err(validate::invalid("estimate_version", "must be 1 or more").into());
         }
-        let signature = match n.signature_png.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            None => None,
-            Some(s) if s.len() > MAX_SIGNATURE_B64 => {
-                return Err(validate::invalid("signature_png", format!("at most {MAX_SIGNATURE_B64} characters of base64")).into())
-            }
-            Some(s) => {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(s)
-                    .map_err(|_| validate::invalid("signature_png", "must be base64 of a PNG image"))?;
-                if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-                    return Err(validate::invalid("signature_png", "must be a PNG image").into());
-                }
-                Some(bytes)
-            }
-        };
+        let signature = super::signature_png(n.signature_png.as_deref())?;
         let actor = actor.clone();
         self.store
             .write(move |tx| -> Result<_, CaseError> {
@@ -326,12 +315,7 @@ impl ScheduleService {
 
     /// The day's booked appointments, in time order.
     pub async fn on_day(&self, day: chrono::NaiveDate) -> Result<Vec<Appointment>, CaseError> {
-        let from = day.and_hms_opt(0, 0, 0).map(|d| d.format(super::estimate::LOCAL_FMT).to_string()).unwrap_or_default();
-        let to = day
-            .succ_opt()
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .map(|d| d.format(super::estimate::LOCAL_FMT).to_string())
-            .unwrap_or_default();
+        let (from, to) = day_bounds(day);
         self.store.read(move |tx| repo::booked_starting(tx, &from, &to).map_err(CaseError::from)).await
     }
 

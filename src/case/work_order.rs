@@ -35,6 +35,8 @@ pub struct ReportSetup {
     pub font: std::path::PathBuf,
     pub labels: Arc<crate::pdf::Labels>,
     pub store_name: String,
+    /// The repair licence number on the completion certificate (empty: not set).
+    pub licence: String,
 }
 
 /// The workshop and QC stages (this file and `qc.rs`).
@@ -320,27 +322,6 @@ pub struct ScanResult {
     pub flags: Vec<repo::Flag>,
 }
 
-const MAX_SIGNATURE_B64: usize = 200_000;
-
-fn signature_bytes(s: Option<&str>) -> Result<Option<Vec<u8>>, CaseError> {
-    use base64::Engine;
-    match s.map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(s) if s.len() > MAX_SIGNATURE_B64 => {
-            Err(validate::invalid("signature_png", format!("at most {MAX_SIGNATURE_B64} characters of base64")).into())
-        }
-        Some(s) => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(s)
-                .map_err(|_| validate::invalid("signature_png", "must be base64 of a PNG image"))?;
-            if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-                return Err(validate::invalid("signature_png", "must be a PNG image").into());
-            }
-            Ok(Some(bytes))
-        }
-    }
-}
-
 fn line_hours(clock: &[ClockEntry], line_id: &str, at: &str) -> f64 {
     clock.iter().filter(|e| e.line_id == line_id).map(|e| e.hours(at)).sum()
 }
@@ -440,7 +421,7 @@ impl WorkshopService {
     /// shots is kept with the signature, so a later dispute shows exactly what was signed.
     pub async fn sign_baseline(&self, actor: &Actor, case_id: String, s: BaselineSignature) -> Result<Signoff, CaseError> {
         let signed_by = validate::text("signed_by", &s.signed_by, 100)?;
-        let signature = signature_bytes(s.signature_png.as_deref())?;
+        let signature = super::signature_png(s.signature_png.as_deref())?;
         let (actor, tables) = (actor.clone(), self.tables.clone());
         self.store
             .write(move |tx| -> Result<_, CaseError> {
@@ -838,9 +819,7 @@ impl WorkshopService {
 
     /// The manager's bay board: jobs in progress, waiting for parts, at QC, and today's bookings.
     pub async fn board(&self, bays: u32) -> Result<Board, CaseError> {
-        let today = chrono::Local::now().date_naive();
-        let from = today.and_hms_opt(0, 0, 0).map(|d| d.format(super::estimate::LOCAL_FMT).to_string()).unwrap_or_default();
-        let to = today.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.format(super::estimate::LOCAL_FMT).to_string()).unwrap_or_default();
+        let (from, to) = super::schedule::day_bounds(chrono::Local::now().date_naive());
         self.store
             .read(move |tx| -> Result<_, CaseError> {
                 let mut b = Board { bays, in_progress: vec![], waiting_for_parts: vec![], at_qc: vec![], today: store::schedule::booked_starting(tx, &from, &to)? };

@@ -17,11 +17,11 @@ use crate::store::workshop::Flag;
 
 pub struct FlagRow {
     pub id: String,
-    pub case_id: String,
-    pub short: String,
     pub queue: String,
     pub kind: String,
     pub kind_label: String,
+    /// What the flag is about, in words: the work-order line or the checkpoint.
+    pub subject: String,
     pub detail: String,
     pub status: String,
     pub status_label: String,
@@ -40,15 +40,30 @@ fn may_settle(p: &Page, f: &Flag) -> bool {
         && (p.ctx.user.role == Role::Manager || (f.queue == "qc" && f.status == "open" && p.ctx.user.role == Role::QcInspector))
 }
 
-fn flag_row(p: &Page, f: &Flag) -> FlagRow {
+/// A flag's subject in words: a work-order line (`BP-DOOR-PANEL 车门钣金修复`) or a checkpoint;
+/// other subjects (a part number, a serial) as they are.
+fn subject_of(t: &Strings, subject: &str, lines: &[crate::store::workshop::Line], checkpoints: &[(String, String)]) -> String {
+    if let Some(l) = lines.iter().find(|l| l.id == subject) {
+        return format!("{} {}", l.code, if t.lang() == UiLang::Zh { &l.name_zh } else { &l.name_en });
+    }
+    if let Some((_, name)) = checkpoints.iter().find(|(id, _)| id == subject) {
+        return name.clone();
+    }
+    // An id of something the page does not show (a finding) says nothing to the reader.
+    if subject.len() == 36 && subject.bytes().filter(|b| *b == b'-').count() == 4 {
+        return String::new();
+    }
+    subject.to_string()
+}
+
+fn flag_row(p: &Page, f: &Flag, subject: String) -> FlagRow {
     let t = p.t;
     FlagRow {
         id: f.id.clone(),
-        case_id: f.case_id.clone(),
-        short: short_id(&f.case_id),
         queue: f.queue.clone(),
         kind: f.kind.clone(),
         kind_label: t.of("flag", &f.kind),
+        subject,
         detail: f.detail.clone(),
         status: f.status.clone(),
         status_label: t.of("flag_status", &f.status),
@@ -176,7 +191,11 @@ pub async fn qc_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> Respons
                 outcome.push((key.to_string(), t.s(&format!("outcome.{key}")).to_string(), damage_words(&t, list)));
             }
         }
-        let alerts: Vec<FlagRow> = view.alerts.iter().map(|f| flag_row(&p, f)).collect();
+        pairs.sort_by_key(|x| x.status == "same");
+        let lines = s.workshop.work_order(id.clone()).await?.map(|d| d.lines).unwrap_or_default();
+        let names: Vec<(String, String)> =
+            view.after.iter().map(|c| (c.checkpoint.clone(), checkpoint_name(&t, &c.name_zh, &c.name_en))).collect();
+        let alerts: Vec<FlagRow> = view.alerts.iter().map(|f| flag_row(&p, f, subject_of(&t, &f.subject, &lines, &names))).collect();
         let open_alerts = view.alerts.iter().filter(|f| f.queue == "qc" && matches!(f.status.as_str(), "open" | "escalated")).count();
         let report = view.report.as_ref().map(|r| ReportView {
             version: r.version,
@@ -301,11 +320,18 @@ pub async fn board_page(p: Page, s: Arc<ApiState>, q: Query) -> Response {
     }
 }
 
+/// One case's flags on the anomaly queue.
+pub struct CaseFlags {
+    pub case_id: String,
+    pub short: String,
+    pub rows: Vec<FlagRow>,
+}
+
 #[derive(Template)]
 #[template(path = "anomalies.html", config = "src/ui/askama.toml")]
 struct AnomaliesPage {
     c: Chrome,
-    rows: Vec<FlagRow>,
+    groups: Vec<CaseFlags>,
     all: bool,
     settle_base: String,
 }
@@ -318,8 +344,19 @@ pub async fn anomalies_page(p: Page, s: Arc<ApiState>, q: Query) -> Response {
         let mut flags = s.workshop.queue("manager".into(), !all).await?;
         flags.extend(s.workshop.queue("qc".into(), true).await?.into_iter().filter(|f| f.status == "escalated"));
         flags.sort_by(|a, b| b.raised_at.cmp(&a.raised_at));
-        let rows = flags.iter().map(|f| flag_row(&p, f)).collect();
-        Ok::<_, ApiError>(AnomaliesPage { c: p.chrome(p.t.s("anomalies.title"), &q), rows, all, settle_base: "/manager/anomalies/".into() })
+        // Grouped by case, the most recently flagged first; each case's lines name the subjects.
+        let mut groups: Vec<(CaseFlags, Vec<crate::store::workshop::Line>)> = vec![];
+        for f in &flags {
+            if !groups.iter().any(|(g, _)| g.case_id == f.case_id) {
+                let lines = s.workshop.work_order(f.case_id.clone()).await?.map(|d| d.lines).unwrap_or_default();
+                groups.push((CaseFlags { case_id: f.case_id.clone(), short: short_id(&f.case_id), rows: vec![] }, lines));
+            }
+            if let Some((g, lines)) = groups.iter_mut().find(|(g, _)| g.case_id == f.case_id) {
+                g.rows.push(flag_row(&p, f, subject_of(&p.t, &f.subject, lines, &[])));
+            }
+        }
+        let groups = groups.into_iter().map(|(g, _)| g).collect();
+        Ok::<_, ApiError>(AnomaliesPage { c: p.chrome(p.t.s("anomalies.title"), &q), groups, all, settle_base: "/manager/anomalies/".into() })
     };
     match r.await {
         Ok(v) => html(&v, StatusCode::OK),

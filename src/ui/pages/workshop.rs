@@ -251,7 +251,8 @@ pub struct LineRow {
     pub status_label: String,
     pub standard: String,
     pub clocked: String,
-    pub running_for: Option<String>,
+    /// Who is clocked on the line now.
+    pub running: Vec<String>,
     pub may_start: bool,
     pub may_pause: bool,
     pub may_finish: bool,
@@ -397,11 +398,13 @@ pub async fn workshop_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> R
         let (mut lines, mut clock, mut fitted, mut bay) = (vec![], vec![], vec![], String::new());
         if let Some(doc) = &doc {
             bay = doc.order.bay.clone().unwrap_or_default();
+            // One running line per technician: while on one, the others offer no start.
+            let busy = doc.clock.iter().any(|e| e.ended_at.is_none() && e.technician == me);
             for lc in WorkshopService::line_clocks(doc) {
                 let l = &lc.line;
                 let labour = l.kind == "labour";
                 let open = labour && l.status != "done";
-                let mine = lc.running_for.as_deref() == Some(me);
+                let mine = doc.clock.iter().any(|e| e.line_id == l.id && e.ended_at.is_none() && e.technician == me);
                 lines.push(LineRow {
                     id: l.id.clone(),
                     labour,
@@ -410,11 +413,13 @@ pub async fn workshop_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> R
                     status: l.status.clone(),
                     status_label: t.of("line_status", &l.status),
                     standard: l.standard_hours.map(|h| format!("{h:.1}")).unwrap_or_default(),
-                    clocked: format!("{:.2}", lc.clocked_hours),
-                    running_for: lc.running_for.clone(),
-                    may_start: may_clock && open && !mine,
+                    // + 0.0: the sum of no entries is -0.0 and would show as -0.00.
+                    clocked: format!("{:.2}", lc.clocked_hours + 0.0),
+                    running: doc.clock.iter().filter(|e| e.line_id == l.id && e.ended_at.is_none()).map(|e| e.technician.clone()).collect(),
+                    may_start: may_clock && open && !busy,
                     may_pause: may_clock && mine,
-                    may_finish: may_clock && open,
+                    // A line is finished by whoever is on it, or once paused.
+                    may_finish: may_clock && open && (mine || l.status == "paused"),
                     qty: l.qty,
                     origin: l.billed_origin.as_deref().map(|o| t.of("origin", o)).unwrap_or_default(),
                     scanned: doc.parts.iter().filter(|x| x.line_id.as_deref() == Some(l.id.as_str())).count(),
