@@ -12,7 +12,6 @@
 //! Env: BENCH_RUNS (timed runs per picture, default 20; one untimed warm-up run comes first),
 //! BENCH_QC_RUNS (QC turnarounds, each on a fresh case, default 3).
 
-#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -51,13 +50,16 @@ async fn qc_table() {
         let (_, a) = api.get(&format!("/api/v1/photos/{pid}/analysis"), &advisor).await;
         let boxes: Vec<[f32; 4]> = a["detections"]
             .as_array()
-            .map(|d| d.iter().filter(|d| d["class_name"] == "person").filter_map(|d| serde_json::from_value(d["bbox"].clone()).ok()).collect())
+            .map(|d| {
+                d.iter().filter(|d| d["class_name"] == "person").filter_map(|d| serde_json::from_value(d["bbox"].clone()).ok()).collect()
+            })
             .unwrap_or_default();
         api.post(&format!("/api/v1/cases/{case}/baseline/sign"), &advisor, json!({ "signed_by": "王女士" })).await;
         let (_, wo) = api.post(&format!("/api/v1/cases/{case}/work-order"), &tech, json!({})).await;
         for l in lines(&wo, "labour") {
             for action in ["start", "finish"] {
-                api.post(&format!("/api/v1/work-order-lines/{}/clock", l["id"].as_str().unwrap_or("")), &tech, json!({ "action": action })).await;
+                api.post(&format!("/api/v1/work-order-lines/{}/clock", l["id"].as_str().unwrap_or("")), &tech, json!({ "action": action }))
+                    .await;
             }
         }
         api.post(&format!("/api/v1/cases/{case}/work-order/finish"), &tech, json!({})).await;
@@ -79,7 +81,8 @@ async fn qc_table() {
         let (s, v) = api.post(&format!("/api/v1/cases/{case}/qc/compare"), &manager, json!({})).await;
         assert_eq!(s, reqwest::StatusCode::OK, "{v}");
         for a in v["alerts"].as_array().cloned().unwrap_or_default() {
-            api.post(&format!("/api/v1/workshop/flags/{}", a["id"].as_str().unwrap_or("")), &manager, json!({ "decision": "confirm" })).await;
+            api.post(&format!("/api/v1/workshop/flags/{}", a["id"].as_str().unwrap_or("")), &manager, json!({ "decision": "confirm" }))
+                .await;
         }
         let t2 = Instant::now();
         let (s, r) = api.post(&format!("/api/v1/cases/{case}/qc/report"), &manager, json!({ "passed": true })).await;

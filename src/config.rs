@@ -442,7 +442,7 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
     retention.check().map_err(|(key, m)| invalid(&format!("retention.{key}"), m))?;
     let workshop = match &raw.workshop.tables {
         None => crate::domain::workshop::WorkshopTables::builtin(),
-        Some(p) => crate::domain::workshop::WorkshopTables::load(p).map_err(|e| invalid("workshop.tables", &e.to_string()))?,
+        Some(p) => crate::domain::workshop::WorkshopTables::load(p).map_err(|e| invalid("workshop.tables", e.to_string()))?,
     };
     let tls_cert = raw.tls.cert.unwrap_or_else(|| data_dir.join("tls/cert.pem"));
     let tls_key = raw.tls.key.unwrap_or_else(|| data_dir.join("tls/key.pem"));

@@ -6,6 +6,7 @@
 //! - after: bus.jpg with the "scratch" boxes the detector found painted grey (repaired), except the
 //!   front view (the original again: still detected), the rear view (zidane.jpg: another viewpoint,
 //!   so a reshoot) and the tyres (not shot at all).
+//!
 //! Part labels are codes rendered by `vision::codes::encode` for the catalogue's DL-ACT-RF GTINs.
 
 mod common;
@@ -31,8 +32,13 @@ async fn scenario_two_baseline_work_order_clock_parts_after_photos_alerts_report
     let parts: Vec<&str> = estimate["plan"]["parts"].as_array().unwrap().iter().map(|p| p["part_no"].as_str().unwrap()).collect();
     assert!(parts.contains(&"DL-ACT-RF"), "the door lock needs its actuator: {estimate}");
     // Said after the estimate was approved: no work-order line will repair it (a missed issue).
-    let (s, late) =
-        api.post(&format!("/api/v1/cases/{case}/findings"), &advisor, json!({ "part": "hood", "damage_type": "dent", "note": "客户取车前补充" })).await;
+    let (s, late) = api
+        .post(
+            &format!("/api/v1/cases/{case}/findings"),
+            &advisor,
+            json!({ "part": "hood", "damage_type": "dent", "note": "客户取车前补充" }),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{late}");
 
     // ---- Baseline: 15 checkpoints, the quality gate and the detector on each, the customer signs.
@@ -67,8 +73,13 @@ async fn scenario_two_baseline_work_order_clock_parts_after_photos_alerts_report
     assert_eq!(base["complete"], true, "{base}");
     let front = base["checkpoints"].as_array().unwrap().iter().find(|c| c["checkpoint"] == "front").unwrap().clone();
     assert!(front["damage"].as_array().unwrap().contains(&json!({ "part": "door", "damage": "scratch" })), "{front}");
-    let (s, m) =
-        api.post(&format!("/api/v1/cases/{case}/baseline/marks"), &advisor, json!({ "checkpoint": "rear", "part": "bumper", "damage_type": "scratch" })).await;
+    let (s, m) = api
+        .post(
+            &format!("/api/v1/cases/{case}/baseline/marks"),
+            &advisor,
+            json!({ "checkpoint": "rear", "part": "bumper", "damage_type": "scratch" }),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{m}");
     // The car does not enter the bay before the customer signed the baseline.
     let (s, e) = api.post(&format!("/api/v1/cases/{case}/work-order"), &tech, json!({})).await;
@@ -129,11 +140,19 @@ async fn scenario_two_baseline_work_order_clock_parts_after_photos_alerts_report
     let end = chrono::Utc::now() - chrono::Duration::minutes(1);
     let start = end - chrono::Duration::minutes((std_h * 60.0 * 2.0) as i64);
     let (s, e) = api
-        .post(&format!("/api/v1/clock-entries/{}/correct", entry["id"].as_str().unwrap()), &tech, json!({ "started_at": start.to_rfc3339(), "ended_at": end.to_rfc3339(), "reason": "忘记暂停" }))
+        .post(
+            &format!("/api/v1/clock-entries/{}/correct", entry["id"].as_str().unwrap()),
+            &tech,
+            json!({ "started_at": start.to_rfc3339(), "ended_at": end.to_rfc3339(), "reason": "忘记暂停" }),
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
     let (s, e) = api
-        .post(&format!("/api/v1/clock-entries/{}/correct", entry["id"].as_str().unwrap()), &manager, json!({ "started_at": start.to_rfc3339(), "ended_at": end.to_rfc3339(), "reason": "补录开始时间" }))
+        .post(
+            &format!("/api/v1/clock-entries/{}/correct", entry["id"].as_str().unwrap()),
+            &manager,
+            json!({ "started_at": start.to_rfc3339(), "ended_at": end.to_rfc3339(), "reason": "补录开始时间" }),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{e}");
     let (_, q) = api.get("/api/v1/workshop/flags?queue=manager", &manager).await;
@@ -148,7 +167,11 @@ async fn scenario_two_baseline_work_order_clock_parts_after_photos_alerts_report
     let dm = label_png(Symbology::DataMatrix, "]d2010690123400004721SN-0001\u{1d}240DL-ACT-RF", 6);
     let (s, p) = scan(&api, &tech, &case, dm.clone(), None).await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
-    assert_eq!((p["part"]["part_no"].clone(), p["part"]["origin"].clone(), p["part"]["serial"].clone()), (json!("DL-ACT-RF"), json!("oem"), json!("SN-0001")), "{p}");
+    assert_eq!(
+        (p["part"]["part_no"].clone(), p["part"]["origin"].clone(), p["part"]["serial"].clone()),
+        (json!("DL-ACT-RF"), json!("oem"), json!("SN-0001")),
+        "{p}"
+    );
     assert!(p["matched_line"].is_string() && p["flags"].as_array().unwrap().is_empty(), "{p}");
     let (s, p) = scan(&api, &tech, &case, dm, None).await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
@@ -168,7 +191,13 @@ async fn scenario_two_baseline_work_order_clock_parts_after_photos_alerts_report
     let boxes: Vec<[f32; 4]> = {
         let pid = front["photo_id"].as_str().unwrap();
         let (_, a) = api.get(&format!("/api/v1/photos/{pid}/analysis"), &advisor).await;
-        a["detections"].as_array().unwrap().iter().filter(|d| d["class_name"] == "person").map(|d| serde_json::from_value(d["bbox"].clone()).unwrap()).collect()
+        a["detections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["class_name"] == "person")
+            .map(|d| serde_json::from_value(d["bbox"].clone()).unwrap())
+            .collect()
     };
     assert!(!boxes.is_empty());
     let repaired = painted_over(&bus, &boxes);
@@ -191,7 +220,11 @@ async fn scenario_two_baseline_work_order_clock_parts_after_photos_alerts_report
     assert_eq!(s, StatusCode::OK, "{view}");
     let pairs = view["comparison"]["pairs"].as_array().unwrap();
     let status_of = |cp: &str| pairs.iter().find(|p| p["checkpoint"] == cp).unwrap()["status"].as_str().unwrap().to_string();
-    assert_eq!((status_of("left"), status_of("front"), status_of("rear"), status_of("tyres")), ("same".into(), "same".into(), "reshoot".into(), "missing".into()), "{view}");
+    assert_eq!(
+        (status_of("left"), status_of("front"), status_of("rear"), status_of("tyres")),
+        ("same".into(), "same".into(), "reshoot".into(), "missing".into()),
+        "{view}"
+    );
     assert!(view["comparison"]["persisting"].as_array().unwrap().contains(&json!({ "part": "door", "damage": "scratch" })), "{view}");
     let alerts = view["alerts"].as_array().unwrap().clone();
     let kind = |k: &str| alerts.iter().filter(|a| a["kind"] == k).cloned().collect::<Vec<_>>();
@@ -260,7 +293,19 @@ async fn scenario_two_baseline_work_order_clock_parts_after_photos_alerts_report
     // ---- Everything went on the timeline, the audit log and the outbox for HQ.
     let (_, c) = api.get(&format!("/api/v1/cases/{case}"), &advisor).await;
     let kinds: Vec<String> = c["timeline"].as_array().unwrap().iter().map(|t| t["kind"].as_str().unwrap().to_string()).collect();
-    for k in ["baseline_marked", "baseline_signed", "in_repair", "clock", "clock_corrected", "part_scanned", "flag_raised", "qc", "qc_compared", "flag_settled", "delivered"] {
+    for k in [
+        "baseline_marked",
+        "baseline_signed",
+        "in_repair",
+        "clock",
+        "clock_corrected",
+        "part_scanned",
+        "flag_raised",
+        "qc",
+        "qc_compared",
+        "flag_settled",
+        "delivered",
+    ] {
         assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
     }
     let db = common::db(&dir_of(&api));
@@ -268,10 +313,17 @@ async fn scenario_two_baseline_work_order_clock_parts_after_photos_alerts_report
         let n: i64 = db.query_row("SELECT COUNT(*) FROM outbox WHERE record_type = ?1", [kind], |r| r.get(0)).unwrap();
         assert!(n >= min, "{kind}: {n} outbox rows");
     }
-    let audited: i64 = db.query_row("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'work_order.%' OR action LIKE 'qc.%' OR action LIKE 'baseline.%'", [], |r| r.get(0)).unwrap();
+    let audited: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'work_order.%' OR action LIKE 'qc.%' OR action LIKE 'baseline.%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert!(audited >= 10, "{audited}");
     // Workshop photos never became intake findings.
-    let vision: i64 = db.query_row("SELECT COUNT(*) FROM findings WHERE case_id = ?1 AND source = 'vision'", [&case], |r| r.get(0)).unwrap();
+    let vision: i64 =
+        db.query_row("SELECT COUNT(*) FROM findings WHERE case_id = ?1 AND source = 'vision'", [&case], |r| r.get(0)).unwrap();
     assert_eq!(vision, 0);
     drop(db);
     srv.stop().await;

@@ -159,7 +159,9 @@ async fn workshop(api: &common::Api, m: &str, id: &str) -> (serde_json::Value, S
     let (_, tech) = api.user(m, "tech-contract", "technician").await;
     for l in lines(&wo, "labour") {
         for action in ["start", "finish"] {
-            let (s, v) = api.post(&format!("/api/v1/work-order-lines/{}/clock", l["id"].as_str().unwrap()), &tech, json!({ "action": action })).await;
+            let (s, v) = api
+                .post(&format!("/api/v1/work-order-lines/{}/clock", l["id"].as_str().unwrap()), &tech, json!({ "action": action }))
+                .await;
             assert_eq!(s, StatusCode::OK, "{v}");
         }
     }

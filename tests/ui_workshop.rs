@@ -137,8 +137,11 @@ async fn upload(b: &Browser, input: &str, button: &str, file: &Path, step: &str)
 
 /// Waits until `n` cards of `phase` passed the quality gate (htmx polls the pending ones).
 async fn wait_passed(b: &Browser, phase: &str, n: usize) {
-    b.wait_js(&format!("document.querySelectorAll('.shot-card[data-phase={phase}][data-status=ok]').length === {n}"), Duration::from_secs(300))
-        .await;
+    b.wait_js(
+        &format!("document.querySelectorAll('.shot-card[data-phase={phase}][data-status=ok]').length === {n}"),
+        Duration::from_secs(300),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,7 +168,8 @@ async fn scenario_two_through_the_tablet() {
     b.go(&format!("/cases/{case}")).await;
     b.click(&format!("a[href='{workshop}']")).await;
     b.find("#before-shots").await;
-    let checkpoints = strings(&b, "return [...document.querySelectorAll('.shot-card[data-phase=before]')].map(e => e.dataset.checkpoint)").await;
+    let checkpoints =
+        strings(&b, "return [...document.querySelectorAll('.shot-card[data-phase=before]')].map(e => e.dataset.checkpoint)").await;
     assert_eq!(checkpoints.len(), 15, "{checkpoints:?}");
     assert!(!b.exists("#sign-form").await, "no signature before the baseline is complete");
     b.screenshot("50-baseline").await;
@@ -259,8 +263,11 @@ async fn scenario_two_through_the_tablet() {
     screenshot_at(&b, &format!("#cp-after-{first}"), "56-after-overlay-preview").await;
     // The live camera (Chromium's fake device) with the before photo over it; cancelled here.
     b.click(&format!("#cp-after-{first} .shot-form button[type=button]")).await;
-    b.wait_js(&format!("document.querySelector('#cp-after-{first} .ghost-stage[data-mode=live] video')?.videoWidth > 0"), Duration::from_secs(20))
-        .await;
+    b.wait_js(
+        &format!("document.querySelector('#cp-after-{first} .ghost-stage[data-mode=live] video')?.videoWidth > 0"),
+        Duration::from_secs(20),
+    )
+    .await;
     screenshot_at(&b, &format!("#cp-after-{first}"), "57-after-overlay-live").await;
     b.click(&format!("#cp-after-{first} .ghost-stage .controls .btn:not(.btn-primary)")).await;
     submit_ok(&b, &format!("#send-after-{first}"), "after shot").await;

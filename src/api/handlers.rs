@@ -342,7 +342,6 @@ async fn upload(case_id: String, s: &ApiState, c: &Ctx, form: warp::multipart::F
     Ok(created(&v))
 }
 
-
 /// Read a photo upload form: the `file` part (at most the photo cap) and the short text fields
 /// named in `text` (64 bytes each, control characters refused). The whole form is read (bounded by
 /// the multipart filter's drain cap) before any answer, so a tablet that is still sending sees our
@@ -372,7 +371,12 @@ pub async fn photo_form(
             }
         }
         let err = if seen > cap && name == "file" {
-            Some(ApiError::field(StatusCode::PAYLOAD_TOO_LARGE, "photo_too_large", "file", format!("the photo is larger than {limit} bytes")))
+            Some(ApiError::field(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "photo_too_large",
+                "file",
+                format!("the photo is larger than {limit} bytes"),
+            ))
         } else if seen > cap && text.contains(&name.as_str()) {
             Some(ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", &name, format!("{name}: too long")))
         } else if name == "file" {

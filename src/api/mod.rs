@@ -577,7 +577,8 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
 
     use workshop as w;
     let ws_board = v1.and(warp::path!("workshop" / "board")).and(warp::get()).and(st()).and(a(WorkshopBoard)).then(w::board).boxed();
-    let ws_flags = v1.and(warp::path!("workshop" / "flags")).and(warp::get()).and(st()).and(a(WorkshopFlags)).and(query()).then(w::flags).boxed();
+    let ws_flags =
+        v1.and(warp::path!("workshop" / "flags")).and(warp::get()).and(st()).and(a(WorkshopFlags)).and(query()).then(w::flags).boxed();
     let ws_settle = v1
         .and(warp::path!("workshop" / "flags" / String))
         .and(warp::post())
@@ -586,7 +587,8 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         .and(json_body(json))
         .then(w::settle)
         .boxed();
-    let case_ws = v1.and(warp::path!("cases" / String / "workshop")).and(warp::get()).and(st()).and(a(CasesWorkshop)).then(w::case_workshop).boxed();
+    let case_ws =
+        v1.and(warp::path!("cases" / String / "workshop")).and(warp::get()).and(st()).and(a(CasesWorkshop)).then(w::case_workshop).boxed();
     let ws_photos = v1
         .and(warp::path!("cases" / String / "workshop" / "photos"))
         .and(warp::post())

@@ -37,11 +37,10 @@ pub async fn case_workshop(id: String, s: Arc<ApiState>, _c: Ctx) -> Response {
 pub async fn upload_shot(id: String, s: Arc<ApiState>, c: Ctx, form: warp::multipart::FormData) -> Response {
     let r = async {
         let (file, mut fields) = photo_form(&s, &id, form, &["phase", "checkpoint"]).await?;
-        let phase = fields
-            .remove("phase")
-            .and_then(|p| Phase::parse(&p))
-            .filter(|p| *p != Phase::PartLabel)
-            .ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "phase", "phase: use before, after or in_repair"))?;
+        let phase =
+            fields.remove("phase").and_then(|p| Phase::parse(&p)).filter(|p| *p != Phase::PartLabel).ok_or_else(|| {
+                ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "phase", "phase: use before, after or in_repair")
+            })?;
         let target = ShotTarget { phase, checkpoint: fields.remove("checkpoint").filter(|c| !c.is_empty()) };
         let p = save_photo(&s, &c, id, file, None, Some(target.clone())).await?;
         let mut v = serde_json::to_value(&p).unwrap_or_default();
@@ -116,7 +115,13 @@ pub struct CopyQuery {
 
 pub async fn report_pdf(id: String, s: Arc<ApiState>, c: Ctx, q: CopyQuery) -> Response {
     let copy = q.copy.unwrap_or(Copy::Store);
-    respond(s.workshop.report_pdf(&c.actor, id, copy).await.map_err(ApiError::from).map(|(r, pdf)| pdf_download(&r.case_id, r.version, copy, pdf)))
+    respond(
+        s.workshop
+            .report_pdf(&c.actor, id, copy)
+            .await
+            .map_err(ApiError::from)
+            .map(|(r, pdf)| pdf_download(&r.case_id, r.version, copy, pdf)),
+    )
 }
 
 /// A report PDF as a download (the API and the inspector's screen answer the same).
@@ -145,7 +150,13 @@ pub struct QueueQuery {
 }
 
 pub async fn flags(s: Arc<ApiState>, _c: Ctx, q: QueueQuery) -> Response {
-    respond(s.workshop.queue(q.queue, q.open.unwrap_or(false)).await.map(|v| js(&json!({ "items": v })).into_response()).map_err(ApiError::from))
+    respond(
+        s.workshop
+            .queue(q.queue, q.open.unwrap_or(false))
+            .await
+            .map(|v| js(&json!({ "items": v })).into_response())
+            .map_err(ApiError::from),
+    )
 }
 
 pub async fn settle(id: String, s: Arc<ApiState>, c: Ctx, req: Settlement) -> Response {

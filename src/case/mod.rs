@@ -6,6 +6,7 @@
 //! Every write commits together with its timeline event, outbox row and audit row (one transaction
 //! on the store's writer). Reads of a customer's personal data write an audit row first.
 
+pub mod bay;
 pub mod dataset;
 pub mod estimate;
 pub mod intake;

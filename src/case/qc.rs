@@ -142,7 +142,10 @@ impl WorkshopService {
             .await?;
         let (before, photos) = before;
         if let Some(p) = after.iter().find(|c| c.status == "pending") {
-            return Err(CaseError::state("analysis_pending", format!("the after photo of {} is still being analysed; try again shortly", p.checkpoint)));
+            return Err(CaseError::state(
+                "analysis_pending",
+                format!("the after photo of {} is still being analysed; try again shortly", p.checkpoint),
+            ));
         }
         // The viewpoint checks decode both photos of each pair: blocking work, off the runtime.
         let files = self.files.clone();
@@ -190,8 +193,11 @@ impl WorkshopService {
         let mut before_dmg: Vec<PartDamage> = pairs.iter().flat_map(|p| p.before_damage.clone()).collect();
         before_dmg.extend(marks.iter().map(|m| PartDamage::new(&m.part, &m.damage)));
         let after_dmg: Vec<PartDamage> = pairs.iter().filter(|p| p.status == "same").flat_map(|p| p.after_damage.clone()).collect();
-        let repaired: Vec<PartDamage> =
-            lines.iter().filter_map(|l| Some(PartDamage::new(l.part.as_deref()?, l.damage.as_deref()?))).filter(|p| p.part != "other").collect();
+        let repaired: Vec<PartDamage> = lines
+            .iter()
+            .filter_map(|l| Some(PartDamage::new(l.part.as_deref()?, l.damage.as_deref()?)))
+            .filter(|p| p.part != "other")
+            .collect();
         let cmp: Comparison = rules::compare(&before_dmg, &after_dmg, &repaired);
         let addressed: Vec<String> = lines.iter().filter_map(|l| l.finding_id.clone()).collect();
         let not_shot: Vec<rules::Checkpoint> =
@@ -200,7 +206,11 @@ impl WorkshopService {
         let mut proposals = rules::missed_alerts(&findings, &addressed, &cmp, &not_shot);
         for p in proposals.iter_mut().filter(|p| p.kind == rules::FlagKind::NotShot) {
             if let Some(pv) = pairs.iter().find(|x| x.checkpoint == p.subject && x.status == "reshoot") {
-                p.detail = format!("{}: the after photo is not from the baseline's viewpoint (inlier ratio {:.2}); reshoot it", pv.name_zh, pv.inlier_ratio.unwrap_or(0.0));
+                p.detail = format!(
+                    "{}: the after photo is not from the baseline's viewpoint (inlier ratio {:.2}); reshoot it",
+                    pv.name_zh,
+                    pv.inlier_ratio.unwrap_or(0.0)
+                );
             }
         }
         let view = ComparisonView {
@@ -272,9 +282,13 @@ impl WorkshopService {
                 }
                 let open = repo::open_alerts(tx, &case_id)?;
                 if s.passed && open > 0 {
-                    return Err(CaseError::state("alerts_open", format!("{open} QC alerts are not settled yet: confirm or dismiss each one")));
+                    return Err(CaseError::state(
+                        "alerts_open",
+                        format!("{open} QC alerts are not settled yet: confirm or dismiss each one"),
+                    ));
                 }
-                let mut wo = repo::work_order_of(tx, &case_id)?.ok_or_else(|| CaseError::state("no_work_order", "the case has no work order"))?;
+                let mut wo =
+                    repo::work_order_of(tx, &case_id)?.ok_or_else(|| CaseError::state("no_work_order", "the case has no work order"))?;
                 let at = now();
                 let r = QcReport {
                     id: new_id(),
@@ -336,7 +350,14 @@ impl WorkshopService {
         let rid = report.id.clone();
         self.store
             .write(move |tx| -> Result<(), CaseError> {
-                audit::record(tx, &actor, if copy == Copy::Store { "qc.report_read" } else { "qc.report_customer_copy" }, "qc_report", Some(&rid), "ok")?;
+                audit::record(
+                    tx,
+                    &actor,
+                    if copy == Copy::Store { "qc.report_read" } else { "qc.report_customer_copy" },
+                    "qc_report",
+                    Some(&rid),
+                    "ok",
+                )?;
                 Ok(())
             })
             .await?;
@@ -345,7 +366,14 @@ impl WorkshopService {
 
     /// The report's content. The customer's copy: blurred thumbnails (or an error), a masked plate,
     /// confirmed alerts only.
-    async fn report_doc(&self, case_id: &str, copy: Copy, passed: bool, actor: &Actor, note: Option<String>) -> Result<pdf::QcReportDoc, CaseError> {
+    async fn report_doc(
+        &self,
+        case_id: &str,
+        copy: Copy,
+        passed: bool,
+        actor: &Actor,
+        note: Option<String>,
+    ) -> Result<pdf::QcReportDoc, CaseError> {
         let cid = case_id.to_string();
         let tables = self.tables.clone();
         let catalog = self.catalog.get();
@@ -411,10 +439,13 @@ impl WorkshopService {
             }
             None => String::new(),
         };
-        let part_name = |id: &str| crate::domain::vocab::Part::from_id(id).map(|p| p.name_zh().to_string()).unwrap_or_else(|| id.to_string());
-        let damage_name = |id: &str| crate::domain::vocab::DamageType::from_id(id).map(|d| d.name_zh().to_string()).unwrap_or_else(|| id.to_string());
+        let part_name =
+            |id: &str| crate::domain::vocab::Part::from_id(id).map(|p| p.name_zh().to_string()).unwrap_or_else(|| id.to_string());
+        let damage_name =
+            |id: &str| crate::domain::vocab::DamageType::from_id(id).map(|d| d.name_zh().to_string()).unwrap_or_else(|| id.to_string());
         let mut findings = Vec::new();
-        for (list, outcome) in [(&cmp.resolved, "已修复 resolved"), (&cmp.persisting, "仍存在 persisting"), (&cmp.new, "新增 new")] {
+        for (list, outcome) in [(&cmp.resolved, "已修复 resolved"), (&cmp.persisting, "仍存在 persisting"), (&cmp.new, "新增 new")]
+        {
             for d in list {
                 findings.push(pdf::FindingRow { part: part_name(&d.part), damage: damage_name(&d.damage), outcome: outcome.into() });
             }
@@ -426,8 +457,18 @@ impl WorkshopService {
             .filter(|l| l.kind == "labour")
             .map(|l| {
                 let clocked: f64 = wo.clock.iter().filter(|e| e.line_id == l.id).map(|e| e.hours(&now_s)).sum();
-                let flag = flags.iter().filter(|f| f.subject == l.id).map(|f| rules::FlagKind::parse(&f.kind).map(|k| k.name_zh()).unwrap_or("")).collect::<Vec<_>>().join("、");
-                pdf::LabourRow { operation: format!("{} {}", l.code, l.name_zh), standard_h: l.standard_hours.unwrap_or(0.0), clocked_h: (clocked * 100.0).round() / 100.0, flag }
+                let flag = flags
+                    .iter()
+                    .filter(|f| f.subject == l.id)
+                    .map(|f| rules::FlagKind::parse(&f.kind).map(|k| k.name_zh()).unwrap_or(""))
+                    .collect::<Vec<_>>()
+                    .join("、");
+                pdf::LabourRow {
+                    operation: format!("{} {}", l.code, l.name_zh),
+                    standard_h: l.standard_hours.unwrap_or(0.0),
+                    clocked_h: (clocked * 100.0).round() / 100.0,
+                    flag,
+                }
             })
             .collect();
         let parts = wo
@@ -492,7 +533,11 @@ impl WorkshopService {
                 quality_inspector: actor.username.clone(),
                 store_licence: if self.report.licence.is_empty() { "未设置 not set".into() } else { self.report.licence.clone() },
             },
-            warranty: tables.warranty.iter().map(|w| pdf::WarrantyRow { repair_class: w.name_zh.clone(), terms: format!("{} 天或 {} 公里", w.days, w.km) }).collect(),
+            warranty: tables
+                .warranty
+                .iter()
+                .map(|w| pdf::WarrantyRow { repair_class: w.name_zh.clone(), terms: format!("{} 天或 {} 公里", w.days, w.km) })
+                .collect(),
         })
     }
 }

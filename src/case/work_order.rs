@@ -17,11 +17,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use super::bay::{Board, BoardJob, Decision, Settlement};
 use super::{stage_move, CaseError};
 use crate::catalog::SharedCatalog;
 use crate::domain::validate;
 use crate::domain::workshop::{self as rules, Origin, PartDamage, WorkshopTables};
-use crate::domain::{new_id, now, Actor, CaseStatus, Role};
+use crate::domain::{new_id, now, Actor, CaseStatus};
 use crate::files::PhotoFiles;
 use crate::store::cases::Event;
 use crate::store::workshop::{self as repo, ClockEntry, Line, Mark, PartFitted, Shot, Signoff, WorkOrder, WorkOrderDoc};
@@ -98,19 +99,27 @@ pub(crate) fn check_shot(tables: &WorkshopTables, status: CaseStatus, t: &ShotTa
     if !ok {
         return Err(CaseError::state(
             "wrong_phase",
-            format!("case is {status}; {} photos are taken {}", t.phase.as_str(), match t.phase {
-                Phase::Before => "when the car is dropped off (scheduled)",
-                Phase::After => "after the repair (in repair or at QC)",
-                _ => "while the car is in repair",
-            }),
+            format!(
+                "case is {status}; {} photos are taken {}",
+                t.phase.as_str(),
+                match t.phase {
+                    Phase::Before => "when the car is dropped off (scheduled)",
+                    Phase::After => "after the repair (in repair or at QC)",
+                    _ => "while the car is in repair",
+                }
+            ),
         ));
     }
     match (t.phase, &t.checkpoint) {
-        (Phase::Before | Phase::After, None) => Err(validate::invalid("checkpoint", "before and after photos name their checkpoint").into()),
+        (Phase::Before | Phase::After, None) => {
+            Err(validate::invalid("checkpoint", "before and after photos name their checkpoint").into())
+        }
         (Phase::Before | Phase::After, Some(c)) if tables.checkpoint(c).is_none() => {
             Err(validate::invalid("checkpoint", format!("`{c}` is not a checkpoint of this store")).into())
         }
-        (Phase::InRepair | Phase::PartLabel, Some(_)) => Err(validate::invalid("checkpoint", "only before and after photos have a checkpoint").into()),
+        (Phase::InRepair | Phase::PartLabel, Some(_)) => {
+            Err(validate::invalid("checkpoint", "only before and after photos have a checkpoint").into())
+        }
         _ => Ok(()),
     }
 }
@@ -183,7 +192,12 @@ pub(crate) fn damage_of(dets: &[Detection]) -> Vec<PartDamage> {
 }
 
 /// The latest shot of each checkpoint in a phase, as the tablet and the report show it.
-pub(crate) fn checkpoint_shots(tx: &store::Tx, tables: &WorkshopTables, shots: &[Shot], phase: Phase) -> Result<Vec<CheckpointShot>, CaseError> {
+pub(crate) fn checkpoint_shots(
+    tx: &store::Tx,
+    tables: &WorkshopTables,
+    shots: &[Shot],
+    phase: Phase,
+) -> Result<Vec<CheckpointShot>, CaseError> {
     let mut out = Vec::new();
     for c in &tables.checkpoints {
         let latest = shots.iter().rev().find(|s| s.phase == phase.as_str() && s.checkpoint.as_deref() == Some(c.id.as_str()));
@@ -207,10 +221,11 @@ pub(crate) fn checkpoint_shots(tx: &store::Tx, tables: &WorkshopTables, shots: &
                 Ok(Some(a)) => {
                     let q = a.quality.unwrap_or_default();
                     let issues = q.get("issues").and_then(|v| v.as_array()).cloned().unwrap_or_default();
-                    let messages: Vec<String> =
-                        q.get("messages").and_then(|m| serde_json::from_value(m.clone()).ok()).unwrap_or_default();
+                    let messages: Vec<String> = q.get("messages").and_then(|m| serde_json::from_value(m.clone()).ok()).unwrap_or_default();
                     // Framing counts only where the checkpoint shows the whole vehicle.
-                    let framing = |i: &serde_json::Value| matches!(i.get("reason").and_then(|r| r.as_str()), Some("no_vehicle" | "vehicle_too_small"));
+                    let framing = |i: &serde_json::Value| {
+                        matches!(i.get("reason").and_then(|r| r.as_str()), Some("no_vehicle" | "vehicle_too_small"))
+                    };
                     row.reasons = issues
                         .iter()
                         .zip(messages.iter().map(Some).chain(std::iter::repeat(None)))
@@ -289,30 +304,6 @@ pub struct LineClock {
     pub running_for: Option<String>,
 }
 
-/// One job on the manager's bay board.
-#[derive(Debug, Clone, Serialize)]
-pub struct BoardJob {
-    pub case_id: String,
-    pub case_status: CaseStatus,
-    pub bay: Option<String>,
-    pub summary: String,
-    pub lines_done: usize,
-    pub lines_total: usize,
-    pub technicians_on: Vec<String>,
-    /// Billed parts not scanned yet: the job waits for them.
-    pub parts_waiting: Vec<String>,
-    pub open_flags: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Board {
-    pub bays: u32,
-    pub in_progress: Vec<BoardJob>,
-    pub waiting_for_parts: Vec<BoardJob>,
-    pub at_qc: Vec<BoardJob>,
-    pub today: Vec<crate::store::schedule::Appointment>,
-}
-
 /// A scanned part and the flags it raised.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScanResult {
@@ -327,7 +318,7 @@ fn line_hours(clock: &[ClockEntry], line_id: &str, at: &str) -> f64 {
 }
 
 /// The billed part lines with their quantities (for the "billed but never scanned" check).
-fn billed(lines: &[Line]) -> Vec<rules::BilledPart> {
+pub(crate) fn billed(lines: &[Line]) -> Vec<rules::BilledPart> {
     lines
         .iter()
         .filter(|l| l.kind == "part")
@@ -335,12 +326,18 @@ fn billed(lines: &[Line]) -> Vec<rules::BilledPart> {
         .collect()
 }
 
-fn scanned_part_nos(parts: &[PartFitted]) -> Vec<String> {
+pub(crate) fn scanned_part_nos(parts: &[PartFitted]) -> Vec<String> {
     parts.iter().filter_map(|p| p.part_no.clone()).collect()
 }
 
 /// Raise flags and put each new one on the case's timeline (flagged for a person).
-pub(crate) fn raise_all(tx: &store::Tx, case_id: &str, actor: &Actor, proposals: &[rules::Proposal], at: &str) -> Result<Vec<repo::Flag>, CaseError> {
+pub(crate) fn raise_all(
+    tx: &store::Tx,
+    case_id: &str,
+    actor: &Actor,
+    proposals: &[rules::Proposal],
+    at: &str,
+) -> Result<Vec<repo::Flag>, CaseError> {
     let mut raised = Vec::new();
     for p in proposals {
         if let Some(f) = repo::raise(tx, case_id, p, at)? {
@@ -355,7 +352,13 @@ pub(crate) fn raise_all(tx: &store::Tx, case_id: &str, actor: &Actor, proposals:
 }
 
 impl WorkshopService {
-    pub fn new(store: Store, files: PhotoFiles, catalog: SharedCatalog, tables: Arc<WorkshopTables>, report: ReportSetup) -> WorkshopService {
+    pub fn new(
+        store: Store,
+        files: PhotoFiles,
+        catalog: SharedCatalog,
+        tables: Arc<WorkshopTables>,
+        report: ReportSetup,
+    ) -> WorkshopService {
         WorkshopService { store, files, catalog, tables, report }
     }
 
@@ -385,7 +388,8 @@ impl WorkshopService {
     pub async fn mark(&self, actor: &Actor, case_id: String, m: NewMark) -> Result<Mark, CaseError> {
         use crate::domain::vocab::{DamageType, Part};
         let part = Part::from_id(&m.part).ok_or_else(|| validate::invalid("part", "not a part of the vocabulary"))?;
-        let damage = DamageType::from_id(&m.damage_type).ok_or_else(|| validate::invalid("damage_type", "not a damage type of the vocabulary"))?;
+        let damage =
+            DamageType::from_id(&m.damage_type).ok_or_else(|| validate::invalid("damage_type", "not a damage type of the vocabulary"))?;
         if self.tables.checkpoint(&m.checkpoint).is_none() {
             return Err(validate::invalid("checkpoint", format!("`{}` is not a checkpoint of this store", m.checkpoint)).into());
         }
@@ -395,7 +399,10 @@ impl WorkshopService {
             .write(move |tx| -> Result<_, CaseError> {
                 let case = store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))?;
                 if case.status != CaseStatus::Scheduled || repo::signoff_of(tx, &case_id)?.is_some() {
-                    return Err(CaseError::state("baseline_closed", format!("case is {}; the baseline is marked before the customer signs it", case.status)));
+                    return Err(CaseError::state(
+                        "baseline_closed",
+                        format!("case is {}; the baseline is marked before the customer signs it", case.status),
+                    ));
                 }
                 let at = now();
                 let mark = Mark {
@@ -430,9 +437,13 @@ impl WorkshopService {
                     return Err(CaseError::state("not_scheduled", format!("case is {}; the baseline is signed at drop-off", case.status)));
                 }
                 let view = baseline_of(tx, &tables, &case_id)?;
-                let open: Vec<String> = view.checkpoints.iter().filter(|c| c.status != "ok").map(|c| format!("{} ({})", c.checkpoint, c.status)).collect();
+                let open: Vec<String> =
+                    view.checkpoints.iter().filter(|c| c.status != "ok").map(|c| format!("{} ({})", c.checkpoint, c.status)).collect();
                 if !open.is_empty() {
-                    return Err(CaseError::state("baseline_incomplete", format!("these checkpoints are not shot and passed yet: {}", open.join(", "))));
+                    return Err(CaseError::state(
+                        "baseline_incomplete",
+                        format!("these checkpoints are not shot and passed yet: {}", open.join(", ")),
+                    ));
                 }
                 let mut h = Sha256::new();
                 for c in &view.checkpoints {
@@ -451,7 +462,8 @@ impl WorkshopService {
                 };
                 repo::insert_signoff(tx, &so, signature.as_deref())?;
                 // The signer's name stays on the signoff row: the timeline travels to HQ.
-                let why = format!("baseline of {} checkpoints signed by the customer, recorded by {}", view.checkpoints.len(), so.recorded_by);
+                let why =
+                    format!("baseline of {} checkpoints signed by the customer, recorded by {}", view.checkpoints.len(), so.recorded_by);
                 store::cases::note(tx, &case_id, &actor, &at, false, Event::note("baseline_signed", &why))?;
                 audit::record(tx, &actor, "baseline.sign", "case", Some(&case_id), "ok")?;
                 Ok(so)
@@ -473,7 +485,8 @@ impl WorkshopService {
                 if repo::work_order_of(tx, &case_id)?.is_some() {
                     return Err(CaseError::state("work_order_exists", "the case already has a work order"));
                 }
-                let est = store::estimates::latest(tx, &case_id)?.ok_or_else(|| CaseError::state("no_estimate", "the case has no estimate"))?;
+                let est =
+                    store::estimates::latest(tx, &case_id)?.ok_or_else(|| CaseError::state("no_estimate", "the case has no estimate"))?;
                 let at = now();
                 let appt = store::schedule::booked_of(tx, &case_id)?;
                 let wo = WorkOrder {
@@ -491,13 +504,15 @@ impl WorkshopService {
                 repo::insert_work_order(tx, &wo)?;
                 let plan: crate::estimate::RepairPlan = serde_json::from_value(est.plan.clone())
                     .map_err(|e| store::StoreError::Corrupt(format!("estimate {}: {e}", est.id)))?;
-                let finding_ids: Vec<String> = est.plan.get("finding_ids").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
+                let finding_ids: Vec<String> =
+                    est.plan.get("finding_ids").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
                 let mut seq = 0;
                 let mut line_parts = Vec::new();
                 for l in &plan.labour {
                     seq += 1;
                     let finding = finding_ids.get(l.finding).and_then(|id| store::findings::get(tx, id).ok().flatten());
-                    let class = catalog.operations.iter().find(|o| o.code == l.code).map(|o| format!("{:?}", o.labour_class).to_lowercase());
+                    let class =
+                        catalog.operations.iter().find(|o| o.code == l.code).map(|o| format!("{:?}", o.labour_class).to_lowercase());
                     let line = Line {
                         id: new_id(),
                         work_order_id: wo.id.clone(),
@@ -549,11 +564,17 @@ impl WorkshopService {
                 }
                 let doc = repo::publish(tx, &wo, &at)?;
                 audit::record(tx, &actor, "work_order.open", "work_order", Some(&wo.id), "ok")?;
-                let why = format!("work order opened from estimate v{}: {} labour, {} part lines", est.version, plan.labour.len(), plan.parts.len());
+                let why = format!(
+                    "work order opened from estimate v{}: {} labour, {} part lines",
+                    est.version,
+                    plan.labour.len(),
+                    plan.parts.len()
+                );
                 stage_move(tx, &mut case, CaseStatus::InRepair, &actor, "in_repair", Some(&why))?;
                 // Estimate lines whose part shows no damage in the before photos (over-repair check).
                 let shots = repo::shots_of(tx, &case_id)?;
-                let mut before: Vec<PartDamage> = checkpoint_shots(tx, &tables, &shots, Phase::Before)?.into_iter().flat_map(|c| c.damage).collect();
+                let mut before: Vec<PartDamage> =
+                    checkpoint_shots(tx, &tables, &shots, Phase::Before)?.into_iter().flat_map(|c| c.damage).collect();
                 before.extend(repo::marks_of(tx, &case_id)?.into_iter().map(|m| PartDamage::new(&m.part, &m.damage)));
                 let flags = rules::lines_without_damage(&line_parts, &before);
                 raise_all(tx, &case_id, &actor, &flags, &at)?;
@@ -598,7 +619,10 @@ impl WorkshopService {
                 let wo = tx_order_by_id(tx, &line.work_order_id)?;
                 let case = store::cases::get(tx, &wo.case_id)?.ok_or(CaseError::NotFound("case"))?;
                 if case.status != CaseStatus::InRepair {
-                    return Err(CaseError::state("not_in_repair", format!("case is {}; the clock runs while the car is in repair", case.status)));
+                    return Err(CaseError::state(
+                        "not_in_repair",
+                        format!("case is {}; the clock runs while the car is in repair", case.status),
+                    ));
                 }
                 let at = now();
                 let running = repo::running_of(tx, tech_id)?;
@@ -611,7 +635,10 @@ impl WorkshopService {
                         }
                         if let Some(r) = running {
                             let on = repo::line(tx, &r.line_id)?.map(|l| l.code).unwrap_or_default();
-                            return Err(CaseError::state("clock_running", format!("you are clocked on {on}; pause or finish it first (one job at a time)")));
+                            return Err(CaseError::state(
+                                "clock_running",
+                                format!("you are clocked on {on}; pause or finish it first (one job at a time)"),
+                            ));
                         }
                         repo::insert_clock(
                             tx,
@@ -650,16 +677,26 @@ impl WorkshopService {
                             if line.status == "done" {
                                 return Err(CaseError::state("line_done", format!("{} is finished", line.code)));
                             }
-                            let others_running = repo::clock_of(tx, &wo.id)?.into_iter().any(|e| e.line_id == line.id && e.ended_at.is_none());
+                            let others_running =
+                                repo::clock_of(tx, &wo.id)?.into_iter().any(|e| e.line_id == line.id && e.ended_at.is_none());
                             if others_running {
-                                return Err(CaseError::state("clock_running", format!("another technician is still clocked on {}", line.code)));
+                                return Err(CaseError::state(
+                                    "clock_running",
+                                    format!("another technician is still clocked on {}", line.code),
+                                ));
                             }
                             repo::set_line_status(tx, &line.id, "done")?;
                             let clocked = line_hours(&repo::clock_of(tx, &wo.id)?, &line.id, &at);
                             let history = repo::history_hours(tx, &line.code, &wo.id)?;
-                            let flags = rules::labour_flags(&line.id, clocked, line.standard_hours.unwrap_or(0.0), &history, &tables.labour);
+                            let flags =
+                                rules::labour_flags(&line.id, clocked, line.standard_hours.unwrap_or(0.0), &history, &tables.labour);
                             raise_all(tx, &wo.case_id, &actor, &flags, &at)?;
-                            what = format!("{} finished by {}: {clocked:.2} h against {:.2} h standard", line.code, actor.username, line.standard_hours.unwrap_or(0.0));
+                            what = format!(
+                                "{} finished by {}: {clocked:.2} h against {:.2} h standard",
+                                line.code,
+                                actor.username,
+                                line.standard_hours.unwrap_or(0.0)
+                            );
                         }
                     }
                 }
@@ -702,7 +739,8 @@ impl WorkshopService {
                     e.started_at,
                     e.ended_at.as_deref().unwrap_or("running")
                 );
-                (e.started_at, e.ended_at, e.corrected_by, e.correction_reason) = (start, Some(end), Some(actor.username.clone()), Some(reason));
+                (e.started_at, e.ended_at, e.corrected_by, e.correction_reason) =
+                    (start, Some(end), Some(actor.username.clone()), Some(reason));
                 repo::save_clock(tx, &e)?;
                 // A corrected finished line is judged again (a flag already raised stays as settled).
                 if line.status == "done" {
@@ -733,7 +771,10 @@ impl WorkshopService {
         .await
         .map_err(|_| CaseError::Unavailable("the code reader stopped".into()))??;
         let Some(code) = found.first().cloned() else {
-            return Err(CaseError::state("no_code", "no barcode, QR or DataMatrix code found on the photo: retake it closer, flat and in focus"));
+            return Err(CaseError::state(
+                "no_code",
+                "no barcode, QR or DataMatrix code found on the photo: retake it closer, flat and in focus",
+            ));
         };
         let label = codes::parse_label(&code);
         let catalog = self.catalog.get();
@@ -746,16 +787,23 @@ impl WorkshopService {
         });
         let code_origin = label_origin.or(by_gtin.as_ref().map(|(_, o)| *o));
         let recorded = code_origin.or(origin).ok_or_else(|| {
-            CaseError::state("origin_unknown", "the label does not say where the part comes from: choose 原厂 (oem), 同质 (equivalent) or 修复 (refurbished)")
+            CaseError::state(
+                "origin_unknown",
+                "the label does not say where the part comes from: choose 原厂 (oem), 同质 (equivalent) or 修复 (refurbished)",
+            )
         })?;
         let actor = actor.clone();
         self.store
             .write(move |tx| -> Result<_, CaseError> {
                 let case = store::cases::get(tx, &photo.case_id)?.ok_or(CaseError::NotFound("case"))?;
                 if case.status != CaseStatus::InRepair {
-                    return Err(CaseError::state("not_in_repair", format!("case is {}; parts are scanned while the car is in repair", case.status)));
+                    return Err(CaseError::state(
+                        "not_in_repair",
+                        format!("case is {}; parts are scanned while the car is in repair", case.status),
+                    ));
                 }
-                let mut wo = repo::work_order_of(tx, &case.id)?.ok_or_else(|| CaseError::state("no_work_order", "the case has no work order"))?;
+                let mut wo =
+                    repo::work_order_of(tx, &case.id)?.ok_or_else(|| CaseError::state("no_work_order", "the case has no work order"))?;
                 let lines = repo::lines_of(tx, &wo.id)?;
                 let line = part_no.as_deref().and_then(|pn| lines.iter().find(|l| l.kind == "part" && l.code == pn));
                 let at = now();
@@ -783,7 +831,11 @@ impl WorkshopService {
                 let proposals = rules::scan_alarms(&shown, label.serial.as_deref(), seen, billed_origin, Some(recorded));
                 let flags = raise_all(tx, &case.id, &actor, &proposals, &at)?;
                 repo::touch_work_order(tx, &mut wo, &at)?;
-                let why = format!("part scanned: {shown} ({}){}", recorded.name_zh(), if line.is_none() { ", not on the work order" } else { "" });
+                let why = format!(
+                    "part scanned: {shown} ({}){}",
+                    recorded.name_zh(),
+                    if line.is_none() { ", not on the work order" } else { "" }
+                );
                 store::cases::note(tx, &case.id, &actor, &at, false, Event::note("part_scanned", &why))?;
                 audit::record(tx, &actor, "work_order.part_scan", "part_fitted", Some(&p.id), "ok")?;
                 Ok(ScanResult { matched_line: p.line_id.clone(), part: p, codes: found, flags })
@@ -801,7 +853,8 @@ impl WorkshopService {
                 if case.status != CaseStatus::InRepair {
                     return Err(CaseError::state("not_in_repair", format!("case is {}; a job is finished while in repair", case.status)));
                 }
-                let mut wo = repo::work_order_of(tx, &case_id)?.ok_or_else(|| CaseError::state("no_work_order", "the case has no work order"))?;
+                let mut wo =
+                    repo::work_order_of(tx, &case_id)?.ok_or_else(|| CaseError::state("no_work_order", "the case has no work order"))?;
                 let at = now();
                 let lines = repo::lines_of(tx, &wo.id)?;
                 let parts = repo::parts_of(tx, &wo.id)?;
@@ -816,105 +869,7 @@ impl WorkshopService {
             })
             .await
     }
-
-    /// The manager's bay board: jobs in progress, waiting for parts, at QC, and today's bookings.
-    pub async fn board(&self, bays: u32) -> Result<Board, CaseError> {
-        let (from, to) = super::schedule::day_bounds(chrono::Local::now().date_naive());
-        self.store
-            .read(move |tx| -> Result<_, CaseError> {
-                let mut b = Board { bays, in_progress: vec![], waiting_for_parts: vec![], at_qc: vec![], today: store::schedule::booked_starting(tx, &from, &to)? };
-                for wo in repo::open_orders(tx)? {
-                    let Some(case) = store::cases::get(tx, &wo.case_id)? else { continue };
-                    let lines = repo::lines_of(tx, &wo.id)?;
-                    let clock = repo::clock_of(tx, &wo.id)?;
-                    let parts = repo::parts_of(tx, &wo.id)?;
-                    let waiting: Vec<String> = rules::billed_not_scanned(&billed(&lines), &scanned_part_nos(&parts))
-                        .into_iter()
-                        .filter_map(|p| lines.iter().find(|l| l.id == p.subject).map(|l| l.code.clone()))
-                        .collect();
-                    let labour: Vec<&Line> = lines.iter().filter(|l| l.kind == "labour").collect();
-                    let job = BoardJob {
-                        case_id: case.id.clone(),
-                        case_status: case.status,
-                        bay: wo.bay.clone(),
-                        summary: case.summary.chars().take(60).collect(),
-                        lines_done: labour.iter().filter(|l| l.status == "done").count(),
-                        lines_total: labour.len(),
-                        technicians_on: clock.iter().filter(|e| e.ended_at.is_none()).map(|e| e.technician.clone()).collect(),
-                        parts_waiting: waiting,
-                        open_flags: repo::flags_of(tx, &case.id)?.iter().filter(|f| f.status == "open").count(),
-                    };
-                    if wo.status == "qc" || case.status == CaseStatus::Qc {
-                        b.at_qc.push(job);
-                    } else if !job.parts_waiting.is_empty() && job.technicians_on.is_empty() {
-                        b.waiting_for_parts.push(job);
-                    } else {
-                        b.in_progress.push(job);
-                    }
-                }
-                Ok(b)
-            })
-            .await
-    }
-
-    /// A queue of flags: `qc` (missed-issue alerts) or `manager` (labour and parts anomalies).
-    pub async fn queue(&self, queue: String, open_only: bool) -> Result<Vec<repo::Flag>, CaseError> {
-        if !matches!(queue.as_str(), "qc" | "manager") {
-            return Err(validate::invalid("queue", "qc or manager").into());
-        }
-        Ok(self.store.read(move |tx| repo::queue(tx, &queue, open_only, 200)).await?)
-    }
-
-    /// Settle a flag: confirm, dismiss, or hand it to a person (转人工). Manager flags are settled by
-    /// a manager; QC alerts by an inspector or a manager. An escalated alert waits for the manager.
-    pub async fn settle(&self, actor: &Actor, flag_id: String, d: Settlement) -> Result<repo::Flag, CaseError> {
-        let note = validate::opt_text("note", d.note.as_deref(), 500)?;
-        let actor = actor.clone();
-        self.store
-            .write(move |tx| -> Result<_, CaseError> {
-                let mut f = repo::flag(tx, &flag_id)?.ok_or(CaseError::NotFound("flag"))?;
-                let role = actor.role.unwrap_or(Role::HqAuditor);
-                let may = role == Role::Manager || (f.queue == "qc" && role == Role::QcInspector && f.status == "open");
-                if !may {
-                    return Err(CaseError::state("not_yours", if f.queue == "manager" { "a manager settles this flag" } else { "this alert was handed to a manager" }));
-                }
-                if matches!(f.status.as_str(), "confirmed" | "dismissed") {
-                    return Err(CaseError::state("already_settled", format!("the flag is already {}", f.status)));
-                }
-                let at = now();
-                f.status = match d.decision {
-                    Decision::Confirm => "confirmed",
-                    Decision::Dismiss => "dismissed",
-                    Decision::Escalate => "escalated",
-                }
-                .into();
-                (f.settled_by, f.settled_at, f.note) = (Some(actor.username.clone()), Some(at.clone()), note);
-                repo::save_flag(tx, &mut f, &at)?;
-                let why = format!("{} {}: {}", f.kind, f.status, f.note.as_deref().unwrap_or(&f.detail));
-                store::cases::note(tx, &f.case_id, &actor, &at, d.decision == Decision::Escalate, Event::note("flag_settled", &why))?;
-                audit::record(tx, &actor, "workshop.flag_settle", "workshop_flag", Some(&f.id), "ok")?;
-                Ok(f)
-            })
-            .await
-    }
 }
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    Confirm,
-    Dismiss,
-    /// 转人工: hand it to a person (the manager).
-    Escalate,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settlement {
-    pub decision: Decision,
-    pub note: Option<String>,
-}
-
 fn tx_order_by_id(tx: &store::Tx, id: &str) -> Result<WorkOrder, CaseError> {
     repo::order(tx, id)?.ok_or(CaseError::NotFound("work order"))
 }

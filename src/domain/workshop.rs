@@ -92,7 +92,8 @@ impl WorkshopTables {
         }
         let mut seen = BTreeSet::new();
         for (i, c) in t.checkpoints.iter().enumerate() {
-            let ok_id = !c.id.is_empty() && c.id.len() <= 40 && c.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            let ok_id =
+                !c.id.is_empty() && c.id.len() <= 40 && c.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
             if !ok_id {
                 return Err(err(format!("checkpoint {} id `{}`: use 1–40 of a–z, 0–9 and _", i + 1, c.id)));
             }

@@ -50,8 +50,18 @@ pub struct CaseEvent<'a> {
 }
 
 /// Every record kind with its body's schema version: the data contract HQ ingests.
-pub const KINDS: &[(&str, i64)] =
-    &[("case", 1), ("intake", 1), ("finding", 2), ("estimate", 1), ("approval", 1), ("appointment", 1), ("erasure", 1), ("work_order", 1), ("workshop_flag", 1), ("qc_report", 1)];
+pub const KINDS: &[(&str, i64)] = &[
+    ("case", 1),
+    ("intake", 1),
+    ("finding", 2),
+    ("estimate", 1),
+    ("approval", 1),
+    ("appointment", 1),
+    ("erasure", 1),
+    ("work_order", 1),
+    ("workshop_flag", 1),
+    ("qc_report", 1),
+];
 
 impl Record<'_> {
     pub fn kind(&self) -> &'static str {

@@ -211,17 +211,15 @@ pub fn erase(tx: &Tx, actor: &Actor, customer_id: &str, reason: &str, at: &str) 
         )?;
         records.push(RecordRef { record_type: "case".into(), record_id: case.clone() });
         records.push(RecordRef { record_type: "intake".into(), record_id: case.clone() });
-        for (table, kind) in
-            [
-                ("findings", "finding"),
-                ("estimates", "estimate"),
-                ("approvals", "approval"),
-                ("appointments", "appointment"),
-                ("work_orders", "work_order"),
-                ("workshop_flags", "workshop_flag"),
-                ("qc_reports", "qc_report"),
-            ]
-        {
+        for (table, kind) in [
+            ("findings", "finding"),
+            ("estimates", "estimate"),
+            ("approvals", "approval"),
+            ("appointments", "appointment"),
+            ("work_orders", "work_order"),
+            ("workshop_flags", "workshop_flag"),
+            ("qc_reports", "qc_report"),
+        ] {
             for id in ids(tx, &format!("SELECT id FROM {table} WHERE case_id = ?1"), [case])? {
                 records.push(RecordRef { record_type: kind.into(), record_id: id });
             }

@@ -207,14 +207,7 @@ pub fn touch_work_order(tx: &Tx, w: &mut WorkOrder, at: &str) -> Result<WorkOrde
     w.version += 1;
     tx.conn().execute(
         "UPDATE work_orders SET status = ?2, bay = ?3, technicians = ?4, closed_at = ?5, version = ?6 WHERE id = ?1",
-        params![
-            w.id,
-            w.status,
-            w.bay,
-            serde_json::to_string(&w.technicians).unwrap_or_else(|_| "[]".into()),
-            w.closed_at,
-            w.version
-        ],
+        params![w.id, w.status, w.bay, serde_json::to_string(&w.technicians).unwrap_or_else(|_| "[]".into()), w.closed_at, w.version],
     )?;
     publish(tx, w, at)
 }
@@ -310,8 +303,7 @@ pub fn set_line_status(tx: &Tx, id: &str, status: &str) -> Result<(), StoreError
 
 /// Reopen every line of an order for rework.
 pub fn reopen_lines(tx: &Tx, work_order_id: &str) -> Result<(), StoreError> {
-    tx.conn()
-        .execute("UPDATE work_order_lines SET status = 'paused' WHERE work_order_id = ?1 AND kind = 'labour'", [work_order_id])?;
+    tx.conn().execute("UPDATE work_order_lines SET status = 'paused' WHERE work_order_id = ?1 AND kind = 'labour'", [work_order_id])?;
     Ok(())
 }
 
@@ -354,7 +346,11 @@ pub fn clock_entry(tx: &Tx, id: &str) -> Result<Option<ClockEntry>, StoreError> 
 pub fn running_of(tx: &Tx, technician_id: i64) -> Result<Option<ClockEntry>, StoreError> {
     Ok(tx
         .conn()
-        .query_row(&format!("SELECT {CLOCK_COLS} FROM clock_entries WHERE technician_id = ?1 AND ended_at IS NULL"), [technician_id], row_clock)
+        .query_row(
+            &format!("SELECT {CLOCK_COLS} FROM clock_entries WHERE technician_id = ?1 AND ended_at IS NULL"),
+            [technician_id],
+            row_clock,
+        )
         .optional()?)
 }
 
@@ -403,7 +399,8 @@ pub fn insert_part(tx: &Tx, p: &PartFitted) -> Result<(), StoreError> {
 }
 
 pub fn parts_of(tx: &Tx, work_order_id: &str) -> Result<Vec<PartFitted>, StoreError> {
-    let mut st = tx.conn().prepare_cached(&format!("SELECT {PART_COLS} FROM parts_fitted WHERE work_order_id = ?1 ORDER BY scanned_at, id"))?;
+    let mut st =
+        tx.conn().prepare_cached(&format!("SELECT {PART_COLS} FROM parts_fitted WHERE work_order_id = ?1 ORDER BY scanned_at, id"))?;
     let v = st
         .query_map([work_order_id], |r| {
             Ok(PartFitted {
@@ -446,7 +443,14 @@ pub fn shots_of(tx: &Tx, case_id: &str) -> Result<Vec<Shot>, StoreError> {
     )?;
     let v = st
         .query_map([case_id], |r| {
-            Ok(Shot { photo_id: r.get(0)?, case_id: r.get(1)?, phase: r.get(2)?, checkpoint: r.get(3)?, taken_by: r.get(4)?, taken_at: r.get(5)? })
+            Ok(Shot {
+                photo_id: r.get(0)?,
+                case_id: r.get(1)?,
+                phase: r.get(2)?,
+                checkpoint: r.get(3)?,
+                taken_by: r.get(4)?,
+                taken_at: r.get(5)?,
+            })
         })?
         .collect::<Result<_, _>>()?;
     Ok(v)
@@ -466,9 +470,9 @@ pub fn insert_mark(tx: &Tx, m: &Mark) -> Result<(), StoreError> {
 }
 
 pub fn marks_of(tx: &Tx, case_id: &str) -> Result<Vec<Mark>, StoreError> {
-    let mut st = tx
-        .conn()
-        .prepare_cached("SELECT id, case_id, checkpoint, part, damage, note, marked_by, at FROM baseline_marks WHERE case_id = ?1 ORDER BY at, id")?;
+    let mut st = tx.conn().prepare_cached(
+        "SELECT id, case_id, checkpoint, part, damage, note, marked_by, at FROM baseline_marks WHERE case_id = ?1 ORDER BY at, id",
+    )?;
     let v = st
         .query_map([case_id], |r| {
             Ok(Mark {
@@ -553,7 +557,20 @@ pub fn raise(tx: &Tx, case_id: &str, p: &Proposal, at: &str) -> Result<Option<Fl
     };
     let n = tx.conn().execute(
         &format!("INSERT OR IGNORE INTO workshop_flags ({FLAG_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
-        params![f.id, f.case_id, f.queue, f.kind, f.subject, f.detail, f.status, f.raised_at, f.settled_by, f.settled_at, f.note, f.version],
+        params![
+            f.id,
+            f.case_id,
+            f.queue,
+            f.kind,
+            f.subject,
+            f.detail,
+            f.status,
+            f.raised_at,
+            f.settled_by,
+            f.settled_at,
+            f.note,
+            f.version
+        ],
     )?;
     if n == 0 {
         return Ok(None);
@@ -663,6 +680,7 @@ pub fn save_comparison(tx: &Tx, case_id: &str, body: &serde_json::Value, at: &st
 }
 
 pub fn comparison(tx: &Tx, case_id: &str) -> Result<Option<serde_json::Value>, StoreError> {
-    let s: Option<String> = tx.conn().query_row("SELECT body FROM qc_comparisons WHERE case_id = ?1", [case_id], |r| r.get(0)).optional()?;
+    let s: Option<String> =
+        tx.conn().query_row("SELECT body FROM qc_comparisons WHERE case_id = ?1", [case_id], |r| r.get(0)).optional()?;
     s.map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("QC comparison of {case_id}: {e}")))).transpose()
 }

@@ -473,8 +473,7 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
     let board = warp::path!("manager" / "bay").and(get()).and(pg(WorkshopBoard)).and(st()).and(query()).then(p::board_page).boxed();
     let anomalies =
         warp::path!("manager" / "anomalies").and(get()).and(pg(WorkshopFlags)).and(st()).and(query()).then(p::anomalies_page).boxed();
-    let anomaly_settle =
-        warp::path!("manager" / "anomalies" / String).and(act(WorkshopFlagSettle)).and(st()).then(p::settle_flag).boxed();
+    let anomaly_settle = warp::path!("manager" / "anomalies" / String).and(act(WorkshopFlagSettle)).and(st()).then(p::settle_flag).boxed();
 
     let privacy = warp::path!("manager" / "privacy").and(get()).and(pg(PrivacyFind)).and(st()).and(query()).then(p::privacy_page).boxed();
     let privacy_export = warp::path!("manager" / "privacy" / "customers" / String / "export")

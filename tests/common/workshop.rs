@@ -37,13 +37,19 @@ pub async fn scheduled_case_n(api: &Api, advisor: &str, n: u32) -> (String, Valu
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    let (s, k) = api.post("/api/v1/cases", advisor, json!({ "customer_id": c["id"], "vehicle_id": v["id"], "summary": "右前门刮痕，门锁坏了" })).await;
+    let (s, k) = api
+        .post("/api/v1/cases", advisor, json!({ "customer_id": c["id"], "vehicle_id": v["id"], "summary": "右前门刮痕，门锁坏了" }))
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{k}");
     let id = k["id"].as_str().unwrap().to_string();
     let (s, m) = api.post(&format!("/api/v1/cases/{id}/messages"), advisor, json!({ "text": "右前门有一道划痕，大概10公分" })).await;
     assert_eq!(s, StatusCode::OK, "{m}");
     let (s, f) = api
-        .post(&format!("/api/v1/cases/{id}/findings"), advisor, json!({ "part": "door", "position": "right_front", "damage_type": "not_working" }))
+        .post(
+            &format!("/api/v1/cases/{id}/findings"),
+            advisor,
+            json!({ "part": "door", "position": "right_front", "damage_type": "not_working" }),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{f}");
     let (s, w) = api.post(&format!("/api/v1/cases/{id}/photos/waive"), advisor, json!({ "reason": "车间基线会拍照" })).await;
@@ -52,7 +58,11 @@ pub async fn scheduled_case_n(api: &Api, advisor: &str, n: u32) -> (String, Valu
     assert_eq!(s, StatusCode::CREATED, "{e}");
     let version = e["version"].as_i64().unwrap();
     let (s, a) = api
-        .post(&format!("/api/v1/cases/{id}/approval"), advisor, json!({ "estimate_version": version, "approved_by": "王女士", "channel": "tablet" }))
+        .post(
+            &format!("/api/v1/cases/{id}/approval"),
+            advisor,
+            json!({ "estimate_version": version, "approved_by": "王女士", "channel": "tablet" }),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{a}");
     let slot = e["plan"]["slots"][0]["start"].as_str().expect("a free slot").to_string();
@@ -69,7 +79,14 @@ pub async fn shoot(api: &Api, token: &str, case: &str, phase: &str, checkpoint: 
     if let Some(c) = checkpoint {
         form = form.text("checkpoint", c.to_string());
     }
-    let r = api.client.post(format!("{}/api/v1/cases/{case}/workshop/photos", api.base)).bearer_auth(token).multipart(form).send().await.unwrap();
+    let r = api
+        .client
+        .post(format!("{}/api/v1/cases/{case}/workshop/photos", api.base))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     let s = r.status();
     (s, r.json().await.unwrap_or(Value::Null))
 }

@@ -108,10 +108,8 @@ pub async fn qc_queue(p: Page, s: Arc<ApiState>, q: Query) -> Response {
         f.status = Some(CaseStatus::Qc);
         let cases = s.cases.list_cases(f).await?;
         let alerts = if p.may(RouteId::WorkshopFlags) { s.workshop.queue("qc".into(), true).await? } else { vec![] };
-        let rows = cases
-            .iter()
-            .map(|c| QcRow { case: case_row(&p.t, c), alerts: alerts.iter().filter(|a| a.case_id == c.id).count() })
-            .collect();
+        let rows =
+            cases.iter().map(|c| QcRow { case: case_row(&p.t, c), alerts: alerts.iter().filter(|a| a.case_id == c.id).count() }).collect();
         Ok::<_, ApiError>(QcQueuePage { c: p.chrome(p.t.s("qc.queue_title"), &q), rows })
     };
     match r.await {
@@ -187,7 +185,9 @@ pub async fn qc_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> Respons
                     ratio: x.inlier_ratio.map(|r| format!("{r:.2}")).unwrap_or_default(),
                 })
                 .collect();
-            for (key, list) in [("resolved", &cmp.resolved), ("persisting", &cmp.persisting), ("unchanged", &cmp.unchanged), ("new", &cmp.new)] {
+            for (key, list) in
+                [("resolved", &cmp.resolved), ("persisting", &cmp.persisting), ("unchanged", &cmp.unchanged), ("new", &cmp.new)]
+            {
                 outcome.push((key.to_string(), t.s(&format!("outcome.{key}")).to_string(), damage_words(&t, list)));
             }
         }
@@ -356,7 +356,12 @@ pub async fn anomalies_page(p: Page, s: Arc<ApiState>, q: Query) -> Response {
             }
         }
         let groups = groups.into_iter().map(|(g, _)| g).collect();
-        Ok::<_, ApiError>(AnomaliesPage { c: p.chrome(p.t.s("anomalies.title"), &q), groups, all, settle_base: "/manager/anomalies/".into() })
+        Ok::<_, ApiError>(AnomaliesPage {
+            c: p.chrome(p.t.s("anomalies.title"), &q),
+            groups,
+            all,
+            settle_base: "/manager/anomalies/".into(),
+        })
     };
     match r.await {
         Ok(v) => html(&v, StatusCode::OK),

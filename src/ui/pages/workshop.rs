@@ -367,7 +367,12 @@ pub async fn workshop_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> R
         let total = baseline.checkpoints.len().to_string();
         let before_progress = t.f("baseline.progress", &[("n", &ok(&baseline.checkpoints).to_string()), ("total", &total)]);
         let name_of = |cp: &str| {
-            baseline.checkpoints.iter().find(|c| c.checkpoint == cp).map(|c| checkpoint_name(&t, &c.name_zh, &c.name_en)).unwrap_or_default()
+            baseline
+                .checkpoints
+                .iter()
+                .find(|c| c.checkpoint == cp)
+                .map(|c| checkpoint_name(&t, &c.name_zh, &c.name_en))
+                .unwrap_or_default()
         };
         let marks = baseline
             .marks
@@ -448,7 +453,12 @@ pub async fn workshop_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> R
                     let line = x.line_id.as_deref().and_then(|lid| doc.lines.iter().find(|l| l.id == lid));
                     let name = line
                         .map(|l| if zh { l.name_zh.clone() } else { l.name_en.clone() })
-                        .or_else(|| x.part_no.as_deref().and_then(|n| catalog.part(n)).map(|c| if zh { c.name_zh.clone() } else { c.name_en.clone() }))
+                        .or_else(|| {
+                            x.part_no
+                                .as_deref()
+                                .and_then(|n| catalog.part(n))
+                                .map(|c| if zh { c.name_zh.clone() } else { c.name_en.clone() })
+                        })
                         .unwrap_or_default();
                     PartRow {
                         id: x.id.clone(),
