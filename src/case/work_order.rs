@@ -598,7 +598,7 @@ impl WorkshopService {
         doc.lines
             .iter()
             .map(|l| LineClock {
-                clocked_hours: (line_hours(&doc.clock, &l.id, &at) * 100.0).round() / 100.0,
+                clocked_hours: ((line_hours(&doc.clock, &l.id, &at) * 100.0).round() / 100.0).max(0.0),
                 running_for: doc.clock.iter().find(|e| e.line_id == l.id && e.ended_at.is_none()).map(|e| e.technician.clone()),
                 line: l.clone(),
             })

@@ -20,8 +20,8 @@
 //! threads they own (see the conventions, habit 4).
 
 pub mod blur;
-pub mod codes;
 pub mod cli;
+pub mod codes;
 pub mod cpu_conv;
 pub mod engine;
 pub mod import;
@@ -31,8 +31,8 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod pt;
 pub mod quality;
-pub mod yolo;
 pub mod viewpoint;
+pub mod yolo;
 
 use std::fmt;
 use std::path::PathBuf;

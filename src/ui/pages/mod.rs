@@ -8,6 +8,7 @@ mod board;
 mod case;
 mod estimate;
 mod evidence;
+mod floor;
 mod manager;
 mod qc;
 mod workshop;
@@ -17,9 +18,12 @@ pub use board::*;
 pub use case::*;
 pub use estimate::*;
 pub use evidence::*;
+pub use floor::*;
 pub use manager::*;
 pub use qc::*;
 pub use workshop::*;
+
+use std::collections::BTreeMap;
 
 use askama::Template;
 use bytes::{Buf, Bytes};
@@ -165,4 +169,69 @@ pub(super) fn when(at: &str) -> String {
 
 pub(super) fn money(cny: f64) -> String {
     crate::estimate::fmt_money(cny)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Photo forms.
+
+/// A multipart form of a page: the CSRF token, short text fields and the one photo (`photo`),
+/// read within the photo cap.
+pub(super) struct Upload {
+    pub csrf: String,
+    pub fields: BTreeMap<String, String>,
+    pub file: Option<Vec<u8>>,
+}
+
+pub(super) async fn read_upload(s: &ApiState, form: warp::multipart::FormData) -> Result<Upload, ApiError> {
+    let limit = s.limits.photo_body;
+    let mut up = Upload { csrf: String::new(), fields: BTreeMap::new(), file: None };
+    let mut parts = form;
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "malformed_multipart", m);
+    while let Some(part) = parts.try_next().await.map_err(|e| bad(e.to_string()))? {
+        let name = part.name().to_string();
+        let cap = if name == "photo" { limit } else { 128 };
+        let mut data = Vec::new();
+        let mut seen = 0u64;
+        let mut stream = part.stream();
+        while let Some(chunk) = stream.try_next().await.map_err(|e| bad(e.to_string()))? {
+            seen += chunk.remaining() as u64;
+            if seen <= cap {
+                data.extend_from_slice(chunk.chunk());
+            }
+        }
+        if seen > cap {
+            return Err(if name == "photo" {
+                ApiError::field(StatusCode::PAYLOAD_TOO_LARGE, "photo_too_large", "file", "too large")
+            } else {
+                ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", &name, name.clone())
+            });
+        }
+        match name.as_str() {
+            "csrf" => up.csrf = String::from_utf8_lossy(&data).to_string(),
+            "photo" if !data.is_empty() => up.file = Some(data),
+            "photo" => {}
+            _ => {
+                let v = String::from_utf8_lossy(&data).trim().to_string();
+                if crate::domain::validate::plain_text(&name, &v).is_err() {
+                    return Err(ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", &name, name.clone()));
+                }
+                up.fields.insert(name, v);
+            }
+        }
+    }
+    Ok(up)
+}
+
+impl Upload {
+    pub(super) fn checked(self, p: &Page) -> Result<Upload, ApiError> {
+        if crate::ui::constant_time_eq(self.csrf.as_bytes(), p.csrf.as_bytes()) {
+            Ok(self)
+        } else {
+            Err(ApiError::forbidden("csrf"))
+        }
+    }
+
+    pub(super) fn photo(&mut self) -> Result<Vec<u8>, ApiError> {
+        self.file.take().ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "invalid_photo", "file", "no photo"))
+    }
 }

@@ -1,6 +1,5 @@
-//! Quality control and the manager's floor views (seed scenario 2, second half): the inspector's
-//! queue, the before/after comparison with its alerts and the signed report; the bay board and the
-//! anomaly queue. Each action is one `WorkshopService` call.
+//! Quality control (seed scenario 2, second half): the inspector's queue, the before/after
+//! comparison with its alerts and the signed report. Each action is one `WorkshopService` call.
 
 use std::sync::Arc;
 
@@ -42,7 +41,7 @@ fn may_settle(p: &Page, f: &Flag) -> bool {
 
 /// A flag's subject in words: a work-order line (`BP-DOOR-PANEL 车门钣金修复`) or a checkpoint;
 /// other subjects (a part number, a serial) as they are.
-fn subject_of(t: &Strings, subject: &str, lines: &[crate::store::workshop::Line], checkpoints: &[(String, String)]) -> String {
+pub(super) fn subject_of(t: &Strings, subject: &str, lines: &[crate::store::workshop::Line], checkpoints: &[(String, String)]) -> String {
     if let Some(l) = lines.iter().find(|l| l.id == subject) {
         return format!("{} {}", l.code, if t.lang() == UiLang::Zh { &l.name_zh } else { &l.name_en });
     }
@@ -56,7 +55,7 @@ fn subject_of(t: &Strings, subject: &str, lines: &[crate::store::workshop::Line]
     subject.to_string()
 }
 
-fn flag_row(p: &Page, f: &Flag, subject: String) -> FlagRow {
+pub(super) fn flag_row(p: &Page, f: &Flag, subject: String) -> FlagRow {
     let t = p.t;
     FlagRow {
         id: f.id.clone(),
@@ -77,7 +76,7 @@ fn flag_row(p: &Page, f: &Flag, subject: String) -> FlagRow {
     }
 }
 
-fn settlement(f: &Form) -> Result<Settlement, ApiError> {
+pub(super) fn settlement(f: &Form) -> Result<Settlement, ApiError> {
     let decision = match f.get("decision") {
         Some("confirm") => Settle::Confirm,
         Some("dismiss") => Settle::Dismiss,
@@ -273,103 +272,4 @@ pub async fn report_pdf(id: String, p: Page, s: Arc<ApiState>, q: Query) -> Resp
         Ok((r, bytes)) => crate::ui::harden(crate::api::workshop::pdf_download(&r.case_id, r.version, copy, bytes)),
         Err(e) => failed(&p, e.into()),
     }
-}
-
-// --- the manager's floor -------------------------------------------------------------------------
-
-pub struct BookingRow {
-    pub case_id: String,
-    pub short: String,
-    pub time: String,
-    pub bay: String,
-}
-
-#[derive(Template)]
-#[template(path = "bay_board.html", config = "src/ui/askama.toml")]
-struct BoardPage {
-    c: Chrome,
-    bays: u32,
-    columns: Vec<(String, String, Vec<JobRow>)>,
-    today: Vec<BookingRow>,
-}
-
-/// 车间看板: jobs in the bays, waiting for parts, at QC, and today's bookings.
-pub async fn board_page(p: Page, s: Arc<ApiState>, q: Query) -> Response {
-    let r = async {
-        let b = s.workshop.board(s.bays).await?;
-        let t = p.t;
-        let col = |key: &str, jobs: &[crate::case::work_order::BoardJob]| {
-            (key.to_string(), t.s(&format!("board.{key}")).to_string(), jobs.iter().map(|j| job_row(&t, j)).collect::<Vec<_>>())
-        };
-        let columns = vec![col("in_progress", &b.in_progress), col("waiting_for_parts", &b.waiting_for_parts), col("at_qc", &b.at_qc)];
-        let today = b
-            .today
-            .iter()
-            .map(|a| BookingRow {
-                short: short_id(&a.case_id),
-                case_id: a.case_id.clone(),
-                time: format!("{}–{}", a.starts_at.get(11..16).unwrap_or(""), a.ends_at.get(11..16).unwrap_or("")),
-                bay: a.bay.clone(),
-            })
-            .collect();
-        Ok::<_, ApiError>(BoardPage { c: p.chrome(t.s("board.title"), &q), bays: b.bays, columns, today })
-    };
-    match r.await {
-        Ok(v) => html(&v, StatusCode::OK),
-        Err(e) => failed(&p, e),
-    }
-}
-
-/// One case's flags on the anomaly queue.
-pub struct CaseFlags {
-    pub case_id: String,
-    pub short: String,
-    pub rows: Vec<FlagRow>,
-}
-
-#[derive(Template)]
-#[template(path = "anomalies.html", config = "src/ui/askama.toml")]
-struct AnomaliesPage {
-    c: Chrome,
-    groups: Vec<CaseFlags>,
-    all: bool,
-    settle_base: String,
-}
-
-/// 异常: the manager's queue (labour, serials, origins, unscanned parts, repairs without damage)
-/// and the QC alerts an inspector handed over; open ones first, `?all=1` for the settled too.
-pub async fn anomalies_page(p: Page, s: Arc<ApiState>, q: Query) -> Response {
-    let r = async {
-        let all = q.get("all") == Some("1");
-        let mut flags = s.workshop.queue("manager".into(), !all).await?;
-        flags.extend(s.workshop.queue("qc".into(), true).await?.into_iter().filter(|f| f.status == "escalated"));
-        flags.sort_by(|a, b| b.raised_at.cmp(&a.raised_at));
-        // Grouped by case, the most recently flagged first; each case's lines name the subjects.
-        let mut groups: Vec<(CaseFlags, Vec<crate::store::workshop::Line>)> = vec![];
-        for f in &flags {
-            if !groups.iter().any(|(g, _)| g.case_id == f.case_id) {
-                let lines = s.workshop.work_order(f.case_id.clone()).await?.map(|d| d.lines).unwrap_or_default();
-                groups.push((CaseFlags { case_id: f.case_id.clone(), short: short_id(&f.case_id), rows: vec![] }, lines));
-            }
-            if let Some((g, lines)) = groups.iter_mut().find(|(g, _)| g.case_id == f.case_id) {
-                g.rows.push(flag_row(&p, f, subject_of(&p.t, &f.subject, lines, &[])));
-            }
-        }
-        let groups = groups.into_iter().map(|(g, _)| g).collect();
-        Ok::<_, ApiError>(AnomaliesPage {
-            c: p.chrome(p.t.s("anomalies.title"), &q),
-            groups,
-            all,
-            settle_base: "/manager/anomalies/".into(),
-        })
-    };
-    match r.await {
-        Ok(v) => html(&v, StatusCode::OK),
-        Err(e) => failed(&p, e),
-    }
-}
-
-pub async fn settle_flag(fid: String, p: Page, f: Form, s: Arc<ApiState>) -> Response {
-    let r = async { s.workshop.settle(&p.ctx.actor, fid.clone(), settlement(&f)?).await.map_err(ApiError::from) };
-    back_at("/manager/anomalies", &format!("flag-{fid}"), r.await.map(|_| "flag_settled"))
 }

@@ -3,7 +3,6 @@
 //! order's lines and their clock, the parts scan, in-repair photos, the after-shots over the
 //! see-through before photo) and the hand-over to QC. Each action is one `WorkshopService` call.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use askama::Template;
@@ -12,7 +11,7 @@ use warp::reply::Response;
 
 use super::*;
 use crate::case::work_order::{
-    BaselineSignature, BoardJob, CheckpointShot, ClockAction, ClockCorrection, NewMark, Phase, ShotTarget, WorkshopService,
+    BaselineSignature, CheckpointShot, ClockAction, ClockCorrection, NewMark, Phase, ShotTarget, WorkshopService,
 };
 use crate::domain::workshop::Origin;
 
@@ -68,68 +67,6 @@ async fn reasons_in_words(s: &ApiState, t: &Strings, c: &CheckpointShot) -> Resu
             Ok(if words.is_empty() { c.reasons.clone() } else { words })
         }
         _ => Ok(vec![]),
-    }
-}
-
-/// A multipart form of a page: the CSRF token, short text fields and the one photo (`photo`),
-/// read within the photo cap.
-struct Upload {
-    csrf: String,
-    fields: BTreeMap<String, String>,
-    file: Option<Vec<u8>>,
-}
-
-async fn read_upload(s: &ApiState, form: warp::multipart::FormData) -> Result<Upload, ApiError> {
-    let limit = s.limits.photo_body;
-    let mut up = Upload { csrf: String::new(), fields: BTreeMap::new(), file: None };
-    let mut parts = form;
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "malformed_multipart", m);
-    while let Some(part) = parts.try_next().await.map_err(|e| bad(e.to_string()))? {
-        let name = part.name().to_string();
-        let cap = if name == "photo" { limit } else { 128 };
-        let mut data = Vec::new();
-        let mut seen = 0u64;
-        let mut stream = part.stream();
-        while let Some(chunk) = stream.try_next().await.map_err(|e| bad(e.to_string()))? {
-            seen += chunk.remaining() as u64;
-            if seen <= cap {
-                data.extend_from_slice(chunk.chunk());
-            }
-        }
-        if seen > cap {
-            return Err(if name == "photo" {
-                ApiError::field(StatusCode::PAYLOAD_TOO_LARGE, "photo_too_large", "file", "too large")
-            } else {
-                invalid(&name)
-            });
-        }
-        match name.as_str() {
-            "csrf" => up.csrf = String::from_utf8_lossy(&data).to_string(),
-            "photo" if !data.is_empty() => up.file = Some(data),
-            "photo" => {}
-            _ => {
-                let v = String::from_utf8_lossy(&data).trim().to_string();
-                if crate::domain::validate::plain_text(&name, &v).is_err() {
-                    return Err(invalid(&name));
-                }
-                up.fields.insert(name, v);
-            }
-        }
-    }
-    Ok(up)
-}
-
-impl Upload {
-    fn checked(self, p: &Page) -> Result<Upload, ApiError> {
-        if crate::ui::constant_time_eq(self.csrf.as_bytes(), p.csrf.as_bytes()) {
-            Ok(self)
-        } else {
-            Err(ApiError::forbidden("csrf"))
-        }
-    }
-
-    fn photo(&mut self) -> Result<Vec<u8>, ApiError> {
-        self.file.take().ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "invalid_photo", "file", "no photo"))
     }
 }
 
@@ -658,68 +595,5 @@ pub async fn scan_part(id: String, p: Page, s: Arc<ApiState>, form: warp::multip
             see_other(&format!("{to}?ok=part_scanned&part={}&flags={}#parts", urlencode(&res.part.id), urlencode(&kinds.join(","))))
         }
         Err(e) => back_at(&to, "parts", Err(e)),
-    }
-}
-
-// --- my bay ----------------------------------------------------------------------------------------
-
-/// A job on a board: the case, its bay, how far the labour is, who is on it, what it waits for.
-pub struct JobRow {
-    pub case_id: String,
-    pub short: String,
-    pub status: String,
-    pub status_label: String,
-    pub bay: String,
-    pub summary: String,
-    pub progress: String,
-    pub technicians: Vec<String>,
-    pub parts_waiting: Vec<String>,
-    pub flags: usize,
-}
-
-pub(super) fn job_row(t: &Strings, j: &BoardJob) -> JobRow {
-    JobRow {
-        case_id: j.case_id.clone(),
-        short: short_id(&j.case_id),
-        status: j.case_status.as_str().to_string(),
-        status_label: t.of("status", j.case_status.as_str()),
-        bay: j.bay.clone().unwrap_or_default(),
-        summary: j.summary.clone(),
-        progress: t.f("board.lines_done", &[("done", &j.lines_done.to_string()), ("total", &j.lines_total.to_string())]),
-        technicians: j.technicians_on.clone(),
-        parts_waiting: j.parts_waiting.clone(),
-        flags: j.open_flags,
-    }
-}
-
-#[derive(Template)]
-#[template(path = "bay.html", config = "src/ui/askama.toml")]
-struct BayPage {
-    c: Chrome,
-    mine: Vec<JobRow>,
-    others: Vec<JobRow>,
-    waiting: Vec<CaseRow>,
-}
-
-/// 我的工位: the jobs this technician is clocked on, the other cars in the bays, the cars waiting.
-pub async fn bay_page(p: Page, s: Arc<ApiState>, q: Query) -> Response {
-    let r = async {
-        let board = s.workshop.board(s.bays).await?;
-        let me = &p.ctx.user.username;
-        let (mine, others): (Vec<&BoardJob>, Vec<&BoardJob>) =
-            board.in_progress.iter().chain(&board.waiting_for_parts).partition(|j| j.technicians_on.contains(me));
-        let mut f = filter(None, 50);
-        f.status = Some(CaseStatus::Scheduled);
-        let waiting = s.cases.list_cases(f).await?.iter().map(|c| case_row(&p.t, c)).collect();
-        Ok::<_, ApiError>(BayPage {
-            c: p.chrome(p.t.s("bay.title"), &q),
-            mine: mine.into_iter().map(|j| job_row(&p.t, j)).collect(),
-            others: others.into_iter().map(|j| job_row(&p.t, j)).collect(),
-            waiting,
-        })
-    };
-    match r.await {
-        Ok(v) => html(&v, StatusCode::OK),
-        Err(e) => failed(&p, e),
     }
 }
