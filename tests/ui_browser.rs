@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::browser::Browser;
+use common::browser::{clean, server_errors, Browser};
 use common::{Api, Server};
 use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
 use reqwest::StatusCode;
@@ -24,19 +24,6 @@ const SEED: [&str; 3] = ["我的车右前门有刮痕，还有异响", "大概30
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// No console error since the last check, or the step's name and the errors.
-async fn clean(b: &Browser, step: &str) {
-    let errors = b.errors().await;
-    assert!(errors.is_empty(), "browser console errors after '{step}': {errors:#?}");
-}
-
-/// 5xx responses the daemon answered so far (its own metrics, read from loopback).
-async fn server_errors(api: &Api) -> u64 {
-    let text = api.client.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("servicebay_http_requests_total") && l.contains("status=\"5"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
 
 async fn ui_login(b: &Browser, user: &str, password: &str) {
     b.go("/login").await;

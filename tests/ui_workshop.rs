@@ -15,26 +15,12 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::browser::Browser;
+use common::browser::{clean, server_errors, Browser};
 use common::Api;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const SEED: [&str; 3] = ["我的车右前门有刮痕，还有异响", "大概30公分，露出白色底漆了", "开关门的时候"];
-
-async fn clean(b: &Browser, step: &str) {
-    let errors = b.errors().await;
-    assert!(errors.is_empty(), "browser console errors after '{step}': {errors:#?}");
-}
-
-/// 5xx responses the daemon answered so far (its own metrics, read from loopback).
-async fn server_errors(api: &Api) -> u64 {
-    let text = api.client.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("servicebay_http_requests_total") && l.contains("status=\"5"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
 
 async fn ui_login(b: &Browser, user: &str) {
     b.go("/login").await;

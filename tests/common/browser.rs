@@ -232,3 +232,18 @@ impl Drop for Browser {
         let _ = self.driver.wait();
     }
 }
+
+/// Fails the test when the page logged console errors since the last look.
+pub async fn clean(b: &Browser, step: &str) {
+    let errors = b.errors().await;
+    assert!(errors.is_empty(), "browser console errors after '{step}': {errors:#?}");
+}
+
+/// 5xx responses the daemon answered so far (its own metrics, read from loopback).
+pub async fn server_errors(api: &super::Api) -> u64 {
+    let text = api.client.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("servicebay_http_requests_total") && l.contains("status=\"5"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}

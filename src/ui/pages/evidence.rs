@@ -70,39 +70,9 @@ pub async fn photos_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> Res
 pub async fn upload_photo(id: String, p: Page, s: Arc<ApiState>, form: warp::multipart::FormData) -> Response {
     let to = format!("/cases/{id}/photos");
     let r = async {
-        let limit = s.limits.photo_body;
-        let (mut csrf, mut shot, mut file) = (String::new(), None, None);
-        let mut parts = form;
-        let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "malformed_multipart", m);
-        while let Some(part) = parts.try_next().await.map_err(|e| bad(e.to_string()))? {
-            let name = part.name().to_string();
-            let cap = if name == "photo" { limit } else { 128 };
-            let mut data = Vec::new();
-            let mut seen = 0u64;
-            let mut stream = part.stream();
-            while let Some(chunk) = stream.try_next().await.map_err(|e| bad(e.to_string()))? {
-                seen += chunk.remaining() as u64;
-                if seen <= cap {
-                    data.extend_from_slice(chunk.chunk());
-                }
-            }
-            if seen > cap {
-                return Err(ApiError::field(StatusCode::PAYLOAD_TOO_LARGE, "photo_too_large", "file", "too large"));
-            }
-            match name.as_str() {
-                "csrf" => csrf = String::from_utf8_lossy(&data).to_string(),
-                "shot" => {
-                    shot = Some(String::from_utf8_lossy(&data).trim().to_string())
-                        .filter(|x| matches!(x.as_str(), "front" | "side" | "close_up"))
-                }
-                "photo" if !data.is_empty() => file = Some(data),
-                _ => {}
-            }
-        }
-        if !crate::ui::constant_time_eq(csrf.as_bytes(), p.csrf.as_bytes()) {
-            return Err(ApiError::forbidden("csrf"));
-        }
-        let file = file.ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "invalid_photo", "file", "no photo"))?;
+        let up = read_upload(&s, form).await?.checked(&p)?;
+        let shot = up.fields.get("shot").cloned().filter(|x| matches!(x.as_str(), "front" | "side" | "close_up"));
+        let file = up.file.ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "invalid_photo", "file", "no photo"))?;
         crate::api::handlers::save_photo(&s, &p.ctx, id.clone(), file, shot, None).await
     };
     match r.await {
