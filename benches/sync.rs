@@ -206,6 +206,7 @@ async fn run() {
         Some(settings("bench-backlog", &broker, &pki, &cert)),
         catalog.clone(),
         dir,
+        follow_up_of(&one.store),
     ));
     let stores = vec![one];
     let (lat, last) = collect(&stores, Duration::from_secs(300)).await;
@@ -226,6 +227,7 @@ async fn run() {
             Some(settings(&id, &broker, &pki, &cert)),
             catalog.clone(),
             tmp.path().join(&id),
+            follow_up_of(&s.store),
         ));
     }
     tokio::time::sleep(Duration::from_secs(2)).await; // all connected
@@ -264,4 +266,15 @@ fn main() {
     // `cargo bench` passes --bench; nothing to parse.
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(run());
+}
+
+/// The store side's answer downlink (no model, built-in policy): the benchmark sends none.
+fn follow_up_of(store: &servicebay::store::Store) -> std::sync::Arc<servicebay::case::follow_up::FollowUpService> {
+    std::sync::Arc::new(servicebay::case::follow_up::FollowUpService::new(
+        store.clone(),
+        std::sync::Arc::new(servicebay::llm::NoneTextGen),
+        servicebay::clock::Clock::system(),
+        servicebay::case::follow_up::Setup::builtin("bench"),
+        "bench".into(),
+    ))
 }

@@ -69,6 +69,11 @@ pub const INITIAL_PASSWORD_FILE: &str = "initial-manager-password";
 
 impl App {
     pub async fn build(cfg: Config) -> Result<(App, Startup), AppError> {
+        Self::build_with_clock(cfg, crate::clock::Clock::system()).await
+    }
+
+    /// `build` with the clock the time-driven stages read (tests move it instead of sleeping).
+    pub async fn build_with_clock(cfg: Config, clock: crate::clock::Clock) -> Result<(App, Startup), AppError> {
         crate::ui::i18n::check().map_err(AppError::UiCatalogue)?;
         let lock = crate::fsutil::lock_dir(&cfg.data_dir)?.ok_or_else(|| {
             std::io::Error::new(
@@ -105,8 +110,13 @@ impl App {
         let intake = crate::case::intake::IntakeService::new(store.clone(), engine.clone(), cfg.llm_phrasing);
         // The catalogue HQ last sent (signed bundles), over the built-in starter files.
         let catalog = crate::catalog::SharedCatalog::new(crate::sync::bundles::load_catalog(&cfg.bundles_dir()));
-        let estimates =
-            crate::case::estimate::EstimateService::new(store.clone(), engine, catalog.clone(), cfg.store_id.clone(), cfg.review_threshold);
+        let estimates = crate::case::estimate::EstimateService::new(
+            store.clone(),
+            engine.clone(),
+            catalog.clone(),
+            cfg.store_id.clone(),
+            cfg.review_threshold,
+        );
         let schedule = crate::case::schedule::ScheduleService::new(store.clone(), catalog.clone(), cfg.store_id.clone());
         let detector = load_detector(&cfg).await;
         let analyzer = crate::case::photos::PhotoAnalyzer::start(
@@ -116,6 +126,20 @@ impl App {
             crate::case::photos::AnalyzerConfig { review_threshold: cfg.review_threshold, quality: Default::default() },
         );
 
+        let follow_up_setup = crate::case::follow_up::Setup {
+            policy: cfg.follow_up.clone(),
+            texts: cfg.follow_up_texts.clone(),
+            survey_url: cfg.survey_url.clone(),
+            store_name: cfg.store_name.clone(),
+        };
+        let follow_up = Arc::new(crate::case::follow_up::FollowUpService::new(
+            store.clone(),
+            engine.clone(),
+            clock.clone(),
+            follow_up_setup.clone(),
+            cfg.store_id.clone(),
+        ));
+        follow_up.watch_sla();
         let workshop = crate::case::work_order::WorkshopService::new(
             store.clone(),
             files.clone(),
@@ -127,6 +151,8 @@ impl App {
                 store_name: cfg.store_name.clone(),
                 licence: cfg.repair_licence.clone(),
             },
+            Arc::new(follow_up_setup),
+            clock.clone(),
         );
         // The report font is needed only when a report is signed: the store keeps working without
         // it, and signing then refuses with the reason (fail closed, never a PDF without its font).
@@ -134,7 +160,16 @@ impl App {
             tracing::warn!(error = %e, "QC reports cannot be made until the font is installed");
         }
         let bays = catalog.get().store(&cfg.store_id).bays;
-        let sync = crate::sync::Sync::start(store.clone(), cfg.store_id.clone(), cfg.sync.clone(), catalog, cfg.bundles_dir());
+        let kpi = Arc::new(crate::kpi::KpiService::new(
+            store.clone(),
+            clock.clone(),
+            cfg.follow_up.clone(),
+            cfg.store_id.clone(),
+            cfg.store_name.clone(),
+            cfg.report_font.clone(),
+        ));
+        let sync =
+            crate::sync::Sync::start(store.clone(), cfg.store_id.clone(), cfg.sync.clone(), catalog, cfg.bundles_dir(), follow_up.clone());
 
         let initial_manager = if staff.user_count().await? == 0 {
             let (user, pw) = staff.add_user(&Actor::system("setup"), "manager", Some("店长 Manager"), Role::Manager).await?;
@@ -155,6 +190,9 @@ impl App {
             files,
             protection,
             workshop,
+            follow_up,
+            kpi,
+            clock,
             bays,
             store: store.clone(),
             limits: Limits {
@@ -195,6 +233,8 @@ impl App {
             tokio::time::sleep(std::time::Duration::from_secs(120)).await;
             jobs.run_jobs().await;
         });
+        // The KPI snapshot of each finished local day (and days missed while the box was off).
+        let kpi_task = self.state.kpi.spawn_daily();
         let mut rx_tls = tx.subscribe();
         let tls_task = tokio::spawn(server::serve(listener, routes.clone(), self.options(true), async move {
             let _ = rx_tls.recv().await;
@@ -207,6 +247,7 @@ impl App {
         });
         shutdown.await;
         jobs_task.abort();
+        kpi_task.abort();
         tracing::info!("shutting down: finishing open requests");
         let _ = tx.send(());
         let _ = tls_task.await;

@@ -43,6 +43,7 @@ struct Raw {
     backup: RawBackup,
     retention: RawRetention,
     workshop: RawWorkshop,
+    follow_up: RawFollowUp,
     log: RawLog,
 }
 
@@ -60,6 +61,78 @@ impl Default for RawWorkshop {
     fn default() -> Self {
         RawWorkshop { tables: None, report_font: PathBuf::from(DEFAULT_REPORT_FONT), licence: String::new() }
     }
+}
+
+/// Follow-up after delivery (回访): when it is due, the store's opening hours (a task never falls due
+/// while the store is closed), the hot-alert SLA, HQ's survey page for the QR code, the words.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawFollowUp {
+    due_after_hours: i64,
+    /// The store's UTC offset, e.g. "+08:00".
+    utc_offset: String,
+    opens: String,
+    closes: String,
+    /// Closed weekdays: "mon" … "sun".
+    closed_days: Vec<String>,
+    alert_sla_hours: i64,
+    escalate_after_hours: i64,
+    /// Advisor minutes one case saves with the assistant (the KPI says so next to the figure).
+    minutes_saved_per_case: f64,
+    comeback_days: i64,
+    /// HQ's survey service, e.g. "https://survey.hq.example" (unset: no QR, phone only).
+    survey_url: Option<String>,
+    /// The store's own consent texts and call script (default: assets/follow_up/follow_up.toml).
+    texts: Option<PathBuf>,
+}
+impl Default for RawFollowUp {
+    fn default() -> Self {
+        RawFollowUp {
+            due_after_hours: 48,
+            utc_offset: "+08:00".into(),
+            opens: "08:30".into(),
+            closes: "18:00".into(),
+            closed_days: Vec::new(),
+            alert_sla_hours: 24,
+            escalate_after_hours: 72,
+            minutes_saved_per_case: 12.0,
+            comeback_days: 30,
+            survey_url: None,
+            texts: None,
+        }
+    }
+}
+
+fn follow_up_policy(r: &RawFollowUp) -> Result<crate::domain::follow_up::Policy, ConfigError> {
+    use chrono::{FixedOffset, NaiveTime, Weekday};
+    let time = |key: &str, v: &str| {
+        NaiveTime::parse_from_str(v, "%H:%M").map_err(|_| invalid(&format!("follow_up.{key}"), "a local time like \"08:30\""))
+    };
+    let tz = chrono::DateTime::parse_from_rfc3339(&format!("2000-01-01T00:00:00{}", r.utc_offset))
+        .map(|d| *d.offset())
+        .map_err(|_| invalid("follow_up.utc_offset", "an offset like \"+08:00\""))?;
+    let _: FixedOffset = tz;
+    let mut closed = Vec::new();
+    for d in &r.closed_days {
+        let wd: Weekday = d.parse().map_err(|_| invalid("follow_up.closed_days", format!("`{d}` is not a weekday (mon … sun)")))?;
+        closed.push(wd);
+    }
+    let p = crate::domain::follow_up::Policy {
+        due_after: chrono::Duration::hours(r.due_after_hours),
+        tz,
+        open: time("opens", &r.opens)?,
+        close: time("closes", &r.closes)?,
+        closed_days: closed,
+        alert_sla: chrono::Duration::hours(r.alert_sla_hours),
+        escalate_after: chrono::Duration::hours(r.escalate_after_hours),
+        minutes_saved_per_case: r.minutes_saved_per_case,
+        comeback_days: r.comeback_days,
+    };
+    p.check().map_err(|m| invalid("follow_up", m))?;
+    if !(1..=365).contains(&r.comeback_days) {
+        return Err(invalid("follow_up.comeback_days", "between 1 and 365"));
+    }
+    Ok(p)
 }
 
 /// Debian's fonts-noto-cjk (installed by scripts/setup.sh).
@@ -293,6 +366,9 @@ pub struct Config {
     pub workshop: std::sync::Arc<crate::domain::workshop::WorkshopTables>,
     pub report_font: PathBuf,
     pub repair_licence: String,
+    pub follow_up: crate::domain::follow_up::Policy,
+    pub survey_url: Option<String>,
+    pub follow_up_texts: std::sync::Arc<crate::case::follow_up::Texts>,
     pub session_ttl: Duration,
     pub login_failures_before_delay: u32,
     pub login_max_delay: Duration,
@@ -531,6 +607,16 @@ fn validate(raw: Raw, source: &str) -> Result<Config, ConfigError> {
         workshop: std::sync::Arc::new(workshop),
         report_font: raw.workshop.report_font,
         repair_licence: raw.workshop.licence.trim().to_string(),
+        follow_up: follow_up_policy(&raw.follow_up)?,
+        survey_url: match raw.follow_up.survey_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            None => None,
+            Some(u) if u.starts_with("https://") || u.starts_with("http://") => Some(u.trim_end_matches('/').to_string()),
+            Some(_) => return Err(invalid("follow_up.survey_url", "an http(s) URL of HQ's survey service")),
+        },
+        follow_up_texts: std::sync::Arc::new(match &raw.follow_up.texts {
+            None => crate::case::follow_up::Texts::builtin().map_err(|e| invalid("follow_up.texts", e))?,
+            Some(p) => crate::case::follow_up::Texts::load(p).map_err(|e| invalid("follow_up.texts", e))?,
+        }),
         session_ttl: Duration::from_secs(raw.auth.session_ttl_hours * 3600),
         login_failures_before_delay: raw.auth.login_failures_before_delay,
         login_max_delay: Duration::from_secs(raw.auth.login_max_delay_secs),

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use servicebay::app::{self, AppError};
 use servicebay::config::{Config, ConfigError};
 use servicebay::domain::{Actor, Role};
+use servicebay::hq::web::{AccountError, WebError};
 use servicebay::keys::{KeyError, Keys};
 use servicebay::protection::backup::BackupError;
 use servicebay::protection::{DataProtection, ProtectionError};
@@ -118,6 +119,15 @@ enum Command {
     },
     /// HQ: per-store sync lag (last sequence, last seen, backlog estimate).
     HqLag,
+    /// HQ: the customers' follow-up survey page (HTTPS, `[survey]`), the downlink of their answers
+    /// to the stores over MQTT, and SMS/WeChat invitations through a webhook (`[notify]`).
+    HqSurvey,
+    /// HQ: the analysts' pages over HTTPS (`[web]` of hq.toml): stores compared, open hot alerts
+    /// across stores, each store's KPI history.
+    HqWeb,
+    /// HQ: the analysts' accounts of `hq-web` (not store staff).
+    #[command(subcommand)]
+    HqAnalyst(HqAnalystCmd),
     /// Internal: the daemon's supervised LLM worker (JSON lines on stdin/stdout).
     #[command(hide = true)]
     LlmWorker {
@@ -223,6 +233,20 @@ enum UserCmd {
     ResetPassword { username: String },
 }
 
+#[derive(Subcommand)]
+enum HqAnalystCmd {
+    /// Create an analyst; prints a one-time password once (to be changed at first login).
+    Add {
+        username: String,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// List analysts.
+    List,
+    /// Disable an analyst and end their sessions.
+    Disable { username: String },
+}
+
 // sysexits(3)
 const EX_DATAERR: u8 = 65;
 const EX_UNAVAILABLE: u8 = 69;
@@ -286,6 +310,16 @@ fn protection_code(e: &ProtectionError) -> u8 {
     }
 }
 
+fn survey_code(e: &servicebay::hq::survey::SurveyError) -> u8 {
+    use servicebay::hq::survey::SurveyError;
+    match e {
+        SurveyError::Config(_) | SurveyError::Tls(_) => EX_CONFIG,
+        SurveyError::Hq(h) => hq_code(h),
+        SurveyError::Io(io) if io.kind() == std::io::ErrorKind::AddrInUse => EX_UNAVAILABLE,
+        SurveyError::Io(_) => EX_IOERR,
+    }
+}
+
 fn hq_code(e: &HqError) -> u8 {
     match e {
         HqError::Read { .. } | HqError::Config { .. } | HqError::Link(_) => EX_CONFIG,
@@ -332,10 +366,31 @@ fn hq_main(config: Option<PathBuf>, cmd: Command) -> ExitCode {
         eprintln!("servicebay: HQ commands need --config hq.toml (see assets/hq.example.toml)");
         return ExitCode::from(EX_CONFIG);
     };
-    let (cfg, rt) = match boot(HqConfig::from_file(&path), |c| (c.log_json, c.log_level.clone())) {
+    // hq-survey: the server's access log prints paths, and a survey's path holds its token (this
+    // command logs its own access lines with the token replaced, hq::survey); at debug level the
+    // PostgreSQL and MQTT clients print statement parameters and payloads (phones, comments).
+    let survey = matches!(cmd, Command::HqSurvey);
+    let log = move |c: &HqConfig| {
+        let quiet = ",servicebay::api::server=warn,tokio_postgres=info,rumqttc=info";
+        let level = if survey { format!("{}{quiet}", c.log_level) } else { c.log_level.clone() };
+        (c.log_json, level)
+    };
+    let (cfg, rt) = match boot(HqConfig::from_file(&path), log) {
         Ok(x) => x,
         Err(code) => return code,
     };
+    if survey {
+        return match rt.block_on(servicebay::hq::survey::serve_main(cfg, app::shutdown_signal())) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("servicebay: {e}");
+                ExitCode::from(survey_code(&e))
+            }
+        };
+    }
+    if matches!(cmd, Command::HqWeb | Command::HqAnalyst(_)) {
+        return hq_web_main(cfg, rt, cmd);
+    }
     let r = rt.block_on(async move {
         match cmd {
             Command::HqIngest => hq::run_ingest(cfg, app::shutdown_signal()).await,
@@ -359,6 +414,69 @@ fn hq_main(config: Option<PathBuf>, cmd: Command) -> ExitCode {
         Err(e) => {
             eprintln!("servicebay: {e}");
             ExitCode::from(hq_code(&e))
+        }
+    }
+}
+
+fn web_code(e: &WebError) -> u8 {
+    match e {
+        WebError::Hq(e) | WebError::Account(AccountError::Db(e)) => hq_code(e),
+        WebError::Tls(_) => EX_CONFIG,
+        WebError::Account(AccountError::Invalid { .. } | AccountError::Exists(_) | AccountError::NotFound(_)) => EX_DATAERR,
+        WebError::Account(AccountError::Auth(_)) | WebError::Catalogue(_) => EX_SOFTWARE,
+        WebError::Listen(e) if e.kind() == std::io::ErrorKind::AddrInUse => EX_UNAVAILABLE,
+        WebError::Listen(_) => EX_CONFIG,
+    }
+}
+
+/// `hq-web` and `hq-analyst …`.
+fn hq_web_main(cfg: HqConfig, rt: tokio::runtime::Runtime, cmd: Command) -> ExitCode {
+    use servicebay::hq::web::{self, accounts};
+    let r = rt.block_on(async move {
+        match cmd {
+            Command::HqWeb => {
+                let listener = servicebay::api::server::bind(cfg.web.listen).await.map_err(WebError::Listen)?;
+                web::run(cfg, listener, app::shutdown_signal()).await
+            }
+            Command::HqAnalyst(c) => {
+                let mut pg = web::admin_connect(&cfg).await?;
+                match c {
+                    HqAnalystCmd::Add { username, display_name } => {
+                        // The password is printed here once and nowhere else (never logged).
+                        let (a, pw) = accounts::add(&pg, &username, display_name.as_deref()).await?;
+                        println!("created analyst {} (id {})", a.username, a.id);
+                        println!("one-time password: {pw}");
+                        println!("(shown once; it must be changed at the first login to hq-web)");
+                    }
+                    HqAnalystCmd::List => {
+                        println!("{:<5} {:<20} {:<9} {:<21} display name", "id", "username", "state", "last login");
+                        for a in accounts::list(&pg).await? {
+                            let state = if a.disabled {
+                                "disabled"
+                            } else if a.must_change_password {
+                                "new"
+                            } else {
+                                "active"
+                            };
+                            let last = a.last_login_at.as_deref().unwrap_or("-");
+                            println!("{:<5} {:<20} {:<9} {:<21} {}", a.id, a.username, state, last, a.display_name);
+                        }
+                    }
+                    HqAnalystCmd::Disable { username } => {
+                        accounts::disable(&mut pg, &username).await?;
+                        println!("disabled analyst {username}; their sessions have ended");
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    });
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("servicebay: {e}");
+            ExitCode::from(web_code(&e))
         }
     }
 }
@@ -390,7 +508,16 @@ fn main() -> ExitCode {
             }
         };
     }
-    if matches!(cli.command, Command::HqIngest | Command::HqPublish { .. } | Command::HqKeygen { .. } | Command::HqLag) {
+    if matches!(
+        cli.command,
+        Command::HqIngest
+            | Command::HqPublish { .. }
+            | Command::HqKeygen { .. }
+            | Command::HqLag
+            | Command::HqWeb
+            | Command::HqAnalyst(_)
+            | Command::HqSurvey
+    ) {
         return hq_main(cli.config, cli.command);
     }
     // `check-config` serves both kinds of file: an `[hq]` table means HQ's (assets/hq.example.toml).
@@ -469,7 +596,14 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
             );
             Ok(())
         }
-        Command::HqIngest | Command::HqPublish { .. } | Command::HqKeygen { .. } | Command::HqLag | Command::LlmWorker { .. } => Ok(()),
+        Command::HqIngest
+        | Command::HqPublish { .. }
+        | Command::HqKeygen { .. }
+        | Command::HqLag
+        | Command::HqWeb
+        | Command::HqAnalyst(_)
+        | Command::HqSurvey
+        | Command::LlmWorker { .. } => Ok(()),
         Command::CheckConfig => {
             println!("config OK ({})", cfg.source);
             println!("  store      {} ({})", cfg.store_id, cfg.store_name);

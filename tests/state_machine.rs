@@ -12,10 +12,12 @@ fn role() -> impl Strategy<Value = Role> {
 fn facts() -> impl Strategy<Value = Facts> {
     let front = (0u32..3, prop::sample::select(vec![0u32, 3]), 0u32..5, any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>());
     let workshop = (any::<bool>(), any::<bool>(), 0u32..2, any::<bool>(), 0u32..2);
-    (front, workshop).prop_map(
+    let follow_up = (any::<bool>(), 0u32..2);
+    (front, workshop, follow_up).prop_map(
         |(
             (findings, photos_needed, photos_passed, photos_waived, estimate, approved, appointment),
             (baseline_signed, work_order, labour_open, qc_passed, alerts_open),
+            (follow_up_done, hot_alerts_open),
         )| Facts {
             findings,
             photos_needed,
@@ -29,6 +31,8 @@ fn facts() -> impl Strategy<Value = Facts> {
             labour_open,
             qc_passed,
             alerts_open,
+            follow_up_done,
+            hot_alerts_open,
         },
     )
 }
@@ -100,6 +104,12 @@ proptest! {
                         }
                         if t.to == CaseStatus::Delivered {
                             prop_assert!(f.qc_passed && f.alerts_open == 0);
+                        }
+                        if t.to == CaseStatus::FollowUp {
+                            prop_assert!(f.follow_up_done);
+                        }
+                        if t.to == CaseStatus::Closed {
+                            prop_assert!(f.hot_alerts_open == 0, "no case closes over an open hot alert");
                         }
                         if t.to == CaseStatus::Assessed {
                             prop_assert!(f.findings > 0 && (f.photos_waived || f.photos_passed >= f.photos_needed));

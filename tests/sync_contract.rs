@@ -40,7 +40,7 @@ async fn every_record_kind_reaches_postgresql() {
     let slot = e["plan"]["slots"][0]["start"].as_str().unwrap().to_string();
     let (s, b) = api.post(&format!("/api/v1/cases/{id}/appointment"), &m, json!({ "start": slot })).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let (qc_report, wo_id) = workshop(&api, &m, &id).await;
+    let (qc_report, wo_id) = common::workshop::deliver(&api, &m, &id).await;
 
     let pg = r.db.client().await;
     wait_synced(&pg, store, &d.data_dir(), Duration::from_secs(60)).await;
@@ -137,47 +137,4 @@ async fn every_record_kind_reaches_postgresql() {
         .get(0);
     assert_eq!(kinds, 1);
     drop(d);
-}
-
-/// Scenario 2 without a detector (vision is off in the rig: the quality gate alone passes the
-/// shots, and the blurred customer copy is refused): baseline, work order, clock, a scanned part,
-/// after shots, comparison, the signed report. Returns the report and the work order id.
-async fn workshop(api: &common::Api, m: &str, id: &str) -> (serde_json::Value, String) {
-    use common::workshop::{checkpoints, label_png, lines, scan, settled_shots, shoot};
-    let bus = std::fs::read(common::models_dir().join("bus.jpg")).expect("models/bus.jpg");
-    for c in checkpoints() {
-        let (s, p) = shoot(api, m, id, "before", Some(&c), bus.clone()).await;
-        assert_eq!(s, StatusCode::CREATED, "{p}");
-    }
-    let v = settled_shots(api, m, id, "before").await;
-    assert_eq!(v["baseline"]["complete"], true, "{v}");
-    let (s, so) = api.post(&format!("/api/v1/cases/{id}/baseline/sign"), m, json!({ "signed_by": "张先生" })).await;
-    assert_eq!(s, StatusCode::CREATED, "{so}");
-    let (s, wo) = api.post(&format!("/api/v1/cases/{id}/work-order"), m, json!({})).await;
-    assert_eq!(s, StatusCode::CREATED, "{wo}");
-    // The manager clocks the lines here (the clock is a technician's: add one).
-    let (_, tech) = api.user(m, "tech-contract", "technician").await;
-    for l in lines(&wo, "labour") {
-        for action in ["start", "finish"] {
-            let (s, v) = api
-                .post(&format!("/api/v1/work-order-lines/{}/clock", l["id"].as_str().unwrap()), &tech, json!({ "action": action }))
-                .await;
-            assert_eq!(s, StatusCode::OK, "{v}");
-        }
-    }
-    let label = label_png(servicebay::vision::codes::Symbology::Ean13, "6901234000016", 3);
-    let (s, p) = scan(api, &tech, id, label, None).await;
-    assert_eq!(s, StatusCode::CREATED, "{p}");
-    let (s, v) = api.post(&format!("/api/v1/cases/{id}/work-order/finish"), &tech, json!({})).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    for c in checkpoints() {
-        let (s, p) = shoot(api, m, id, "after", Some(&c), bus.clone()).await;
-        assert_eq!(s, StatusCode::CREATED, "{p}");
-    }
-    settled_shots(api, m, id, "after").await;
-    let (s, v) = api.post(&format!("/api/v1/cases/{id}/qc/compare"), m, json!({})).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, r) = api.post(&format!("/api/v1/cases/{id}/qc/report"), m, json!({ "passed": true })).await;
-    assert_eq!(s, StatusCode::CREATED, "{r}");
-    (r, wo["id"].as_str().unwrap().to_string())
 }

@@ -229,6 +229,8 @@ async fn signed_bundles_apply_and_bad_ones_are_refused() {
         "servicebay/v1/store-bundles/events",
         "servicebay/v1/store-bundles/ack",
         "servicebay/v1/store-bundles/status",
+        // The store says where the survey-answer downlink stands at every connect.
+        "servicebay/v1/store-bundles/answers/ack",
         "servicebay/v1/store-bundles/config",
         "servicebay/v1/store-other/config",
         "servicebay/v1/all/config",
@@ -292,6 +294,18 @@ async fn hostile_messages_on_every_topic_harm_nothing() {
         (format!("servicebay/v1/{store}/status"), b"not a status".to_vec()),
         (format!("servicebay/v1/{store}/config"), b"\x1f\x8b not really gzip".to_vec()),
         ("servicebay/v1/all/config".to_string(), wire::gzip(br#"{"v":1,"manifest":"{}","signature":"AAAA","files":{}}"#)),
+        // Survey answers: not JSON, for another store, a gap, an unknown task, a huge batch.
+        (format!("servicebay/v1/{store}/answers"), b"\x00\x01 not json".to_vec()),
+        (format!("servicebay/v1/{store}/answers"), br#"{"v":1,"store_id":"store-other","answers":[]}"#.to_vec()),
+        (
+            format!("servicebay/v1/{store}/answers"),
+            br#"{"v":1,"store_id":"store-hostile","answers":[{"seq":7,"answer_id":"a7","follow_up_id":"nope","answer":{"csat":1,"nps":0},"answered_at":"x"}]}"#.to_vec(),
+        ),
+        (
+            format!("servicebay/v1/{store}/answers"),
+            br#"{"v":1,"store_id":"store-hostile","answers":[{"seq":1,"answer_id":"a1","follow_up_id":"nope","answer":{"csat":9,"nps":0},"answered_at":"x"}]}"#.to_vec(),
+        ),
+        (format!("servicebay/v1/{store}/answers"), vec![b'['; 2 * 1024 * 1024]),
     ];
     for (topic, payload) in cases {
         publish_once(&attacker, &topic, payload, false).await.expect("publish");
@@ -311,6 +325,13 @@ async fn hostile_messages_on_every_topic_harm_nothing() {
     wait_synced(&pg, store, &d.data_dir(), Duration::from_secs(60)).await;
     assert_exact(&pg, store, &d.data_dir()).await;
     assert_eq!(r.hq.exited("w1"), None, "ingest is alive:\n{}", r.hq.log("w1"));
+    // The bad answers were skipped, never stored; the one for an unknown task moved the downlink on
+    // (it would block every later answer), the gap did not.
+    let db = common::db(&d.data_dir());
+    assert_eq!(db.query_row("SELECT COUNT(*) FROM surveys", [], |r| r.get::<_, i64>(0)).unwrap(), 0);
+    let applied: i64 =
+        db.query_row("SELECT COALESCE((SELECT applied_seq FROM downlink_state WHERE channel = 'answers'), 0)", [], |r| r.get(0)).unwrap();
+    assert_eq!(applied, 1);
     let victims: i64 = pg.query_one("SELECT COUNT(*) FROM hq_events WHERE store_id <> $1", &[&store]).await.unwrap().get(0);
     assert_eq!(victims, 0, "no batch was stored for a store that did not send it");
     let log = r.hq.log("w1");

@@ -166,7 +166,12 @@ pub async fn metrics(s: Arc<ApiState>, addr: Option<ClientAddr>, authz: Option<S
         }
     }
     let protection = s.protection.status().await.ok();
-    let mut r = Response::new(s.metrics.render(&s.store, &s.sync, &s.intake.engine_status(), protection.as_ref()).await.into());
+    let mut text = s.metrics.render(&s.store, &s.sync, &s.intake.engine_status(), protection.as_ref()).await;
+    match s.kpi.recent().await {
+        Ok(r) => super::metrics::kpi_gauges(&mut text, &r),
+        Err(e) => tracing::warn!(error = %e, "KPI gauges left out of /metrics"),
+    }
+    let mut r = Response::new(text.into());
     r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }

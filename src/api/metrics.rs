@@ -131,3 +131,40 @@ impl Metrics {
         out
     }
 }
+
+/// The store's KPIs over the last 30 local days as gauges (`servicebay_kpi_*`), from the KPI
+/// service's once-a-minute figures. A figure without data is left out (no sample), never 0.
+pub fn kpi_gauges(out: &mut String, r: &crate::kpi::Report) {
+    use crate::domain::kpi::value_of;
+    let (f, d) = (&r.figures, &r.detail);
+    let gauges: [(&str, &str, Option<f64>); 14] = [
+        ("cases", "Cases reported in the last 30 days.", value_of(f, d, "cases")),
+        ("response_minutes_median", "Median minutes from a report to the assistant's first answer (goal < 15).", f.response_minutes_median),
+        ("escalation_minutes_median", "Median minutes from an escalation or a hot alert to the first person.", f.escalation_minutes_median),
+        ("csat_mean", "Mean satisfaction score (1-5), latest answer per follow-up.", f.csat_mean),
+        ("csat_share_4plus_percent", "Share of satisfaction scores 4 or 5, %.", f.csat_share_4plus),
+        ("nps", "Net Promoter Score (-100..100).", f.nps),
+        ("first_time_fix_percent", "Answers where every original complaint was fixed, %.", f.first_time_fix),
+        ("comebacks", "Delivered cases followed by a new case on the same part.", f.comebacks.map(f64::from)),
+        ("hot_alerts_open", "Hot follow-up alerts open now.", Some(f.hot_open as f64)),
+        ("hot_alerts_overdue", "Hot follow-up alerts past their SLA now.", Some(f.hot_overdue as f64)),
+        ("labour_efficiency_percent", "Standard hours / clocked hours of finished labour lines, %.", f.labour_efficiency),
+        ("minutes_saved", "Advisor minutes saved (estimate: cases x minutes_saved_per_case).", Some(f.minutes_saved)),
+        ("minutes_saved_per_case", "The configured estimate of advisor minutes saved per case.", Some(f.minutes_saved_per_case)),
+        ("surveys", "Survey answers counted (latest per follow-up).", Some(f.surveys as f64)),
+    ];
+    for (name, help, v) in gauges {
+        let _ = writeln!(out, "# HELP servicebay_kpi_{name} {help}");
+        let _ = writeln!(out, "# TYPE servicebay_kpi_{name} gauge");
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            let _ = writeln!(out, "servicebay_kpi_{name} {v}");
+        }
+    }
+    let _ = writeln!(out, "# HELP servicebay_kpi_ai_accuracy_percent Findings confirmed against corrected or rejected, by source, %.");
+    let _ = writeln!(out, "# TYPE servicebay_kpi_ai_accuracy_percent gauge");
+    for (source, a) in [("words", &f.ai_accuracy.words), ("photos", &f.ai_accuracy.photos)] {
+        if let Some(v) = a.rate {
+            let _ = writeln!(out, "servicebay_kpi_ai_accuracy_percent{{source=\"{source}\"}} {v}");
+        }
+    }
+}

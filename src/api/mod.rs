@@ -2,7 +2,9 @@
 //! matrix) → handler (one service call) → JSON. `server` serves it over TLS with timeouts.
 
 pub mod error;
+mod follow_up;
 pub mod handlers;
+pub mod kpi;
 pub mod metrics;
 pub mod policy;
 pub mod privacy;
@@ -46,6 +48,11 @@ pub struct ApiState {
     pub files: PhotoFiles,
     pub protection: crate::protection::DataProtection,
     pub workshop: crate::case::work_order::WorkshopService,
+    pub follow_up: Arc<crate::case::follow_up::FollowUpService>,
+    /// The store's KPIs (门店指标): figures, daily snapshots, the monthly PDF.
+    pub kpi: Arc<crate::kpi::KpiService>,
+    /// The clock of the time-driven stages (follow-up due times, alert SLAs, KPI days).
+    pub clock: crate::clock::Clock,
     /// The store's bays (the bay board's columns).
     pub bays: u32,
     pub store: Store,
@@ -750,6 +757,8 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
         qc_pdf,
     ]
     .into_iter()
+    .chain(follow_up::routes(&s))
+    .chain(kpi::routes(&s))
     .fold(health, |acc, r| acc.or(r).unify().boxed())
     .recover(error::recover)
 }

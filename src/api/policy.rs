@@ -73,6 +73,19 @@ pub enum RouteId {
     CasesQcCompare,
     CasesQcReport,
     CasesQcReportPdf,
+    FollowUpsList,
+    FollowUpConsentText,
+    FollowUpAlerts,
+    FollowUpAlertRespond,
+    FollowUpAlertResolve,
+    CasesFollowUp,
+    CasesFollowUpAnswer,
+    CasesFollowUpAttempt,
+    CasesConsent,
+    CustomersConsentRevoke,
+    KpiFigures,
+    KpiReportPdf,
+    KpiSnapshot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +210,22 @@ pub const ROUTES: &[RouteSpec] = &[
     r(CasesQcCompare, "POST", "/api/v1/cases/{id}/qc/compare", Roles(&[QcInspector, Manager])),
     r(CasesQcReport, "POST", "/api/v1/cases/{id}/qc/report", Roles(&[QcInspector, Manager])),
     r(CasesQcReportPdf, "GET", "/api/v1/cases/{id}/qc/report.pdf", Roles(&[Advisor, QcInspector, Manager])),
+    // Follow-up (seed scenario 3): customer service calls and answers alerts; managers see all;
+    // advisors record consent when they hand the car over and can see the queue.
+    r(FollowUpsList, "GET", "/api/v1/follow-ups", Roles(&[CustomerService, Advisor, Manager])),
+    r(FollowUpConsentText, "GET", "/api/v1/follow-up/consent-text", Roles(&[CustomerService, Advisor, QcInspector, Manager])),
+    r(FollowUpAlerts, "GET", "/api/v1/follow-up/alerts", Roles(&[CustomerService, Manager])),
+    r(FollowUpAlertRespond, "POST", "/api/v1/follow-up/alerts/{id}/respond", Roles(&[CustomerService, Manager])),
+    r(FollowUpAlertResolve, "POST", "/api/v1/follow-up/alerts/{id}/resolve", Roles(&[CustomerService, Manager])),
+    r(CasesFollowUp, "GET", "/api/v1/cases/{id}/follow-up", Roles(&[CustomerService, Advisor, Manager])),
+    r(CasesFollowUpAnswer, "POST", "/api/v1/cases/{id}/follow-up/answer", Roles(&[CustomerService, Manager])),
+    r(CasesFollowUpAttempt, "POST", "/api/v1/cases/{id}/follow-up/attempt", Roles(&[CustomerService, Manager])),
+    r(CasesConsent, "POST", "/api/v1/cases/{id}/consent", Roles(&[CustomerService, Advisor, QcInspector, Manager])),
+    r(CustomersConsentRevoke, "POST", "/api/v1/customers/{id}/consent/revoke", Roles(&[CustomerService, Advisor, Manager])),
+    // The store's KPIs (门店指标): the manager's figures, the monthly PDF, a day's snapshot for HQ.
+    r(KpiFigures, "GET", "/api/v1/kpi", Roles(MANAGERS)),
+    r(KpiReportPdf, "GET", "/api/v1/kpi/report.pdf", Roles(MANAGERS)),
+    r(KpiSnapshot, "POST", "/api/v1/kpi/snapshots", Roles(MANAGERS)),
 ];
 
 pub fn spec(id: RouteId) -> &'static RouteSpec {
@@ -302,7 +331,20 @@ mod tests {
                 | CasesPartsScan
                 | CasesQcCompare
                 | CasesQcReport
-                | CasesQcReportPdf => id,
+                | CasesQcReportPdf
+                | FollowUpsList
+                | FollowUpConsentText
+                | FollowUpAlerts
+                | FollowUpAlertRespond
+                | FollowUpAlertResolve
+                | CasesFollowUp
+                | CasesFollowUpAnswer
+                | CasesFollowUpAttempt
+                | CasesConsent
+                | CustomersConsentRevoke
+                | KpiFigures
+                | KpiReportPdf
+                | KpiSnapshot => id,
             };
             [
                 Healthz,
@@ -372,6 +414,19 @@ mod tests {
                 CasesQcCompare,
                 CasesQcReport,
                 CasesQcReportPdf,
+                FollowUpsList,
+                FollowUpConsentText,
+                FollowUpAlerts,
+                FollowUpAlertRespond,
+                FollowUpAlertResolve,
+                CasesFollowUp,
+                CasesFollowUpAnswer,
+                CasesFollowUpAttempt,
+                CasesConsent,
+                CustomersConsentRevoke,
+                KpiFigures,
+                KpiReportPdf,
+                KpiSnapshot,
             ]
             .into_iter()
             .map(witness)

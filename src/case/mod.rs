@@ -1,7 +1,7 @@
 //! The case workflow service: customers and vehicles at intake, case creation, the lifecycle
 //! (manual moves, escalate to a person, hand back), assignment, the finding list, and reads. The
 //! stages are files here in flow order: intake → photos → estimate → schedule → work_order → qc
-//! (follow-up joins later); each does its work and moves the case through `stage_move`.
+//! → follow_up; each does its work and moves the case through `stage_move`.
 //!
 //! Every write commits together with its timeline event, outbox row and audit row (one transaction
 //! on the store's writer). Reads of a customer's personal data write an audit row first.
@@ -9,6 +9,7 @@
 pub mod bay;
 pub mod dataset;
 pub mod estimate;
+pub mod follow_up;
 pub mod intake;
 pub mod photos;
 pub mod qc;
@@ -111,6 +112,8 @@ pub(crate) fn facts(tx: &store::Tx, case_id: &str) -> Result<rules::Facts, Store
         },
         qc_passed: store::workshop::latest_report(tx, case_id)?.is_some_and(|r| r.passed),
         alerts_open: store::workshop::open_alerts(tx, case_id)?,
+        follow_up_done: store::follow_up::task_of_case(tx, case_id)?.is_some_and(|t| t.status != "pending"),
+        hot_alerts_open: store::follow_up::open_hot_alerts(tx, case_id)?,
     })
 }
 

@@ -254,7 +254,10 @@ impl WorkshopService {
         }
         let started = std::time::Instant::now();
         // Gather and render outside the writer (the PDF takes a moment), then re-check in the write.
-        let doc = self.report_doc(&case_id, Copy::Store, s.passed, actor, note.clone()).await?;
+        // A pass delivers the car and opens its follow-up: the report prints the survey's QR code.
+        let token = super::follow_up::new_token();
+        let qr = if s.passed { super::follow_up::survey_qr(&self.follow_up, &token) } else { None };
+        let doc = self.report_doc(&case_id, Copy::Store, s.passed, actor, note.clone(), qr).await?;
         let (font, labels) = (self.report.font.clone(), self.report.labels.clone());
         let (doc, pdf_bytes) = tokio::task::spawn_blocking(move || -> Result<_, CaseError> {
             let font = pdf::ReportFont::load(&font).map_err(|e| CaseError::Unavailable(e.to_string()))?;
@@ -271,6 +274,7 @@ impl WorkshopService {
             o.insert("render_seconds".into(), serde_json::json!(started.elapsed().as_secs_f64()));
         }
         let actor = actor.clone();
+        let (follow_up, delivered) = (self.follow_up.clone(), self.clock.now());
         self.store
             .write(move |tx| -> Result<_, CaseError> {
                 let mut case = store::cases::get(tx, &case_id)?.ok_or(CaseError::NotFound("case"))?;
@@ -308,6 +312,8 @@ impl WorkshopService {
                     repo::touch_work_order(tx, &mut wo, &at)?;
                     let why = format!("QC report v{} passed, signed by {}", r.version, r.inspector);
                     stage_move(tx, &mut case, CaseStatus::Delivered, &actor, "delivered", Some(&why))?;
+                    // The follow-up starts at delivery (due 48 h later, in opening hours).
+                    super::follow_up::open_task(tx, &case, &follow_up, delivered, token)?;
                 } else {
                     wo.status = "open".into();
                     repo::reopen_lines(tx, &wo.id)?;
@@ -336,7 +342,10 @@ impl WorkshopService {
             Copy::Store => stored.ok_or(CaseError::NotFound("QC report PDF"))?,
             Copy::Customer => {
                 let note = report.body.get("inspector_note").and_then(|v| v.as_str()).map(String::from);
-                let doc = self.report_doc(&case_id, Copy::Customer, report.passed, actor, note).await?;
+                let cid = case_id.clone();
+                let task = self.store.read(move |tx| crate::store::follow_up::task_of_case(tx, &cid)).await?;
+                let qr = task.and_then(|t| super::follow_up::survey_qr(&self.follow_up, &t.token));
+                let doc = self.report_doc(&case_id, Copy::Customer, report.passed, actor, note, qr).await?;
                 let (font, labels) = (self.report.font.clone(), self.report.labels.clone());
                 tokio::task::spawn_blocking(move || -> Result<_, CaseError> {
                     let font = pdf::ReportFont::load(&font).map_err(|e| CaseError::Unavailable(e.to_string()))?;
@@ -373,6 +382,7 @@ impl WorkshopService {
         passed: bool,
         actor: &Actor,
         note: Option<String>,
+        survey: Option<pdf::SurveyQr>,
     ) -> Result<pdf::QcReportDoc, CaseError> {
         let cid = case_id.to_string();
         let tables = self.tables.clone();
@@ -538,6 +548,7 @@ impl WorkshopService {
                 .iter()
                 .map(|w| pdf::WarrantyRow { repair_class: w.name_zh.clone(), terms: format!("{} 天或 {} 公里", w.days, w.km) })
                 .collect(),
+            survey,
         })
     }
 }

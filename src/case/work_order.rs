@@ -48,6 +48,9 @@ pub struct WorkshopService {
     pub(crate) catalog: SharedCatalog,
     pub(crate) tables: Arc<WorkshopTables>,
     pub(crate) report: ReportSetup,
+    /// Delivery opens the follow-up (due time from the policy, by this clock).
+    pub(crate) follow_up: Arc<super::follow_up::Setup>,
+    pub(crate) clock: crate::clock::Clock,
 }
 
 /// Which workshop photo an upload is.
@@ -358,8 +361,10 @@ impl WorkshopService {
         catalog: SharedCatalog,
         tables: Arc<WorkshopTables>,
         report: ReportSetup,
+        follow_up: Arc<super::follow_up::Setup>,
+        clock: crate::clock::Clock,
     ) -> WorkshopService {
-        WorkshopService { store, files, catalog, tables, report }
+        WorkshopService { store, files, catalog, tables, report, follow_up, clock }
     }
 
     pub fn tables(&self) -> &WorkshopTables {

@@ -190,6 +190,10 @@ pub struct Facts {
     pub qc_passed: bool,
     /// QC alerts nobody has settled yet.
     pub alerts_open: u32,
+    /// The follow-up ended: answered, or the customer could not be reached or declined.
+    pub follow_up_done: bool,
+    /// Hot follow-up alerts nobody has resolved yet.
+    pub hot_alerts_open: u32,
 }
 
 /// A precondition that does not hold yet.
@@ -206,6 +210,8 @@ pub enum Missing {
     Labour,
     QcReport,
     Alerts,
+    FollowUp,
+    HotAlerts,
 }
 
 impl Missing {
@@ -221,6 +227,8 @@ impl Missing {
             Missing::Labour => "labour",
             Missing::QcReport => "qc_report",
             Missing::Alerts => "alerts",
+            Missing::FollowUp => "follow_up",
+            Missing::HotAlerts => "hot_alerts",
         }
     }
 }
@@ -242,6 +250,8 @@ pub fn stage_of(from: CaseStatus, to: CaseStatus) -> Option<&'static str> {
         (Scheduled, InRepair) => Some("POST /api/v1/cases/{id}/work-order"),
         (InRepair, Qc) => Some("POST /api/v1/cases/{id}/work-order/finish"),
         (Qc, Delivered | InRepair) => Some("POST /api/v1/cases/{id}/qc/report"),
+        (Delivered, FollowUp) => Some("POST /api/v1/cases/{id}/follow-up/answer (or /follow-up/attempt)"),
+        (FollowUp, Closed) => Some("POST /api/v1/follow-up/alerts/{id}/resolve (closes when no hot alert is open)"),
         _ => None,
     }
 }
@@ -298,6 +308,16 @@ pub fn requires(to: CaseStatus, f: &Facts) -> Vec<Missing> {
             }
             if f.alerts_open > 0 {
                 m.push(Missing::Alerts);
+            }
+        }
+        FollowUp => {
+            if !f.follow_up_done {
+                m.push(Missing::FollowUp);
+            }
+        }
+        Closed => {
+            if f.hot_alerts_open > 0 {
+                m.push(Missing::HotAlerts);
             }
         }
         _ => {}

@@ -2,6 +2,8 @@
 //! vehicles, photos. Pure: nothing here knows about HTTP, SQL or MQTT, so the rules can be tested alone.
 
 pub mod case;
+pub mod follow_up;
+pub mod kpi;
 pub mod numerals;
 pub mod vocab;
 pub mod workshop;

@@ -129,6 +129,7 @@ report_labels!(
     store_licence,
     warranty,
     col_warranty_terms,
+    survey_invite,
     none,
     not_recorded,
     continued,

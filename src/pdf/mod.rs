@@ -22,6 +22,7 @@
 //!   the PDF identifies the report.
 
 mod font;
+pub mod kpi_report;
 mod labels;
 mod layout;
 mod sections;
@@ -32,7 +33,7 @@ pub use font::ReportFont;
 pub use labels::{Label, Labels};
 
 use layout::{emit, Composer};
-use sections::{alerts, certificate, checkpoints, findings, footers, header, labour, parts, signoff};
+use sections::{alerts, certificate, checkpoints, findings, footers, header, labour, parts, signoff, survey};
 
 // ------------------------------------------------------------------------------------------
 // Input
@@ -62,6 +63,16 @@ pub struct QcReportDoc {
     pub inspector_note: Option<String>,
     pub certificate: Certificate,
     pub warranty: Vec<WarrantyRow>,
+    /// The follow-up survey's QR code (HQ's page), printed under the certificate when configured.
+    #[serde(skip)]
+    pub survey: Option<SurveyQr>,
+}
+
+/// HQ's survey page for this car's follow-up, as a QR code (PNG) and its address.
+#[derive(Debug, Clone)]
+pub struct SurveyQr {
+    pub url: String,
+    pub png: Vec<u8>,
 }
 
 /// One checkpoint: a before and an after photo (JPEG bytes) of the same view.
@@ -157,6 +168,7 @@ pub fn render(doc: &QcReportDoc, font: &ReportFont, labels: &Labels) -> Result<V
     alerts(&mut c, doc);
     signoff(&mut c, doc);
     certificate(&mut c, doc);
+    survey(&mut c, doc);
 
     let mut pages = std::mem::take(&mut c.pages);
     footers(&mut pages, font, labels, &doc.report_no);

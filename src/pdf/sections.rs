@@ -297,3 +297,20 @@ pub(super) fn footers(pages: &mut [Vec<Op>], font: &ReportFont, labels: &Labels,
         ops.push(Op::Text { x: PAGE_W - MARGIN_X - w, y: baseline, size: SMALL, color: MUTED, bold: false, text: right });
     }
 }
+
+/// The follow-up survey: its QR code beside the invitation and the address (typed by hand when a
+/// phone cannot scan).
+pub(super) fn survey(c: &mut Composer, doc: &QcReportDoc) {
+    let Some(s) = &doc.survey else { return };
+    let Ok(image) = krilla::image::Image::from_png(krilla::Data::from(s.png.clone()), true) else { return };
+    let l = c.labels;
+    let size = 84.0;
+    c.gap(14.0);
+    c.ensure(size + 8.0);
+    let top = c.y;
+    c.ops().push(Op::Image { x: MARGIN_X, y: top, w: size, h: size, image });
+    let (x, w) = (MARGIN_X + size + 12.0, CONTENT_W - size - 12.0);
+    c.line_in(x, w, top + 18.0, Ts { size: BODY, color: INK, bold: true }, Align::Left, &l.survey_invite.both());
+    c.line_in(x, w, top + 40.0, Ts { size: SMALL, color: MUTED, bold: false }, Align::Left, &s.url);
+    c.y = top + size + 4.0;
+}

@@ -155,6 +155,7 @@ fn sample_doc() -> QcReportDoc {
             WarrantyRow { repair_class: "二级维护".into(), terms: "30 天或 5,000 公里".into() },
             WarrantyRow { repair_class: "总成修理".into(), terms: "100 天或 20,000 公里".into() },
         ],
+        survey: None,
     }
 }
 

@@ -20,7 +20,9 @@ pub mod audit;
 pub mod cases;
 pub mod estimates;
 pub mod findings;
+pub mod follow_up;
 pub mod intake;
+pub mod kpi;
 pub mod outbox;
 pub mod people;
 pub mod photos;
@@ -51,6 +53,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "workflow", include_str!("migrations/0006_workflow.sql")),
     (7, "data_protection", include_str!("migrations/0007_data_protection.sql")),
     (8, "workshop", include_str!("migrations/0008_workshop.sql")),
+    (9, "follow_up", include_str!("migrations/0009_follow_up.sql")),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

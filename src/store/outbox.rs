@@ -37,6 +37,14 @@ pub enum Record<'a> {
     WorkshopFlag { body: &'a super::workshop::Flag },
     /// A signed QC report: its data and the PDF's hash (the PDF itself stays in the store).
     QcReport { body: &'a super::workshop::QcReport },
+    /// A follow-up task as HQ's survey page and notifier need it (consented channels, token hash).
+    FollowUp { body: &'a super::follow_up::FollowUpDoc },
+    /// A survey answer: scores, fixed-or-not per finding, category and summary (no free text).
+    Survey { body: &'a super::follow_up::SurveyDoc },
+    /// A hot alert or suggestion an answer raised, as it now stands (SLA, escalation, resolution).
+    FollowUpAlert { body: &'a super::follow_up::Alert },
+    /// The store's KPIs of one local day.
+    KpiSnapshot { day: &'a str, version: i64, body: &'a serde_json::Value },
 }
 
 /// The timeline event carried with a case record.
@@ -61,6 +69,10 @@ pub const KINDS: &[(&str, i64)] = &[
     ("work_order", 1),
     ("workshop_flag", 1),
     ("qc_report", 1),
+    ("follow_up", 1),
+    ("survey", 1),
+    ("follow_up_alert", 1),
+    ("kpi_snapshot", 1),
 ];
 
 impl Record<'_> {
@@ -76,6 +88,10 @@ impl Record<'_> {
             Record::WorkOrder { .. } => "work_order",
             Record::WorkshopFlag { .. } => "workshop_flag",
             Record::QcReport { .. } => "qc_report",
+            Record::FollowUp { .. } => "follow_up",
+            Record::Survey { .. } => "survey",
+            Record::FollowUpAlert { .. } => "follow_up_alert",
+            Record::KpiSnapshot { .. } => "kpi_snapshot",
         }
     }
 
@@ -96,6 +112,10 @@ impl Record<'_> {
             Record::WorkOrder { body } => (&body.order.id, body.order.version),
             Record::WorkshopFlag { body } => (&body.id, body.version),
             Record::QcReport { body } => (&body.id, 1),
+            Record::FollowUp { body } => (&body.id, body.version),
+            Record::Survey { body } => (&body.id, 1),
+            Record::FollowUpAlert { body } => (&body.id, body.version),
+            Record::KpiSnapshot { day, version, .. } => (day, *version),
         }
     }
 
@@ -123,6 +143,10 @@ impl Record<'_> {
             Record::WorkOrder { body } => serde_json::to_string(body),
             Record::WorkshopFlag { body } => serde_json::to_string(body),
             Record::QcReport { body } => serde_json::to_string(body),
+            Record::FollowUp { body } => serde_json::to_string(body),
+            Record::Survey { body } => serde_json::to_string(body),
+            Record::FollowUpAlert { body } => serde_json::to_string(body),
+            Record::KpiSnapshot { body, .. } => serde_json::to_string(body),
         }
     }
 }

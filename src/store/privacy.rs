@@ -165,7 +165,10 @@ pub fn dump(tx: &Tx, customer_id: &str) -> Result<serde_json::Value, StoreError>
         "work_orders": per_case("work_orders")?,
         "baseline_marks": per_case("baseline_marks")?,
         "qc_reports": rows_json(tx, "SELECT id, case_id, version, passed, body, pdf_sha256, inspector, signed_at FROM qc_reports WHERE case_id IN (SELECT id FROM cases WHERE customer_id = ?1)", [customer_id])?,
-        "surveys": rows_json(tx, "SELECT id, case_id, due_at, sent_at, answered_at, score, problem_fixed, comment FROM surveys WHERE case_id IN (SELECT id FROM cases WHERE customer_id = ?1)", [customer_id])?,
+        "follow_ups": rows_json(tx, "SELECT id, case_id, delivered_at, due_at, status, attempts, last_attempt_at, closed_at FROM follow_ups WHERE customer_id = ?1", [customer_id])?,
+        "consents": rows_json(tx, "SELECT id, case_id, channel, granted, text_version, recorded_at, revoked_at FROM consents WHERE customer_id = ?1", [customer_id])?,
+        "surveys": rows_json(tx, "SELECT id, case_id, channel, csat, nps, fixed, comment, category, summary, answered_at FROM surveys WHERE case_id IN (SELECT id FROM cases WHERE customer_id = ?1)", [customer_id])?,
+        "follow_up_alerts": rows_json(tx, "SELECT id, case_id, kind, reasons, category, summary, raised_at, resolved_at, resolution FROM follow_up_alerts WHERE case_id IN (SELECT id FROM cases WHERE customer_id = ?1)", [customer_id])?,
     }))
 }
 
@@ -190,7 +193,15 @@ pub fn erase(tx: &Tx, actor: &Actor, customer_id: &str, reason: &str, at: &str) 
         c.execute("DELETE FROM case_intake WHERE case_id = ?1", [case])?;
         c.execute("UPDATE findings SET note = NULL, facts = NULL WHERE case_id = ?1", [case])?;
         c.execute("UPDATE approvals SET approved_by = ?2, signature_png = NULL WHERE case_id = ?1", params![case, TOMBSTONE])?;
-        c.execute("UPDATE surveys SET comment = NULL WHERE case_id = ?1", [case])?;
+        // The customer's words and what was read from them; the scores stay for the KPIs.
+        c.execute("UPDATE surveys SET comment = NULL, summary = NULL WHERE case_id = ?1", [case])?;
+        c.execute("UPDATE follow_up_alerts SET summary = '', proposed = NULL, resolution = NULL WHERE case_id = ?1", [case])?;
+        c.execute("UPDATE follow_ups SET last_attempt_note = NULL WHERE case_id = ?1", [case])?;
+        // Nobody contacts an erased customer again.
+        c.execute(
+            "UPDATE consents SET revoked_at = ?2, revoked_by = 'erasure' WHERE case_id = ?1 AND revoked_at IS NULL",
+            params![case, at],
+        )?;
         // The workshop: the baseline signer and signature, the advisor's notes, and the QC report
         // PDFs (they print the plate and the photos); the reports' data (no identity) stays.
         c.execute("UPDATE baseline_signoffs SET signed_by = ?2, signature_png = NULL WHERE case_id = ?1", params![case, TOMBSTONE])?;
@@ -219,6 +230,9 @@ pub fn erase(tx: &Tx, actor: &Actor, customer_id: &str, reason: &str, at: &str) 
             ("work_orders", "work_order"),
             ("workshop_flags", "workshop_flag"),
             ("qc_reports", "qc_report"),
+            ("follow_ups", "follow_up"),
+            ("surveys", "survey"),
+            ("follow_up_alerts", "follow_up_alert"),
         ] {
             for id in ids(tx, &format!("SELECT id FROM {table} WHERE case_id = ?1"), [case])? {
                 records.push(RecordRef { record_type: kind.into(), record_id: id });

@@ -28,8 +28,15 @@ use super::link::{Link, LinkError, RawLink};
 use super::topics;
 use super::wire::{self, Batch, BundleKind};
 
-const SCHEMA: &[(i32, &str)] =
-    &[(1, include_str!("hq_schema.sql")), (2, include_str!("hq_schema_2.sql")), (3, include_str!("hq_schema_3.sql"))];
+const SCHEMA: &[(i32, &str)] = &[
+    (1, include_str!("hq_schema.sql")),
+    (2, include_str!("hq_schema_2.sql")),
+    (3, include_str!("hq_schema_3.sql")),
+    // The survey service: answers, their downlink to the stores, SMS/WeChat invitations.
+    (4, include_str!("hq_schema_4.sql")),
+    // hq-web: HQ analysts' accounts and sessions, indexes for its reads.
+    (5, include_str!("hq_schema_5.sql")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum HqError {
@@ -127,6 +134,11 @@ fn fault_of(sqlstate: &str) -> PgFault {
 struct RawHqFile {
     hq: RawHq,
     log: RawHqLog,
+    /// `servicebay hq-survey` (src/hq/survey_config.rs).
+    survey: Option<crate::hq::survey_config::RawSurvey>,
+    notify: Option<crate::hq::survey_config::RawNotify>,
+    /// `servicebay hq-web` (src/hq/web.rs).
+    web: crate::hq::web::RawWeb,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +171,12 @@ pub struct HqConfig {
     pub log_json: bool,
     /// No `worker_id` in the file: it came from SERVICEBAY_HQ_WORKER or the process id.
     pub worker_id_default: bool,
+    /// `[survey]`: the customers' survey page (`hq-survey`); None when absent.
+    pub survey: Option<crate::hq::survey_config::SurveyConfig>,
+    /// `[notify]`: SMS/WeChat invitations through a webhook; None when absent (none are sent).
+    pub notify: Option<crate::hq::survey_config::NotifyConfig>,
+    /// `[web]`: HQ analysts' pages (`hq-web`); defaults when absent.
+    pub web: crate::hq::web::WebConfig,
 }
 
 impl HqConfig {
@@ -196,6 +214,9 @@ impl HqConfig {
             log_level: raw.log.level,
             log_json,
             worker_id_default,
+            survey: raw.survey.map(|s| s.validate()).transpose().map_err(bad)?,
+            notify: raw.notify.map(|n| n.validate()).transpose().map_err(bad)?,
+            web: raw.web.validate().map_err(bad)?,
         })
     }
 
@@ -243,6 +264,8 @@ impl HqConfig {
                 out.push_str(&format!("  note       hq.mqtt.{key} {} does not exist here (read at each connection)\n", f.display()));
             }
         }
+        out.push_str(&crate::hq::survey_config::report(self.survey.as_ref(), self.notify.as_ref()));
+        out.push_str(&self.web.report());
         out
     }
 }
@@ -523,7 +546,7 @@ async fn record_status(pg: &tokio_postgres::Client, store_id: &str, payload: &[u
 
 /// The server must store text as UTF-8: in another encoding every batch with Chinese text would be
 /// refused with 22P05 — a deployment error that would look like content and fill the quarantine.
-async fn check_encoding(pg: &tokio_postgres::Client, conn: &str) -> Result<(), HqError> {
+pub(crate) async fn check_encoding(pg: &tokio_postgres::Client, conn: &str) -> Result<(), HqError> {
     let enc: String = pg.query_one("SELECT current_setting('server_encoding')", &[]).await?.get(0);
     if enc != "UTF8" {
         return Err(HqError::Config {

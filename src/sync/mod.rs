@@ -7,6 +7,9 @@
 //!   acked sequence, outbox depth, applied bundle versions.
 //! - `servicebay/v1/{store}/config`  HQ → one store, QoS 1, retained: signed bundle.
 //! - `servicebay/v1/all/config`      HQ → every store, QoS 1, retained: signed bundle.
+//! - `servicebay/v1/{store}/answers` HQ → store, QoS 1: survey answers taken at HQ (`wire::AnswerBatch`),
+//!   resent from the store's acknowledged sequence until acknowledged.
+//! - `servicebay/v1/{store}/answers/ack` store → HQ, QoS 1, retained: highest answer sequence applied.
 //!
 //! Delivery invariants:
 //! 1. A change and its outbox row commit in one SQLite transaction (`store::outbox::append`).
@@ -49,6 +52,14 @@ pub mod topics {
     pub fn config(store: &str) -> String {
         format!("servicebay/v1/{store}/config")
     }
+    pub fn answers(store: &str) -> String {
+        format!("servicebay/v1/{store}/answers")
+    }
+    pub fn answers_ack(store: &str) -> String {
+        format!("servicebay/v1/{store}/answers/ack")
+    }
+    /// HQ's survey service hears every store's answer acks.
+    pub const ALL_ANSWER_ACKS: &str = "servicebay/v1/+/answers/ack";
     /// HQ's ingest workers share the events of every store.
     pub const SHARED_EVENTS: &str = "$share/hq/servicebay/v1/+/events";
     /// The store id inside `servicebay/v1/{store}/{leaf}`.
@@ -136,6 +147,7 @@ impl Sync {
         settings: Option<SyncSettings>,
         catalog: SharedCatalog,
         bundles_dir: std::path::PathBuf,
+        follow_up: Arc<crate::case::follow_up::FollowUpService>,
     ) -> Arc<Sync> {
         let state =
             Arc::new(Mutex::new(LinkState { state: if settings.is_some() { "starting" } else { "disabled" }, ..Default::default() }));
@@ -149,7 +161,7 @@ impl Sync {
                 catalog,
                 state: state.clone(),
             };
-            let up = uplink::Uplink { store: store.clone(), settings: s, state: state.clone(), bundles: applier };
+            let up = uplink::Uplink { store: store.clone(), settings: s, state: state.clone(), bundles: applier, follow_up };
             tokio::spawn(up.run(rx))
         });
         let enabled = settings.is_some();

@@ -40,6 +40,8 @@ pub(super) struct Uplink {
     pub settings: SyncSettings,
     pub state: Arc<Mutex<LinkState>>,
     pub bundles: BundleApplier,
+    /// Applies survey answers HQ sends down.
+    pub follow_up: Arc<crate::case::follow_up::FollowUpService>,
 }
 
 enum End {
@@ -176,7 +178,7 @@ impl Uplink {
             Ok(_) => return End::Reconnect("event loop ended before connecting".into()),
             Err(_) => return End::Reconnect("no CONNACK within 20 s".into()),
         }
-        let subs = [topics::ack(&id), topics::config(&id), topics::config("all")];
+        let subs = [topics::ack(&id), topics::config(&id), topics::config("all"), topics::answers(&id)];
         for t in subs {
             if let Err(e) = client.subscribe(t, QoS::AtLeastOnce).await {
                 return End::Reconnect(format!("subscribe: {e}"));
@@ -185,6 +187,11 @@ impl Uplink {
         let online = self.status_payload("online").await;
         if let Err(e) = client.publish(topics::status(&id), QoS::AtLeastOnce, true, online).await {
             return End::Reconnect(format!("status: {e}"));
+        }
+        // Tell HQ's survey service where the answer downlink stands (it resends from there).
+        if let Ok(applied) = self.follow_up.applied_seq().await {
+            let ack = wire::AnswerAck { v: wire::WIRE_VERSION, store_id: id.clone(), applied_seq: applied };
+            let _ = client.publish(topics::answers_ack(&id), QoS::AtLeastOnce, true, wire::encode_answer_ack(&ack)).await;
         }
         tracing::info!(broker = %self.settings.link.host, "HQ link up");
         self.set(|s| {
@@ -231,6 +238,8 @@ impl Uplink {
                                 Ok(_) => {}
                                 Err(e) => tracing::warn!(error = %e, "ignored a message on the ack topic"),
                             }
+                        } else if topic == topics::answers(&id) {
+                            self.on_answers(client, &payload).await;
                         } else {
                             self.bundles.handle(&topic, payload).await;
                             let status = self.status_payload("online").await;
@@ -301,6 +310,40 @@ impl Uplink {
                 }
             }
         }
+    }
+
+    /// Apply survey answers from HQ, then acknowledge (retained) the highest sequence applied. A
+    /// batch that does not decode is logged and acknowledged at the current position (HQ resends
+    /// what is missing); a store-side failure (disk, database) acknowledges nothing new, so HQ
+    /// sends again later.
+    async fn on_answers(&self, client: &AsyncClient, payload: &[u8]) {
+        let id = &self.settings.store_id;
+        let applied = match wire::decode_answers(payload) {
+            Ok(b) if &b.store_id == id => match self.follow_up.receive(b.answers).await {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot apply survey answers from HQ; they will come again");
+                    None
+                }
+            },
+            Ok(b) => {
+                tracing::warn!(other = %b.store_id, "ignored survey answers addressed to another store");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "ignored a malformed survey answer batch");
+                None
+            }
+        };
+        let applied = match applied {
+            Some(a) => a,
+            None => match self.follow_up.applied_seq().await {
+                Ok(a) => a,
+                Err(_) => return,
+            },
+        };
+        let ack = wire::AnswerAck { v: wire::WIRE_VERSION, store_id: id.clone(), applied_seq: applied };
+        let _ = client.try_publish(topics::answers_ack(id), QoS::AtLeastOnce, true, wire::encode_answer_ack(&ack));
     }
 
     /// Apply an ack; returns the effective acked sequence.

@@ -124,6 +124,81 @@ pub struct Ack {
     pub acked_seq: i64,
 }
 
+/// HQ → store (`servicebay/v1/{store}/answers`, QoS 1, not retained): survey answers customers
+/// gave on HQ's survey page, with HQ's per-store downlink sequence. HQ resends everything after the
+/// store's acknowledged sequence until the ack covers it; the store applies in sequence order and
+/// skips what it already applied, so each answer lands exactly once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerBatch {
+    pub v: u32,
+    pub store_id: String,
+    pub answers: Vec<HqAnswer>,
+}
+
+/// One answer taken at HQ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HqAnswer {
+    /// HQ's downlink sequence for this store (1, 2, 3, … without gaps).
+    pub seq: i64,
+    /// HQ's id of the answer (the store keeps it as the answer's source id).
+    pub answer_id: String,
+    /// The store's follow-up task it answers.
+    pub follow_up_id: String,
+    pub answer: crate::domain::follow_up::Answer,
+    pub answered_at: String,
+}
+
+/// Store → HQ (`servicebay/v1/{store}/answers/ack`, QoS 1, retained): "I have applied every answer
+/// up to and including `applied_seq`".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerAck {
+    pub v: u32,
+    pub store_id: String,
+    pub applied_seq: i64,
+}
+
+/// Answer batches are small (a page of answers); a bigger one is not ours.
+pub const MAX_ANSWER_BATCH: usize = 1024 * 1024;
+
+pub fn encode_answers(b: &AnswerBatch) -> Vec<u8> {
+    serde_json::to_vec(b).unwrap_or_default()
+}
+
+pub fn decode_answers(payload: &[u8]) -> Result<AnswerBatch, WireError> {
+    if payload.len() > MAX_ANSWER_BATCH {
+        return Err(WireError::TooLarge { size: payload.len(), limit: MAX_ANSWER_BATCH });
+    }
+    let b: AnswerBatch = json("answer batch", payload)?;
+    if b.v != WIRE_VERSION {
+        return Err(WireError::Version(b.v));
+    }
+    if b.answers.windows(2).any(|w| w[1].seq != w[0].seq + 1) || b.answers.first().is_some_and(|a| a.seq < 1) {
+        return Err(WireError::Inconsistent("answer sequences must be consecutive from 1 up".into()));
+    }
+    Ok(b)
+}
+
+pub fn encode_answer_ack(a: &AnswerAck) -> Vec<u8> {
+    serde_json::to_vec(a).unwrap_or_default()
+}
+
+pub fn decode_answer_ack(payload: &[u8]) -> Result<AnswerAck, WireError> {
+    if payload.len() > MAX_SMALL {
+        return Err(WireError::TooLarge { size: payload.len(), limit: MAX_SMALL });
+    }
+    let a: AnswerAck = json("answer ack", payload)?;
+    if a.v != WIRE_VERSION {
+        return Err(WireError::Version(a.v));
+    }
+    if a.applied_seq < 0 {
+        return Err(WireError::Inconsistent("negative applied_seq".into()));
+    }
+    Ok(a)
+}
+
 /// The store's retained status (and, with `state: "offline"`, its last will).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {

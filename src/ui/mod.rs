@@ -12,9 +12,10 @@
 //! - Every string comes from the language catalogue (`i18n`); error `code`s, not messages, choose
 //!   what the advisor reads.
 
+pub mod charts;
 pub mod i18n;
 mod pages;
-mod statics;
+pub(crate) mod statics;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -73,21 +74,21 @@ pub fn csrf_of(session_token: &str) -> String {
     hex::encode(&d[..16])
 }
 
-fn cookie<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
     header?.split(';').map(str::trim).find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
 
 /// The request's cookies as one `Cookie` header. Over HTTP/2 a browser may send each cookie in a
 /// header field of its own (RFC 9113 §8.2.3), and warp's header filters read only the first: the
 /// language cookie, or even the session, would be missed.
-fn cookies() -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
+pub(crate) fn cookies() -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
     warp::header::headers_cloned().and_then(|h: http::HeaderMap| async move {
         let all: Vec<&str> = h.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
         Ok::<_, Rejection>((!all.is_empty()).then(|| all.join("; ")))
     })
 }
 
-fn lang_of(cookies: Option<&str>) -> UiLang {
+pub(crate) fn lang_of(cookies: Option<&str>) -> UiLang {
     cookie(cookies, LANG_COOKIE).map(UiLang::parse).unwrap_or(UiLang::Zh)
 }
 
@@ -159,7 +160,7 @@ fn same_origin() -> impl Filter<Extract = (), Error = Rejection> + Clone {
 pub struct Form(pub BTreeMap<String, String>);
 
 impl Form {
-    fn parse(body: &[u8], lang: UiLang) -> Result<Form, Rejection> {
+    pub(crate) fn parse(body: &[u8], lang: UiLang) -> Result<Form, Rejection> {
         let mut m = BTreeMap::new();
         for (k, v) in form_urlencoded::parse(body) {
             // Text areas send CR LF line ends; the services' rule refuses other control characters.
@@ -301,11 +302,7 @@ async fn recover(r: Rejection) -> Result<Response, Rejection> {
         UiReject::ChangePassword => see_other("/password"),
         UiReject::Forbidden { lang } => pages::error_page(Strings::new(*lang), StatusCode::FORBIDDEN, "err.forbidden"),
         UiReject::Csrf { lang } => pages::error_page(Strings::new(*lang), StatusCode::FORBIDDEN, "err.csrf"),
-        UiReject::Bad { lang, err } => pages::error_page(
-            Strings::new(*lang),
-            err.status,
-            &format!("err.{}", if err.code == "invalid_query" { "invalid_field" } else { err.code }),
-        ),
+        UiReject::Bad { lang, err } => pages::bad_input_page(Strings::new(*lang), err),
     })
 }
 
@@ -502,6 +499,45 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
         warp::path!("manager" / "users" / i64 / "reset").and(act(UsersResetPassword)).and(st()).then(p::reset_password).boxed();
     let audit = warp::path!("manager" / "audit").and(get()).and(pg(AuditList)).and(st()).and(query()).then(p::audit_page).boxed();
     let status = warp::path!("manager" / "status").and(get()).and(pg(LlmStatus)).and(st()).then(p::status_page).boxed();
+    let kpi = warp::path!("manager" / "kpi").and(get()).and(pg(KpiFigures)).and(st()).and(query()).then(p::kpi_page).boxed();
+    let kpi_pdf =
+        warp::path!("manager" / "kpi" / "report.pdf").and(get()).and(pg(KpiReportPdf)).and(st()).and(query()).then(p::kpi_pdf).boxed();
+
+    // Follow-up after delivery (seed scenario 3): the queue, the call, the alerts, the delivery page.
+    let fu_queue = warp::path!("follow-ups").and(get()).and(pg(FollowUpsList)).and(st()).and(query()).then(p::follow_up_queue).boxed();
+    let fu_call = warp::path!("cases" / String / "follow-up")
+        .and(get())
+        .and(pg(CasesFollowUp))
+        .and(st())
+        .and(query())
+        .then(p::follow_up_call)
+        .boxed();
+    let fu_answer =
+        warp::path!("cases" / String / "follow-up" / "answer").and(act(CasesFollowUpAnswer)).and(st()).then(p::follow_up_answer).boxed();
+    let fu_attempt =
+        warp::path!("cases" / String / "follow-up" / "attempt").and(act(CasesFollowUpAttempt)).and(st()).then(p::follow_up_attempt).boxed();
+    let fu_alerts =
+        warp::path!("follow-up" / "alerts").and(get()).and(pg(FollowUpAlerts)).and(st()).and(query()).then(p::follow_up_alerts).boxed();
+    let fu_respond = warp::path!("follow-up" / "alerts" / String / "respond")
+        .and(act(FollowUpAlertRespond))
+        .and(st())
+        .then(p::follow_up_alert_respond)
+        .boxed();
+    let fu_resolve = warp::path!("follow-up" / "alerts" / String / "resolve")
+        .and(act(FollowUpAlertResolve))
+        .and(st())
+        .then(p::follow_up_alert_resolve)
+        .boxed();
+    let fu_delivery = warp::path!("cases" / String / "delivery")
+        .and(get())
+        .and(pg(CasesConsent))
+        .and(st())
+        .and(query())
+        .then(p::fu_delivery_page)
+        .boxed();
+    let fu_consent = warp::path!("cases" / String / "consent").and(act(CasesConsent)).and(st()).then(p::fu_record_consent).boxed();
+    let fu_revoke =
+        warp::path!("cases" / String / "consent" / "revoke").and(act(CustomersConsentRevoke)).and(st()).then(p::fu_revoke_consent).boxed();
 
     [
         root,
@@ -569,10 +605,22 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
         user_reset,
         audit,
         status,
+        kpi,
+        kpi_pdf,
         privacy,
         privacy_export,
         privacy_erase,
         privacy_hold,
+        fu_queue,
+        fu_call,
+        fu_answer,
+        fu_attempt,
+        fu_alerts,
+        fu_respond,
+        fu_resolve,
+        fu_delivery,
+        fu_consent,
+        fu_revoke,
     ]
     .into_iter()
     .fold(statics, |acc, r| acc.or(r).unify().boxed())

@@ -71,6 +71,8 @@ pub struct Server {
     pub client: Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// The daemon's clock: tests move it forward (follow-up due times, alert SLAs) instead of sleeping.
+    pub clock: servicebay::clock::Clock,
 }
 
 impl Server {
@@ -90,14 +92,23 @@ impl Server {
         let text = config_text(&data, "127.0.0.1:0", server_extra);
         let cfg = Config::from_toml(&text, "test").expect("config");
         let cert = cfg.tls_cert.clone();
-        let (app, _) = App::build(cfg).await.expect("build");
+        let clock = servicebay::clock::Clock::system();
+        let (app, _) = App::build_with_clock(cfg, clock.clone()).await.expect("build");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(listener, None, async move {
             let _ = rx.await;
         }));
-        Server { base: format!("https://localhost:{port}"), client: client_for(&cert), dir, data, shutdown: Some(tx), task: Some(task) }
+        Server {
+            base: format!("https://localhost:{port}"),
+            client: client_for(&cert),
+            dir,
+            data,
+            shutdown: Some(tx),
+            task: Some(task),
+            clock,
+        }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -418,4 +429,5 @@ fn remap_card(models: &std::path::Path) {
 
 pub mod browser;
 pub mod hq;
+pub mod survey;
 pub mod workshop;

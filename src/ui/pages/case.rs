@@ -36,10 +36,12 @@ pub struct CaseHead {
 pub(super) async fn head(p: &Page, s: &ApiState, id: &str, active: &str) -> Result<(CaseHead, crate::case::CaseView), ApiError> {
     let v = s.cases.get_case(id.to_string()).await?;
     // The workshop from drop-off on; QC once the car has been handed to it.
-    use CaseStatus::{Delivered, InRepair, Qc, Scheduled};
+    use CaseStatus::{Closed, Delivered, FollowUp, InRepair, Qc, Scheduled};
     let st = v.case.status;
     let workshop = matches!(st, Scheduled | InRepair | Qc | Delivered);
     let qc = matches!(st, Qc | Delivered);
+    // Delivery (consent, the sheet) and the follow-up call once the car is handed back.
+    let handed_back = matches!(st, Delivered | FollowUp | Closed);
     let tabs = [
         ("", "tab.overview", RouteId::CasesGet, true),
         ("/intake", "tab.intake", RouteId::CasesMessagesList, true),
@@ -48,6 +50,8 @@ pub(super) async fn head(p: &Page, s: &ApiState, id: &str, active: &str) -> Resu
         ("/estimate", "tab.estimate", RouteId::CasesEstimateGet, true),
         ("/workshop", "tab.workshop", RouteId::CasesWorkshop, workshop),
         ("/qc", "tab.qc", RouteId::CasesWorkshop, qc),
+        ("/delivery", "fu_tab.delivery", RouteId::CasesConsent, handed_back),
+        ("/follow-up", "fu_tab.follow_up", RouteId::CasesFollowUp, handed_back),
     ]
     .iter()
     .filter(|(_, _, r, shown)| *shown && p.may(*r))

@@ -9,6 +9,8 @@ mod case;
 mod estimate;
 mod evidence;
 mod floor;
+mod follow_up;
+mod kpi;
 mod manager;
 mod qc;
 mod workshop;
@@ -19,6 +21,8 @@ pub use case::*;
 pub use estimate::*;
 pub use evidence::*;
 pub use floor::*;
+pub use follow_up::*;
+pub use kpi::*;
 pub use manager::*;
 pub use qc::*;
 pub use workshop::*;
@@ -72,15 +76,21 @@ const NAV: &[(&str, &str, RouteId)] = &[
     ("/today", "nav.today", RouteId::CasesList),
     ("/cases/new", "nav.new_case", RouteId::CasesCreate),
     ("/review", "nav.review", RouteId::FindingsReview),
+    ("/follow-ups", "fu_nav.queue", RouteId::FollowUpsList),
+    ("/follow-up/alerts", "fu_nav.alerts", RouteId::FollowUpAlerts),
     ("/bay", "nav.bay", RouteId::WorkOrderLineClock),
     ("/qc", "nav.qc", RouteId::CasesQcReport),
     ("/manager/bay", "nav.board", RouteId::WorkshopBoard),
     ("/manager/anomalies", "nav.anomalies", RouteId::WorkshopFlags),
+    ("/manager/kpi", "kpi_dash.nav", RouteId::KpiFigures),
     ("/manager/users", "nav.users", RouteId::UsersList),
     ("/manager/audit", "nav.audit", RouteId::AuditList),
     ("/manager/privacy", "nav.privacy", RouteId::PrivacyFind),
     ("/manager/status", "nav.status", RouteId::LlmStatus),
 ];
+
+/// The follow-up screens (customer service sees them first).
+const FOLLOW_UP_NAV: [&str; 2] = ["/follow-ups", "/follow-up/alerts"];
 
 pub(super) fn flash(t: &Strings, q: &Query) -> (Option<String>, Option<String>) {
     let ok = q.get("ok").filter(|k| is_key(k)).map(|k| t.or(&format!("ok.{k}"), t.s("ok.saved")));
@@ -101,11 +111,15 @@ pub(super) fn is_key(k: &str) -> bool {
 impl Page {
     fn chrome(&self, title: &str, q: &Query) -> Chrome {
         let (ok, err) = flash(&self.t, q);
-        let nav = NAV
+        let mut nav = NAV
             .iter()
             .filter(|(_, _, id)| self.may(*id))
             .map(|(href, key, _)| NavItem { href, label: self.t.s(key).to_string(), active: self.path.starts_with(href) })
-            .collect();
+            .collect::<Vec<_>>();
+        // Customer service works the follow-up first: its two screens lead the bar (stable sort).
+        if self.ctx.user.role == Role::CustomerService {
+            nav.sort_by_key(|n| !FOLLOW_UP_NAV.contains(&n.href));
+        }
         Chrome {
             t: self.t,
             lang: self.t.lang().tag(),
@@ -147,6 +161,18 @@ struct ErrorPage {
 pub fn error_page(t: Strings, status: StatusCode, key: &str) -> Response {
     let c = public_chrome(t, t.s("err.title"), &Query::default());
     html(&ErrorPage { message: t.or(key, t.s("err.generic")), c }, status)
+}
+
+/// A refused form or query (a control character): the error page, naming the field it was in.
+pub fn bad_input_page(t: Strings, err: &ApiError) -> Response {
+    let key = format!("err.{}", if err.code == "invalid_query" { "invalid_field" } else { err.code });
+    let mut message = t.or(&key, t.s("err.generic"));
+    if let Some(f) = err.field.as_deref().filter(|f| is_key(f)) {
+        // The shared field words, else the follow-up pages' (their forms have fields of their own).
+        message = format!("{message}（{}）", t.or(&format!("field.{f}"), &t.or(&format!("fu_field.{f}"), f)));
+    }
+    let c = public_chrome(t, t.s("err.title"), &Query::default());
+    html(&ErrorPage { message, c }, err.status)
 }
 
 /// A service error on a page that cannot show its content: the error page, with the right status.
