@@ -1,6 +1,7 @@
 //! The HQ data contract end to end: a store daemon runs the seed's scenarios 1 and 2 through their
 //! stages (every outbox record kind: case, intake, finding, estimate, approval, appointment, and
-//! the workshop's work order, flags and QC report), syncs over a
+//! the workshop's work order, flags and QC report, the follow-up with its survey and hot alert, and a
+//! KPI snapshot), syncs over a
 //! private Mosquitto to `servicebay hq-ingest`, and PostgreSQL holds every kind with its schema
 //! version, exactly once, with the latest states — and no customer name or phone number. Then the
 //! customer asks to be erased: HQ removes every record of theirs and logs that it did.
@@ -41,6 +42,18 @@ async fn every_record_kind_reaches_postgresql() {
     let (s, b) = api.post(&format!("/api/v1/cases/{id}/appointment"), &m, json!({ "start": slot })).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let (qc_report, wo_id) = common::workshop::deliver(&api, &m, &id).await;
+    // The follow-up call: an unhappy answer is a survey and a hot alert; the manager snapshots
+    // today's KPIs.
+    let (_, cs) = api.user(&m, "cs-contract", "customer_service").await;
+    let (s, f) = api.get(&format!("/api/v1/cases/{id}/follow-up"), &cs).await;
+    assert_eq!(s, StatusCode::OK, "{f}");
+    let fixed: Vec<_> = f["questions"].as_array().unwrap().iter().map(|q| json!({ "finding_id": q["finding_id"], "answer": "no" })).collect();
+    let (s, v) = api
+        .post(&format!("/api/v1/cases/{id}/follow-up/answer"), &cs, json!({ "csat": 2, "nps": 3, "fixed": fixed, "comment": "异响还在" }))
+        .await;
+    assert_eq!((s, v["hot"].clone()), (StatusCode::OK, json!(true)), "{v}");
+    let (s, v) = api.post("/api/v1/kpi/snapshots", &m, json!({ "day": chrono::Utc::now().format("%Y-%m-%d").to_string() })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
 
     let pg = r.db.client().await;
     wait_synced(&pg, store, &d.data_dir(), Duration::from_secs(60)).await;
@@ -103,7 +116,7 @@ async fn every_record_kind_reaches_postgresql() {
 
     // The customer asks to be erased (PIPL Art. 47): the store tells HQ, HQ deletes and logs it.
     let held: i64 = pg
-        .query_one("SELECT COUNT(*) FROM hq_records WHERE store_id = $1 AND record_type <> 'erasure'", &[&store])
+        .query_one("SELECT COUNT(*) FROM hq_records WHERE store_id = $1 AND record_type NOT IN ('erasure', 'kpi_snapshot')", &[&store])
         .await
         .expect("records")
         .get(0);
@@ -113,13 +126,13 @@ async fn every_record_kind_reaches_postgresql() {
     assert_eq!(s, StatusCode::OK, "{e}");
     wait_synced(&pg, store, &d.data_dir(), Duration::from_secs(60)).await;
     let left: i64 = pg
-        .query_one("SELECT COUNT(*) FROM hq_records WHERE store_id = $1 AND record_type <> 'erasure'", &[&store])
+        .query_one("SELECT COUNT(*) FROM hq_records WHERE store_id = $1 AND record_type NOT IN ('erasure', 'kpi_snapshot')", &[&store])
         .await
         .expect("records")
         .get(0);
     assert_eq!(left, 0, "every record of the erased customer's case is gone at HQ");
     let events: i64 = pg
-        .query_one("SELECT COUNT(*) FROM hq_events WHERE store_id = $1 AND record_type <> 'erasure'", &[&store])
+        .query_one("SELECT COUNT(*) FROM hq_events WHERE store_id = $1 AND record_type NOT IN ('erasure', 'kpi_snapshot')", &[&store])
         .await
         .expect("events")
         .get(0);
