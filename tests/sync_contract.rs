@@ -73,7 +73,7 @@ async fn every_record_kind_reaches_postgresql() {
     want.sort();
     assert_eq!(got, want);
 
-    // Latest states: the case is scheduled, the approval certifies the lines, the booking is there.
+    // Latest states: the case is in follow-up, the approval certifies the lines, the booking is there.
     let body = |kind: &'static str| {
         let pg = &pg;
         async move {
@@ -84,7 +84,8 @@ async fn every_record_kind_reaches_postgresql() {
             serde_json::from_str::<serde_json::Value>(&row.get::<_, String>(0)).expect("json")
         }
     };
-    assert_eq!(body("case").await["case"]["status"], "delivered");
+    // Answered with a hot alert open: the case waits in follow_up until a person settles it.
+    assert_eq!(body("case").await["case"]["status"], "follow_up");
     // The work order (with its clock and parts) and the signed QC report, latest versions.
     let wo = body("work_order").await;
     assert_eq!((wo["id"].clone(), wo["status"].clone()), (json!(wo_id), json!("done")), "{wo}");
