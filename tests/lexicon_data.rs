@@ -41,6 +41,7 @@ fn record(set: &str, text: &str) -> serde_json::Value {
 
 #[test]
 fn golden() {
+    let _g = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
     let mut lines = Vec::new();
     for set in sets() {
         for c in load_cases(&data_dir().join(&set)).unwrap() {
@@ -80,3 +81,50 @@ fn scores_per_set() {
     }
 }
 
+/// The golden comparison reads with the active lexicon; the swap test changes it.
+static ACTIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The builtin files, `file`'s text edited.
+fn builtin_with(file: &str, edit: impl Fn(&str) -> String) -> Vec<(&'static str, String)> {
+    lexicon::FILES
+        .iter()
+        .map(|n| {
+            let t = lexicon::Lexicon::builtin_text(n).expect("builtin file");
+            (*n, if *n == file { edit(t) } else { t.to_string() })
+        })
+        .collect()
+}
+
+fn load(texts: &[(&str, String)]) -> Result<lexicon::Lexicon, lexicon::LexiconError> {
+    let refs: Vec<(&str, &str)> = texts.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    lexicon::Lexicon::from_texts(&refs)
+}
+
+fn keys(text: &str) -> Vec<(String, String)> {
+    extract(text, &NoneTextGen).unwrap().findings.iter().map(|f| (f.part.id().to_string(), f.damage_type.id().to_string())).collect()
+}
+
+#[test]
+fn a_new_word_is_read_after_install_and_a_worse_lexicon_is_refused() {
+    let _g = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let said = "大包围刮花了";
+    assert!(!keys(said).contains(&("bumper".into(), "scratch".into())), "{:?}", keys(said));
+
+    // A new slang word for the bumper: passes the gate, installed, read at once.
+    let slang = builtin_with("parts.toml", |t| t.replacen("parts = [\n", "parts = [\n    { word = \"大包围\", part = \"bumper\" },\n", 1));
+    let lx = load(&slang).unwrap();
+    let scores = lexicon::gate::check(&lx).unwrap();
+    assert_eq!(scores.len(), 20);
+    let builtin = lexicon::install(std::sync::Arc::new(lx));
+    assert_eq!(keys(said), vec![("bumper".to_string(), "scratch".to_string())]);
+
+    // The damage words emptied: it loads, but the gate refuses it with its scores.
+    let empty = builtin_with("damages.toml", |t| t[..t.find("damages = [").unwrap()].to_string() + "damages = []\n");
+    let bad = load(&empty).unwrap();
+    let reason = lexicon::gate::check(&bad).unwrap_err();
+    assert!(reason.contains("finding F1") && reason.contains("< floor 0.93"), "{reason}");
+    // Nothing was installed: the slang word is still read.
+    assert_eq!(keys(said), vec![("bumper".to_string(), "scratch".to_string())]);
+    lexicon::install(builtin);
+    assert!(!keys(said).contains(&("bumper".into(), "scratch".into())));
+}
