@@ -19,7 +19,7 @@ use crate::intake::homophone::Homophones;
 use crate::intake::{DamageType, Part};
 
 /// The lexicon's files, in the order a bundle or the builtin set supplies them.
-pub const FILES: [&str; 9] = [
+pub const FILES: [&str; 10] = [
     "parts.toml",
     "damages.toml",
     "compounds.toml",
@@ -29,6 +29,7 @@ pub const FILES: [&str; 9] = [
     "masks.toml",
     "typos.toml",
     "facts.toml",
+    "clauses.toml",
 ];
 
 macro_rules! builtin_files {
@@ -47,7 +48,8 @@ builtin_files!(
     "negations.toml",
     "masks.toml",
     "typos.toml",
-    "facts.toml"
+    "facts.toml",
+    "clauses.toml"
 );
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -152,6 +154,31 @@ struct RawNegations {
     negators: Vec<Word>,
     fillers: Vec<Word>,
     denied_after: Vec<Word>,
+    fillers_after: Vec<Word>,
+}
+
+/// clauses.toml: the words each clause rule looks for.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClauses {
+    new_problem: Vec<Word>,
+    guess: Vec<Word>,
+    audio: Vec<Word>,
+    near_before: Vec<Word>,
+    near_after: Vec<Word>,
+    car_ends: Vec<Word>,
+    fine: Vec<Word>,
+    same_side: Vec<Word>,
+    both_doors: Vec<Word>,
+    all_doors: Vec<Word>,
+    both_sides: Vec<Word>,
+    two_wheels: Vec<Word>,
+    lamp_out: Vec<Word>,
+    points_forward: Vec<Word>,
+    all_of: Vec<Word>,
+    false_alarm: Vec<Word>,
+    tyre: Vec<Word>,
+    dashboard: Vec<Word>,
 }
 
 #[derive(Deserialize)]
@@ -223,6 +250,28 @@ struct RawBattery {
 /// A part word's hit: the part and the sides the word itself says.
 pub(super) type PartHit = (Part, Option<Lon>, Option<Lat>);
 
+/// The words of clauses.toml, by the rule that looks for them.
+pub(super) struct ClauseWords {
+    pub new_problem: Vec<String>,
+    pub guess: Vec<String>,
+    pub audio: Vec<String>,
+    pub near_before: Vec<String>,
+    pub near_after: Vec<String>,
+    pub car_ends: Vec<String>,
+    pub fine: Vec<String>,
+    pub same_side: Vec<String>,
+    pub both_doors: Vec<String>,
+    pub all_doors: Vec<String>,
+    pub both_sides: Vec<String>,
+    pub two_wheels: Vec<String>,
+    pub lamp_out: Vec<String>,
+    pub points_forward: Vec<String>,
+    pub all_of: Vec<String>,
+    pub false_alarm: Vec<String>,
+    pub tyre: Vec<String>,
+    pub dashboard: Vec<String>,
+}
+
 pub(super) struct Situation {
     pub word: String,
     pub means: String,
@@ -252,6 +301,9 @@ pub struct Lexicon {
     pub(super) negators: Vec<String>,
     pub(super) neg_fillers: Vec<String>,
     pub(super) denied_after: Vec<String>,
+    pub(super) neg_fillers_after: Vec<String>,
+    /// clauses.toml, one list per rule.
+    pub(super) clause: ClauseWords,
     pub(super) mask: Vec<String>,
     pub(super) fixed: Vec<String>,
     pub(super) foreign: Vec<String>,
@@ -314,6 +366,7 @@ impl Lexicon {
         let masks: RawMasks = parse("masks.toml", get("masks.toml")?)?;
         let typos: RawTypos = parse("typos.toml", get("typos.toml")?)?;
         let facts: RawFacts = parse("facts.toml", get("facts.toml")?)?;
+        let clauses: RawClauses = parse("clauses.toml", get("clauses.toml")?)?;
 
         let c = Check { file: "parts.toml", text: get("parts.toml")? };
         c.unique("parts", parts.parts.iter().map(|r| &r.word))?;
@@ -387,6 +440,29 @@ impl Lexicon {
         let negators = c.list("negators", &negations.negators)?;
         let neg_fillers = c.list("fillers", &negations.fillers)?;
         let denied_after = c.list("denied_after", &negations.denied_after)?;
+        let neg_fillers_after = c.list("fillers_after", &negations.fillers_after)?;
+
+        let c = Check { file: "clauses.toml", text: get("clauses.toml")? };
+        let clause = ClauseWords {
+            new_problem: c.list("new_problem", &clauses.new_problem)?,
+            guess: c.list("guess", &clauses.guess)?,
+            audio: c.list("audio", &clauses.audio)?,
+            near_before: c.list("near_before", &clauses.near_before)?,
+            near_after: c.list("near_after", &clauses.near_after)?,
+            car_ends: c.list("car_ends", &clauses.car_ends)?,
+            fine: c.list("fine", &clauses.fine)?,
+            same_side: c.list("same_side", &clauses.same_side)?,
+            both_doors: c.list("both_doors", &clauses.both_doors)?,
+            all_doors: c.list("all_doors", &clauses.all_doors)?,
+            both_sides: c.list("both_sides", &clauses.both_sides)?,
+            two_wheels: c.list("two_wheels", &clauses.two_wheels)?,
+            lamp_out: c.list("lamp_out", &clauses.lamp_out)?,
+            points_forward: c.list("points_forward", &clauses.points_forward)?,
+            all_of: c.list("all_of", &clauses.all_of)?,
+            false_alarm: c.list("false_alarm", &clauses.false_alarm)?,
+            tyre: c.list("tyre", &clauses.tyre)?,
+            dashboard: c.list("dashboard", &clauses.dashboard)?,
+        };
 
         let c = Check { file: "masks.toml", text: get("masks.toml")? };
         let mask = c.list("mask", &masks.mask)?;
@@ -459,6 +535,8 @@ impl Lexicon {
             negators,
             neg_fillers,
             denied_after,
+            neg_fillers_after,
+            clause,
             mask,
             fixed,
             foreign,
@@ -642,7 +720,7 @@ mod tests {
         let (_, line, reason, _) = invalid(with("parts.toml", text));
         assert_eq!(line, 3);
         assert!(reason.contains("empty"), "{reason}");
-        let neg = "negators = [\"没\", \"Not\"]\nfillers = []\ndenied_after = []\n";
+        let neg = "negators = [\"没\", \"Not\"]\nfillers = []\ndenied_after = []\nfillers_after = []\n";
         let (file, line, reason, fix) = invalid(with("negations.toml", neg));
         assert_eq!((file.as_str(), line), ("negations.toml", 1));
         assert!(reason.contains("upper-case") && fix.contains("\"not\""), "{reason} / {fix}");

@@ -1,10 +1,11 @@
 //! The deterministic Chinese + English lexicon pass: the backbone of extraction.
 //!
 //! Words are data, rules are code. The words (parts, sides, damage words, compounds, situations,
-//! negations, masks, typos, facts) live in `assets/intake/lexicon/*.toml`, loaded and validated
-//! by `data` into a [`Lexicon`]; the passes over a message (`passes`), the shared rules
-//! (`rules`: matching, sides, negation, part conventions) and the facts and number parsing
-//! (`facts`: 厘米/公分/cm/米/一米/十几公分…) are code.
+//! negations, masks, typos, facts, and the words each clause rule looks for) live in
+//! `assets/intake/lexicon/*.toml`, loaded and validated by `data` into a [`Lexicon`]; the passes
+//! over a message (`passes`), the shared rules (`rules`: matching, sides, negation, part
+//! conventions), the facts and number parsing (`facts`: 厘米/公分/cm/米/一米/十几公分…) and the
+//! gate a new lexicon passes (`gate`) are code.
 //!
 //! The active lexicon is process-wide and swappable without a restart: `install` replaces it
 //! (a signed `lexicon` bundle from HQ does, see src/sync/bundles.rs); `analyse` reads the one

@@ -58,7 +58,7 @@ struct Pass<'a> {
 pub(super) fn analyse(lx: &Lexicon, text: &str) -> LexResult {
     let (norm, scraped_off) = prepare(lx, text);
     let mut pass = Pass::new(lx, norm);
-    for cl in clauses(&pass.norm.clone()) {
+    for cl in clauses(lx, &pass.norm.clone()) {
         pass.clause(&cl);
     }
     pass.finish(scraped_off)
@@ -113,7 +113,7 @@ impl<'a> Pass<'a> {
             self.fine.extend(mentions.iter().map(|m| (m.1, m.2)));
             return;
         }
-        let mentions = expand_pairs(s, mentions);
+        let mentions = expand_pairs(self.lx, s, mentions);
         let new = self.compound_findings(&words, &mentions);
         let (mentions, new) = self.attach_damage(s, &used, words, mentions, new);
         self.commit(s, &mentions, new);
@@ -175,14 +175,14 @@ impl<'a> Pass<'a> {
         comps.sort_by_key(|h| h.start);
         let mut parts = find(s, &lx.parts, used);
         // "音响左前喇叭有破音": a speaker, not the horn.
-        let audio = ["音响", "音箱", "音量", "音乐", "破音", "speaker"].iter().any(|w| s.contains(w));
+        let audio = lx.clause.audio.iter().any(|w| s.contains(w.as_str()));
         parts.extend(early);
         parts.sort_by_key(|h| h.start);
         // "车头引擎盖": a locator next to a named part only says where that part is.
         // "左后叶子板靠近尾灯的地方", "天窗旁边的漆面": a part named to say where another one is.
         let near = |h: &Hit<(Part, Option<Lon>, Option<Lat>)>| {
-            ["靠近", "挨着", "near the ", "next to the "].iter().any(|w| s[..h.start].ends_with(w))
-                || ["旁边", "附近"].iter().any(|w| s[h.end..].starts_with(w))
+            lx.clause.near_before.iter().any(|w| s[..h.start].ends_with(w.as_str()))
+                || lx.clause.near_after.iter().any(|w| s[h.end..].starts_with(w.as_str()))
         };
         let is_locator = |h: &Hit<(Part, Option<Lon>, Option<Lat>)>| lx.locators.iter().any(|w| *w == s[h.start..h.end]) || near(h);
         // "车屁股保险杠": the end of the car the locator names.
@@ -205,7 +205,7 @@ impl<'a> Pass<'a> {
         }
         // "一加速车头那里就呜呜叫": an end of the car only places a noise.
         if !dmgs.is_empty() && comps.is_empty() && dmgs.iter().all(|d| !is_body_damage(d.val.0)) {
-            parts.retain(|h| !["车头", "车尾", "车屁股"].contains(&&s[h.start..h.end]));
+            parts.retain(|h| !lx.clause.car_ends.iter().any(|w| *w == s[h.start..h.end]));
         }
         // "漆面有一道划痕": a weak word gives way to a plain damage word in the same clause.
         let dmgs =
@@ -225,7 +225,7 @@ impl<'a> Pass<'a> {
         if !comps.is_empty() || !dmgs.is_empty() {
             self.res.has_problem_words = true;
         }
-        comps.is_empty() && dmgs.is_empty() && ["是好的", "没事", "没问题", "is fine", "is ok"].iter().any(|w| s.contains(w))
+        comps.is_empty() && dmgs.is_empty() && lx.clause.fine.iter().any(|w| s.contains(w.as_str()))
     }
 
     /// Each part mention with its side (words between the previous part and this one), by the
@@ -237,7 +237,7 @@ impl<'a> Pass<'a> {
         let mut mentions: Vec<(usize, Part, Option<Position>)> = Vec::new();
         let mut from = 0;
         // "同一侧前轮的轮毂也刮花了".
-        let same_side = ["同一侧", "同侧", "同一边", "same side"].iter().any(|w| s.contains(w));
+        let same_side = lx.clause.same_side.iter().any(|w| s.contains(w.as_str()));
         for h in parts {
             let (p, ilon, ilat) = h.val;
             let p = if &s[h.start..h.end] == "玻璃" {
@@ -431,18 +431,18 @@ impl<'a> Pass<'a> {
             } else if dmgs.len() == 1 {
                 // One symptom word shared by every part named ("左前门和左后门都有划痕"); a lamp's
                 // word only by the lamps ("按喇叭提醒我刹车灯不亮了").
-                let lamp_word = ["不亮", "not light", "is out"].iter().any(|w| s[dmgs[0].start..].starts_with(w));
+                let lamp_word = lx.clause.lamp_out.iter().any(|w| s[dmgs[0].start..].starts_with(w.as_str()));
                 let lamps = lamp_word && mentions.iter().any(|m| matches!(m.1, Part::Headlight | Part::Taillight));
                 for (i, p, pos) in mentions.iter().filter(|m| !lamps || matches!(m.1, Part::Headlight | Part::Taillight)) {
                     let d = dmgs[0].val.0;
-                    let p = on_dashboard(s, *i, wheel_part(*p, d, wheel_noise_part.or(named_tyre(s, *i))), d);
+                    let p = on_dashboard(lx, s, *i, wheel_part(*p, d, wheel_noise_part.or(named_tyre(lx, s, *i))), d);
                     push_unique(&mut new, fit_to_part(Finding::new(p, *pos, d), dmgs[0].val.1));
                 }
             } else {
                 // Several symptoms: each goes to the nearest part named before it (or the first part).
                 for d in &dmgs {
                     // "a crack in the rear windshield": an English damage word points forward.
-                    let forward = [" on ", " in ", " to ", " along ", " at ", " the ", " my "].iter().any(|w| s[d.end..].starts_with(w));
+                    let forward = lx.clause.points_forward.iter().any(|w| s[d.end..].starts_with(w.as_str()));
                     let ahead = parts
                         .iter()
                         .find(|h| forward && h.start > d.end && h.start <= d.end + 12)
@@ -452,7 +452,7 @@ impl<'a> Pass<'a> {
                         // Expanded pairs share their mention's offset ("左边两个门…划到底了").
                         for (i, p, pos) in mentions.iter().filter(|x| x.0 == at) {
                             let dt = d.val.0;
-                            let p = on_dashboard(s, *i, wheel_part(*p, dt, wheel_noise_part), dt);
+                            let p = on_dashboard(lx, s, *i, wheel_part(*p, dt, wheel_noise_part), dt);
                             push_unique(&mut new, fit_to_part(Finding::new(p, *pos, dt), d.val.1));
                         }
                     }
@@ -536,7 +536,7 @@ impl<'a> Pass<'a> {
             new_keys
         };
         if let Some(b) = primer(lx, s) {
-            let keys: Vec<_> = if ["都", "均", "各", "每个", "每道", "all ", "both", "each"].iter().any(|w| s.contains(w)) {
+            let keys: Vec<_> = if lx.clause.all_of.iter().any(|w| s.contains(w.as_str())) {
                 self.res.findings.iter().map(key).collect()
             } else if here.is_empty() {
                 self.last_here.clone()
@@ -586,7 +586,7 @@ impl<'a> Pass<'a> {
             !self.fine.iter().any(|(p, pos)| *p == f.part && pos.is_some() && (*pos == f.position || refines(f.position, *pos)))
         });
         // "没漏油，…是空调滴的水，虚惊一场".
-        if ["虚惊一场", "false alarm"].iter().any(|w| self.norm.contains(w)) {
+        if lx.clause.false_alarm.iter().any(|w| self.norm.contains(w.as_str())) {
             self.res.findings.clear();
         }
         if let Some((p, pos)) = self.orphan {
@@ -663,15 +663,15 @@ impl<'a> Pass<'a> {
 
 /// "右边两个门" / "前后门" / "四个门", "两侧后视镜", "右边两个轮毂": a part said for a pair or
 /// all four becomes one mention per place; the same part said twice is one mention.
-fn expand_pairs(s: &str, mentions: Vec<Mention>) -> Vec<Mention> {
-    let two_doors = pair_of_doors().is_match(s)
-        || ["前后门", "前后车门", "both doors", "front and rear door", "front and back door"].iter().any(|w| s.contains(w));
-    let four_doors = ["四个门", "所有门", "四个车门", "all doors", "all four doors"].iter().any(|w| s.contains(w));
+fn expand_pairs(lx: &Lexicon, s: &str, mentions: Vec<Mention>) -> Vec<Mention> {
+    let has = |words: &[String]| words.iter().any(|w| s.contains(w.as_str()));
+    let two_doors = pair_of_doors().is_match(s) || has(&lx.clause.both_doors);
+    let four_doors = has(&lx.clause.all_doors);
     // "两侧后视镜", "左右两边前翼子板": the part on both sides (not bare 左右: "30公分左右").
-    let both_sides = ["两侧", "两边", "左右两", "左边右边", "左右都", "both sides", "both mirrors"].iter().any(|w| s.contains(w));
+    let both_sides = has(&lx.clause.both_sides);
     let both_sides = both_sides || pair_of_lamps().is_match(s);
     let front_and_back = s.contains("前后");
-    let two_wheels = front_and_back || ["两个", "两只", "俩", "both"].iter().any(|w| s.contains(w));
+    let two_wheels = front_and_back || has(&lx.clause.two_wheels);
     let mut expanded = Vec::new();
     for (i, p, pos) in mentions {
         if p == Part::Door && four_doors {

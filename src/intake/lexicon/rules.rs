@@ -27,10 +27,10 @@ pub(super) fn is_sep(c: char) -> bool {
 }
 
 /// Splits at punctuation and at "还有/另外/而且/also" which start a new problem.
-pub(super) fn clauses(norm: &str) -> Vec<String> {
-    let mut marked = pauses(norm);
-    for w in ["还有", "另外", "而且", "并且", "同时", " also ", " and also "] {
-        marked = marked.replace(w, &format!("|{w}"));
+pub(super) fn clauses(lx: &Lexicon, norm: &str) -> Vec<String> {
+    let mut marked = pauses(lx, norm);
+    for w in &lx.clause.new_problem {
+        marked = marked.replace(w.as_str(), &format!("|{w}"));
     }
     marked.split(|c: char| is_sep(c) || c == '|').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
@@ -38,7 +38,7 @@ pub(super) fn clauses(norm: &str) -> Vec<String> {
 /// Voice input has no punctuation: a space between two longer runs of Chinese is a pause, marked
 /// '|'. Short pieces ("左后", "嗯", "右边") stay with their neighbours, and so does a guess at the
 /// cause ("…咯吱咯吱 像是减震的问题").
-pub(super) fn pauses(norm: &str) -> String {
+pub(super) fn pauses(lx: &Lexicon, norm: &str) -> String {
     let han = |c: char| ('\u{4E00}'..='\u{9FFF}').contains(&c);
     let pieces: Vec<&str> = norm.split(' ').collect();
     let mut out = String::with_capacity(norm.len());
@@ -46,7 +46,7 @@ pub(super) fn pauses(norm: &str) -> String {
         if i > 0 {
             let prev_han = pieces[i - 1].chars().next_back().is_some_and(han);
             let next_han = piece.chars().next().is_some_and(han);
-            let guess = ["像是", "好像是", "可能是", "感觉是", "估计是", "应该是", "听着像"].iter().any(|w| piece.starts_with(w));
+            let guess = lx.clause.guess.iter().any(|w| piece.starts_with(w.as_str()));
             let long = |p: &str| p.chars().count() >= 5;
             if prev_han && next_han && !guess && long(pieces[i - 1]) && long(piece) {
                 out.push('|');
@@ -182,7 +182,7 @@ pub(super) fn negated(lx: &Lexicon, s: &str, start: usize, end: usize) -> bool {
     let before =
         !pre.ends_with("是不是") && lx.negators.iter().any(|n| pre.ends_with(n.as_str()) && english_word_at(pre, pre.len() - n.len()));
     let mut post = s[end..].trim_start();
-    while let Some(f) = ["倒是", "也", "都", "并", "还"].iter().find(|f| post.starts_with(**f)) {
+    while let Some(f) = lx.neg_fillers_after.iter().find(|f| post.starts_with(f.as_str())) {
         post = &post[f.len()..];
     }
     let after = lx.denied_after.iter().any(|w| post.starts_with(w.as_str()) && !post[w.len()..].starts_with(['吗', '吧']));
@@ -263,14 +263,14 @@ pub(super) fn same_kind(a: Part, b: Part) -> bool {
 }
 
 /// "车速一过六十，轮胎那儿就嗡嗡响": a tyre named as a tyre hums itself, not the suspension.
-pub(super) fn named_tyre(s: &str, at: usize) -> Option<Part> {
-    ["轮胎", "车胎", "胎", "tire", "tyre"].iter().any(|w| s[at..].starts_with(w)).then_some(Part::Tire)
+pub(super) fn named_tyre(lx: &Lexicon, s: &str, at: usize) -> Option<Part> {
+    lx.clause.tyre.iter().any(|w| s[at..].starts_with(w.as_str())).then_some(Part::Tire)
 }
 
 /// The instrument cluster itself goes dark ("仪表盘黑了"); a light or a rattle *on* or behind it is
 /// some other part's ("仪表上有个感叹号灯亮了").
-pub(super) fn on_dashboard(s: &str, at: usize, p: Part, d: DamageType) -> Part {
-    let dash = ["仪表", "dashboard"].iter().any(|w| s[at..].starts_with(w));
+pub(super) fn on_dashboard(lx: &Lexicon, s: &str, at: usize, p: Part, d: DamageType) -> Part {
+    let dash = lx.clause.dashboard.iter().any(|w| s[at..].starts_with(w.as_str()));
     if dash && d != DamageType::NotWorking {
         Part::Other
     } else {
