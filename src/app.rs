@@ -110,6 +110,10 @@ impl App {
         let intake = crate::case::intake::IntakeService::new(store.clone(), engine.clone(), cfg.llm_phrasing);
         // The catalogue HQ last sent (signed bundles), over the built-in starter files.
         let catalog = crate::catalog::SharedCatalog::new(crate::sync::bundles::load_catalog(&cfg.bundles_dir()));
+        // The intake lexicon HQ last sent (a signed `lexicon` bundle), else the built-in one.
+        if let Some(lexicon) = crate::sync::bundles::load_lexicon(&cfg.bundles_dir()) {
+            crate::intake::lexicon::install(std::sync::Arc::new(lexicon));
+        }
         let estimates = crate::case::estimate::EstimateService::new(
             store.clone(),
             engine.clone(),

@@ -100,7 +100,8 @@ enum Command {
         #[arg(long)]
         key: PathBuf,
         /// price_list (parts.toml, operations.toml), labour_rates (rates.toml),
-        /// knowledge_base (knowledge.toml) or detector_model (NAME.safetensors + NAME.toml).
+        /// knowledge_base (knowledge.toml), detector_model (NAME.safetensors + NAME.toml) or
+        /// lexicon (any of the intake lexicon's files: parts.toml, damages.toml, …).
         #[arg(long)]
         kind: String,
         /// Must grow with every bundle of this kind.
@@ -400,7 +401,7 @@ fn hq_main(config: Option<PathBuf>, cmd: Command) -> ExitCode {
             }
             Command::HqPublish { key, kind, version, target, files } => {
                 let kind = BundleKind::parse(&kind).ok_or_else(|| {
-                    HqError::Invalid(format!("--kind '{kind}' is not price_list, labour_rates, knowledge_base or detector_model"))
+                    HqError::Invalid(format!("--kind '{kind}' is not price_list, labour_rates, knowledge_base, detector_model or lexicon"))
                 })?;
                 let (topic, bytes) = hq::publish(&cfg, hq::PublishRequest { key_file: key, kind, version, target, files }).await?;
                 println!("published {} v{version} ({bytes} bytes) on {topic}", kind.as_str());

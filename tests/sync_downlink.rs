@@ -339,3 +339,73 @@ async fn hostile_messages_on_every_topic_harm_nothing() {
     let (s, _) = api.get("/healthz", &m).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+/// The parts and damages the intake reads from one message in a new case.
+async fn read_parts(api: &common::Api, token: &str, text: &str) -> Vec<(String, String)> {
+    let (_, c) = api.post("/api/v1/customers", token, json!({ "name": "李女士" })).await;
+    let (_, k) = api.post("/api/v1/cases", token, json!({ "customer_id": c["id"], "summary": "lexicon" })).await;
+    let id = k["id"].as_str().expect("case id").to_string();
+    let (s, v) = api.post(&format!("/api/v1/cases/{id}/messages"), token, json!({ "text": text })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| (f["part"].as_str().unwrap_or("").to_string(), f["damage_type"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+/// A `lexicon` bundle from HQ: a new slang word is read at once (no restart) and after a restart;
+/// one that drops the development sets below their floors is refused with its scores, and the
+/// lexicon applied before stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lexicon_bundles_are_scored_before_they_apply() {
+    let mut r = Rig::new().await;
+    r.broker.start();
+    let hq_cfg_path = r.worker("w1");
+    let root = r.root.clone();
+    let keys = root.join("keys");
+    let out = servicebay(&["hq-keygen", "--out", keys.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let public = std::fs::read_to_string(keys.join("hq-signing.pub")).expect("pub").trim().to_string();
+    let (mut d, api, m) = r.store("store-lexicon", Some(&public)).await;
+    wait_for(&api, &m, "connects", |v| v["connected"] == true).await;
+    let publish = |version: &str, file: &Path| {
+        let key = keys.join("hq-signing.key");
+        let args = ["--config", hq_cfg_path.to_str().unwrap(), "hq-publish", "--key", key.to_str().unwrap(), "--kind", "lexicon"];
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--version", version, "--target", "all", file.to_str().unwrap()]);
+        servicebay(&all)
+    };
+    let said = "大包围刮花了";
+    let bumper = ("bumper".to_string(), "scratch".to_string());
+    assert!(!read_parts(&api, &m, said).await.contains(&bumper), "not a word of the built-in lexicon");
+
+    // A new slang word for the bumper: scored, applied, read without a restart.
+    let dir = root.join("lexicon");
+    std::fs::create_dir_all(&dir).unwrap();
+    let parts = servicebay::intake::lexicon::Lexicon::builtin_text("parts.toml").unwrap();
+    let parts = parts.replacen("parts = [\n", "parts = [\n    { word = \"大包围\", part = \"bumper\" },\n", 1);
+    std::fs::write(dir.join("parts.toml"), parts).unwrap();
+    let out = publish("1", &dir.join("parts.toml"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for(&api, &m, "lexicon v1 applied", |v| v["bundles"]["lexicon"]["version"] == 1).await;
+    assert_eq!(read_parts(&api, &m, said).await, vec![bumper.clone()]);
+
+    // The damage words emptied: it parses, but scores far below the floors; refused, v1 stays.
+    let damages = servicebay::intake::lexicon::Lexicon::builtin_text("damages.toml").unwrap();
+    let damages = damages[..damages.find("damages = [").unwrap()].to_string() + "damages = []\n";
+    std::fs::write(dir.join("damages.toml"), damages).unwrap();
+    assert!(publish("2", &dir.join("damages.toml")).status.success());
+    let st = wait_for(&api, &m, "worse lexicon refused", |v| v["bundles_rejected"].as_u64() >= Some(1)).await;
+    let reason = st["recent_rejections"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("finding F1") && reason.contains("< floor 0.93"), "{st}");
+    assert_eq!(st["bundles"]["lexicon"]["version"], 1, "{st}");
+    assert_eq!(read_parts(&api, &m, said).await, vec![bumper.clone()], "the applied lexicon stays");
+
+    // After a restart the applied lexicon is loaded again.
+    d.stop();
+    d.start();
+    d.wait_ready().await;
+    assert_eq!(read_parts(&api, &m, said).await, vec![bumper]);
+}

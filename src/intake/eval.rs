@@ -20,6 +20,12 @@ pub struct EvalCase {
 pub fn load_cases(path: &Path) -> Result<Vec<EvalCase>, IntakeError> {
     let f = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| IntakeError::Policy { file: f.clone(), reason: e.to_string() })?;
+    parse_cases(&text, &f)
+}
+
+/// The cases of a JSONL text (`file` names it in errors).
+pub fn parse_cases(text: &str, file: &str) -> Result<Vec<EvalCase>, IntakeError> {
+    let f = file.to_string();
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())

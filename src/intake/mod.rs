@@ -82,8 +82,13 @@ pub struct Extraction {
 
 /// Extraction: the lexicon decides; the model fills what the lexicon could not.
 pub fn extract(text: &str, engine: &dyn TextGen) -> Result<Extraction, IntakeError> {
+    extract_with(&lexicon::active(), text, engine)
+}
+
+/// `extract` with the lexicon given (a candidate lexicon being scored, see `lexicon::gate`).
+pub fn extract_with(lexicon: &lexicon::Lexicon, text: &str, engine: &dyn TextGen) -> Result<Extraction, IntakeError> {
     let text = check_text(text)?;
-    let lex = lexicon::analyse(text);
+    let lex = lexicon::analyse_with(lexicon, text);
     let mut out =
         Extraction { findings: lex.findings.clone(), loose: lex.loose.clone(), degraded: false, llm_used: false, llm_error: None };
     if !lex.unsure {

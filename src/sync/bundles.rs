@@ -1,4 +1,5 @@
-//! Signed config bundles from HQ: price list, labour rates, knowledge base, detector models.
+//! Signed config bundles from HQ: price list, labour rates, knowledge base, detector models, the
+//! intake lexicon.
 //!
 //! A bundle is applied only if its ed25519 signature verifies with the HQ key in the store's
 //! config, its target is this store (on the store's topic) or "all" (on the all-stores topic), its
@@ -11,6 +12,11 @@
 //! swapped after the files are in place; the version is recorded last. A crash in between leaves
 //! the new files active with the old version recorded: HQ's retained bundle is applied again on the
 //! next connect, which is harmless. Detector models take effect at the next start.
+//!
+//! A lexicon bundle must also keep extraction as good as it is: it is scored on the development
+//! sets built into the binary (`intake::lexicon::gate`) and refused, with its scores in the
+//! reason, if any set falls below its floor. Its files replace the built-in ones of the same name;
+//! the lexicon in memory is swapped after the files are in place, like the catalogue.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use super::wire::{self, BundleKind};
 use super::{topics, LinkState};
 use crate::catalog::{Catalog, SharedCatalog};
+use crate::intake::lexicon::{self, Lexicon};
 use crate::store::sync::{AppliedBundle, Rejection};
 use crate::store::{self, Store};
 
@@ -69,6 +76,48 @@ fn catalog_with(bundles_dir: &Path, overrides: &BTreeMap<String, Vec<u8>>) -> Re
     let rates = text("rates.toml", BundleKind::LabourRates)?;
     let knowledge = text("knowledge.toml", BundleKind::KnowledgeBase)?;
     Catalog::from_texts(&ops, &parts, &rates, &knowledge).map_err(|e| e.to_string())
+}
+
+/// The lexicon of the applied `lexicon` bundle over the built-in files; None when none was applied
+/// or it no longer validates (reported; the built-in lexicon stays).
+pub fn load_lexicon(bundles_dir: &Path) -> Option<Lexicon> {
+    let dir = current_dir(bundles_dir, BundleKind::Lexicon)?;
+    let mut files = BTreeMap::new();
+    for name in lexicon::FILES {
+        let p = dir.join(name);
+        if p.exists() {
+            match std::fs::read(&p) {
+                Ok(b) => {
+                    files.insert(name.to_string(), b);
+                }
+                Err(e) => {
+                    tracing::error!(error = %io(e, &p), "applied lexicon bundle unreadable; using the built-in lexicon");
+                    return None;
+                }
+            }
+        }
+    }
+    match lexicon_over_builtin(&files) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!(error = %e, "applied lexicon bundle does not validate; using the built-in lexicon");
+            None
+        }
+    }
+}
+
+/// The lexicon from `files` (a bundle's), the built-in text for any file it does not carry.
+fn lexicon_over_builtin(files: &BTreeMap<String, Vec<u8>>) -> Result<Lexicon, String> {
+    let mut texts: Vec<(&str, String)> = Vec::new();
+    for name in lexicon::FILES {
+        let text = match files.get(name) {
+            Some(b) => String::from_utf8(b.clone()).map_err(|_| format!("{name} is not UTF-8"))?,
+            None => Lexicon::builtin_text(name).unwrap_or_default().to_string(),
+        };
+        texts.push((name, text));
+    }
+    let refs: Vec<(&str, &str)> = texts.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    Lexicon::from_texts(&refs).map_err(|e| e.to_string())
 }
 
 fn io(e: std::io::Error, p: &Path) -> String {
@@ -174,9 +223,18 @@ impl BundleApplier {
                 return Err((head, format!("version {version} is not newer than the applied {}", a.version)));
             }
         }
+        let mut new_lexicon = None;
         let new_catalog = match kind {
             BundleKind::DetectorModel => {
                 self.check_detector(&b.files).map_err(|e| (head, e))?;
+                None
+            }
+            BundleKind::Lexicon => {
+                let l = lexicon_over_builtin(&b.files).map_err(|e| (head, format!("lexicon does not validate: {e}")))?;
+                let scores = lexicon::gate::check(&l).map_err(|e| (head, e))?;
+                let worst = scores.iter().map(|s| s.finding_f1 - s.floor).fold(f64::INFINITY, f64::min);
+                tracing::info!(version, lexicon = %l.summary(), margin = worst, "lexicon bundle passes its gate");
+                new_lexicon = Some(l);
                 None
             }
             _ => Some(catalog_with(&self.dir, &b.files).map_err(|e| (head, format!("catalogue does not validate: {e}")))?),
@@ -184,6 +242,9 @@ impl BundleApplier {
         install(&self.dir, kind, version, &b.files).map_err(|e| (head, format!("cannot write the bundle: {e}")))?;
         if let Some(c) = new_catalog {
             self.catalog.replace(c);
+        }
+        if let Some(l) = new_lexicon {
+            lexicon::install(Arc::new(l));
         }
         let rec = AppliedBundle { version, sha256: b.sha256.clone(), target: b.manifest.target.clone(), applied_at: crate::domain::now() };
         let k = kind.as_str();

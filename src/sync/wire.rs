@@ -294,10 +294,14 @@ pub enum BundleKind {
     KnowledgeBase,
     /// A detector model: NAME.safetensors + NAME.toml (the model card).
     DetectorModel,
+    /// The intake lexicon's words (assets/intake/lexicon/*.toml: any of them; the others stay
+    /// the built-in ones). Applied only if it keeps every development set at its floor.
+    Lexicon,
 }
 
 impl BundleKind {
-    pub const ALL: [BundleKind; 4] = [BundleKind::PriceList, BundleKind::LabourRates, BundleKind::KnowledgeBase, BundleKind::DetectorModel];
+    pub const ALL: [BundleKind; 5] =
+        [BundleKind::PriceList, BundleKind::LabourRates, BundleKind::KnowledgeBase, BundleKind::DetectorModel, BundleKind::Lexicon];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -305,6 +309,7 @@ impl BundleKind {
             BundleKind::LabourRates => "labour_rates",
             BundleKind::KnowledgeBase => "knowledge_base",
             BundleKind::DetectorModel => "detector_model",
+            BundleKind::Lexicon => "lexicon",
         }
     }
 
@@ -324,6 +329,7 @@ impl BundleKind {
                 BundleKind::LabourRates => name == "rates.toml",
                 BundleKind::KnowledgeBase => name == "knowledge.toml",
                 BundleKind::DetectorModel => name.ends_with(".safetensors") || name.ends_with(".toml"),
+                BundleKind::Lexicon => crate::intake::lexicon::FILES.contains(&name),
             }
     }
 }
