@@ -11,12 +11,16 @@
 //! swapped after the files are in place; the version is recorded last. A crash in between leaves
 //! the new files active with the old version recorded: HQ's retained bundle is applied again on the
 //! next connect, which is harmless. Detector models take effect at the next start.
+//!
+//! The store may import its own parts and labour lists (`import::parts`); per catalogue file the
+//! latest list loaded is in force, the bundle or the import (`layers.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::wire::{self, BundleKind};
+use super::layers;
 use super::{topics, LinkState};
 use crate::catalog::{Catalog, SharedCatalog};
 use crate::store::sync::{AppliedBundle, Rejection};
@@ -38,31 +42,38 @@ pub fn current_dir(bundles_dir: &Path, kind: BundleKind) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-/// The catalogue from the applied bundles over the built-in starter files. A bundle directory that
-/// no longer validates is reported and the built-in files are used for its kinds.
+/// The catalogue in force: per file the newer of the store's own import and the applied bundle
+/// (`layers.rs`), else the built-in starter file. A set that no longer validates is reported and
+/// the built-in catalogue is used.
 pub fn load_catalog(bundles_dir: &Path) -> Catalog {
     match catalog_with(bundles_dir, &BTreeMap::new()) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "applied catalogue bundles do not validate; using the built-in catalogue");
+            tracing::error!(error = %e, "the catalogue files in force do not validate; using the built-in catalogue");
             Catalog::builtin()
         }
     }
 }
 
-/// The catalogue texts: `overrides` first, then the applied bundles, then the built-in files.
-fn catalog_with(bundles_dir: &Path, overrides: &BTreeMap<String, Vec<u8>>) -> Result<Catalog, String> {
+/// The catalogue texts: `overrides` first (a bundle or an import being checked), then for each
+/// file the layer in force (`layers::in_force`), validated as a whole.
+pub fn catalog_with(bundles_dir: &Path, overrides: &BTreeMap<String, Vec<u8>>) -> Result<Catalog, String> {
+    let local = layers::local_dir(bundles_dir);
     let text = |name: &str, kind: BundleKind| -> Result<String, String> {
         if let Some(b) = overrides.get(name) {
             return String::from_utf8(b.clone()).map_err(|_| format!("{name} is not UTF-8"));
         }
-        if let Some(dir) = current_dir(bundles_dir, kind) {
-            let p = dir.join(name);
-            if p.exists() {
-                return std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()));
+        let bundled = current_dir(bundles_dir, kind).map(|d| d.join(name)).filter(|p| p.exists());
+        let bundle_version = bundled.as_ref().map(|_| layers::bundle_version(bundles_dir, kind).unwrap_or(0));
+        let imported = layers::read_local(&local, name);
+        match layers::in_force(imported.as_ref().map(|(_, r)| r.over), bundle_version) {
+            layers::Layer::Local => Ok(imported.map(|(t, _)| t).unwrap_or_default()),
+            layers::Layer::Bundle => {
+                let p = bundled.unwrap_or_default();
+                std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
             }
+            layers::Layer::Builtin => Ok(Catalog::builtin_text(name).unwrap_or_default().to_string()),
         }
-        Ok(Catalog::builtin_text(name).unwrap_or_default().to_string())
     };
     let ops = text("operations.toml", BundleKind::PriceList)?;
     let parts = text("parts.toml", BundleKind::PriceList)?;
