@@ -13,6 +13,7 @@ use servicebay::catalog::{Catalog, SharedCatalog};
 use servicebay::domain::Actor;
 use servicebay::estimate::{plan, PartsChoice, PlanRequest};
 use servicebay::import::parts::{export_csv, mapping, CatalogFile, CatalogImport, CatalogReport};
+use servicebay::domain::workshop::Origin;
 use servicebay::intake::{DamageType, Finding, Part, Position};
 use servicebay::store::{audit, Store, StoreError};
 use servicebay::sync::bundles::load_catalog;
@@ -120,7 +121,15 @@ async fn a_chinese_xlsx_imports_and_the_estimate_prices_the_new_part_price() {
     let cat = b.catalog.get();
     assert_eq!(door_lock_plan(&cat), 488.0);
     let p = cat.part("DL-ACT-RF").unwrap();
-    assert_eq!((p.oem_cny, p.aftermarket_cny, p.barcodes.len()), (488.0, Some(260.0), 2));
+    assert_eq!((p.oem_cny, p.aftermarket_cny), (488.0, Some(260.0)));
+    // The listed origins' barcodes are the file's, in its order; an unlisted origin keeps its own.
+    let old = Catalog::builtin().part("DL-ACT-RF").unwrap().barcodes.clone();
+    let kept: Vec<_> = old.iter().filter(|b| b.origin == Origin::Refurbished).cloned().collect();
+    let want: Vec<(String, Origin)> = [(gtin("690123499901"), Origin::Oem), (gtin("690765499901"), Origin::Equivalent)]
+        .into_iter()
+        .chain(kept.iter().map(|b| (b.gtin.clone(), b.origin)))
+        .collect();
+    assert_eq!(p.barcodes.iter().map(|b| (b.gtin.clone(), b.origin)).collect::<Vec<_>>(), want);
     assert_eq!(cat.part_by_gtin(&gtin("690765499901")).map(|(p, o)| (p.part_no.as_str(), o.as_str())), Some(("DL-ACT-RF", "equivalent")));
     assert_eq!(cat.part("NEW-CLIP-1").unwrap().aftermarket_cny, None);
     // What a restarted daemon loads from disk is the same catalogue.

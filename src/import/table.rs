@@ -91,9 +91,18 @@ fn read_csv(bytes: &[u8]) -> Result<Table, TableError> {
         None => return Err(TableError::Empty),
     };
     let mut rows = Vec::new();
+    // csv's own line count is off after CRLF and blank lines: count '\n' up to each record's byte.
+    let raw = text.as_bytes();
+    let mut seen = (0usize, 1usize);
+    let mut line_at = |byte: u64| {
+        let byte = (byte as usize).min(raw.len());
+        let (from, line) = if byte >= seen.0 { seen } else { (0, 1) };
+        seen = (byte, line + raw[from..byte].iter().filter(|c| **c == b'\n').count());
+        seen.1
+    };
     for rec in records {
-        let rec = rec.map_err(|e| TableError::Csv { line: e.position().map_or(0, |p| p.line() as usize), message: e.to_string() })?;
-        let line = rec.position().map_or(0, |p| p.line() as usize);
+        let rec = rec.map_err(|e| TableError::Csv { line: e.position().map_or(0, |p| line_at(p.byte())), message: e.to_string() })?;
+        let line = rec.position().map_or(0, |p| line_at(p.byte()));
         push_row(&mut rows, line, rec.iter().map(|c| c.trim().to_string()).collect(), headers.len())?;
     }
     finish(headers, rows)

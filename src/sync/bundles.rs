@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use super::wire::{self, BundleKind};
 use super::layers;
 use super::{topics, LinkState};
-use crate::catalog::{Catalog, SharedCatalog};
+use crate::catalog::{Catalog, CatalogError, SharedCatalog};
 use crate::store::sync::{AppliedBundle, Rejection};
 use crate::store::{self, Store};
 
@@ -58,10 +58,15 @@ pub fn load_catalog(bundles_dir: &Path) -> Catalog {
 /// The catalogue texts: `overrides` first (a bundle or an import being checked), then for each
 /// file the layer in force (`layers::in_force`), validated as a whole.
 pub fn catalog_with(bundles_dir: &Path, overrides: &BTreeMap<String, Vec<u8>>) -> Result<Catalog, String> {
+    checked_with(bundles_dir, overrides).map_err(|e| e.to_string())
+}
+
+/// [`catalog_with`] with the catalogue's own error (which names the file and the entry).
+pub fn checked_with(bundles_dir: &Path, overrides: &BTreeMap<String, Vec<u8>>) -> Result<Catalog, CatalogError> {
     let local = layers::local_dir(bundles_dir);
-    let text = |name: &str, kind: BundleKind| -> Result<String, String> {
+    let text = |name: &str, kind: BundleKind| -> Result<String, CatalogError> {
         if let Some(b) = overrides.get(name) {
-            return String::from_utf8(b.clone()).map_err(|_| format!("{name} is not UTF-8"));
+            return String::from_utf8(b.clone()).map_err(|_| CatalogError::Read { file: name.into(), reason: "not UTF-8".into() });
         }
         let bundled = current_dir(bundles_dir, kind).map(|d| d.join(name)).filter(|p| p.exists());
         let bundle_version = bundled.as_ref().map(|_| layers::bundle_version(bundles_dir, kind).unwrap_or(0));
@@ -70,7 +75,7 @@ pub fn catalog_with(bundles_dir: &Path, overrides: &BTreeMap<String, Vec<u8>>) -
             layers::Layer::Local => Ok(imported.map(|(t, _)| t).unwrap_or_default()),
             layers::Layer::Bundle => {
                 let p = bundled.unwrap_or_default();
-                std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
+                std::fs::read_to_string(&p).map_err(|e| CatalogError::Read { file: p.display().to_string(), reason: e.to_string() })
             }
             layers::Layer::Builtin => Ok(Catalog::builtin_text(name).unwrap_or_default().to_string()),
         }
@@ -79,7 +84,7 @@ pub fn catalog_with(bundles_dir: &Path, overrides: &BTreeMap<String, Vec<u8>>) -
     let parts = text("parts.toml", BundleKind::PriceList)?;
     let rates = text("rates.toml", BundleKind::LabourRates)?;
     let knowledge = text("knowledge.toml", BundleKind::KnowledgeBase)?;
-    Catalog::from_texts(&ops, &parts, &rates, &knowledge).map_err(|e| e.to_string())
+    Catalog::from_texts(&ops, &parts, &rates, &knowledge)
 }
 
 fn io(e: std::io::Error, p: &Path) -> String {

@@ -14,7 +14,7 @@ use crate::catalog::SharedCatalog;
 use crate::domain::Actor;
 use crate::import::table::Mapping;
 use crate::store::{audit, Store};
-use crate::sync::bundles::catalog_with;
+use crate::sync::bundles::{catalog_with, checked_with};
 use crate::sync::layers;
 use crate::sync::wire::BundleKind;
 
@@ -50,7 +50,7 @@ impl CatalogImport {
         let outcome = tokio::task::spawn_blocking(move || {
             prepare(&base, what, &file, &bytes, &mapping, dry_run, |text| {
                 let over = BTreeMap::from([(name.to_string(), text.as_bytes().to_vec())]);
-                catalog_with(&dir, &over).map(|_| ()).map_err(|reason| crate::catalog::CatalogError::Parse { file: name.into(), reason })
+                checked_with(&dir, &over).map(|_| ())
             })
         })
         .await
