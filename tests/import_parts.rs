@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use servicebay::catalog::{Catalog, SharedCatalog};
+use servicebay::domain::workshop::Origin;
 use servicebay::domain::Actor;
 use servicebay::estimate::{plan, PartsChoice, PlanRequest};
 use servicebay::import::parts::{export_csv, mapping, CatalogFile, CatalogImport, CatalogReport};
-use servicebay::domain::workshop::Origin;
 use servicebay::intake::{DamageType, Finding, Part, Position};
 use servicebay::store::{audit, Store, StoreError};
 use servicebay::sync::bundles::load_catalog;
@@ -72,7 +72,8 @@ fn gtin(body: &str) -> String {
 fn xlsx(rows: &[[&str; 7]]) -> Vec<u8> {
     let mut wb = rust_xlsxwriter::Workbook::new();
     let ws = wb.add_worksheet();
-    for (c, h) in ["配件编号", "配件名称", "英文名称", "适用部位", "配件来源/品质", "销售价", "条码"].iter().enumerate() {
+    for (c, h) in ["配件编号", "配件名称", "英文名称", "适用部位", "配件来源/品质", "销售价", "条码"].iter().enumerate()
+    {
         ws.write_string(0, c as u16, *h).unwrap();
     }
     for (r, row) in rows.iter().enumerate() {
@@ -164,7 +165,10 @@ async fn importing_twice_changes_nothing_and_a_dry_run_writes_nothing() {
     assert!(!b.local_dir().exists());
     assert_eq!(b.catalog.get().part("DL-ACT-RF").unwrap().oem_cny, 420.0);
     let first = b.run(CatalogFile::Parts, "p.xlsx", price_list(false), false).await;
-    assert_eq!((dry.rows, dry.new, dry.changed, dry.unchanged, dry.kept), (first.rows, first.new, first.changed, first.unchanged, first.kept));
+    assert_eq!(
+        (dry.rows, dry.new, dry.changed, dry.unchanged, dry.kept),
+        (first.rows, first.new, first.changed, first.unchanged, first.kept)
+    );
     let layer = std::fs::read(b.local_dir().join("parts.toml.layer")).unwrap();
     let second = b.run(CatalogFile::Parts, "p.xlsx", price_list(false), false).await;
     assert_eq!((second.new, second.changed, second.unchanged, second.applied), (0, 0, 2, false));
@@ -193,14 +197,20 @@ async fn labour_keeps_matching_rules_and_export_then_import_is_identical() {
     let cat = b.catalog.get();
     let lock = cat.operation("MC-DOOR-LOCK").unwrap();
     assert_eq!((lock.hours, lock.materials_cny), (1.2, 15.0));
-    assert_eq!(json(&(&lock.parts, &lock.damage, &lock.severity, &lock.parts_needed)), json(&(&before.parts, &before.damage, &before.severity, &before.parts_needed)));
+    assert_eq!(
+        json(&(&lock.parts, &lock.damage, &lock.severity, &lock.parts_needed)),
+        json(&(&before.parts, &before.damage, &before.severity, &before.parts_needed))
+    );
     let wash = cat.operation("ZZ-WASH-01").unwrap();
     assert!(wash.parts.is_empty() && wash.damage.is_empty(), "a new code without rules is never matched");
     assert_eq!(wash.name_en, "精洗");
 
     let parts = export_csv(&cat, CatalogFile::Parts).unwrap();
     let labour = export_csv(&cat, CatalogFile::Labour).unwrap();
-    assert!(parts.starts_with(b"\xEF\xBB\xBF") && String::from_utf8_lossy(&parts).contains("配件编号,配件名称,英文名称,适用部位,配件来源/品质,销售价,条码"));
+    assert!(
+        parts.starts_with(b"\xEF\xBB\xBF")
+            && String::from_utf8_lossy(&parts).contains("配件编号,配件名称,英文名称,适用部位,配件来源/品质,销售价,条码")
+    );
     // Onto a fresh store (the built-in catalogue): the same parts and operations come back.
     let fresh = Box_::new();
     let r = fresh.run(CatalogFile::Parts, "parts.csv", parts.clone(), false).await;

@@ -30,15 +30,7 @@ fn part_rows(p: &PartItem, w: &Words) -> Vec<Vec<String>> {
         Origin::Refurbished => String::new(),
     };
     let row = |o: Origin, gtin: &str| {
-        vec![
-            p.part_no.clone(),
-            p.name_zh.clone(),
-            p.name_en.clone(),
-            rows::part_word(p.fits),
-            w.origin_word(o),
-            price(o),
-            gtin.to_string(),
-        ]
+        vec![p.part_no.clone(), p.name_zh.clone(), p.name_en.clone(), rows::part_word(p.fits), w.origin_word(o), price(o), gtin.to_string()]
     };
     let mut out = Vec::new();
     if !p.barcodes.iter().any(|b| b.origin == Origin::Oem) {

@@ -142,7 +142,11 @@ pub fn labour(base: &Catalog, rows: Vec<LabourRow>, mut errors: Vec<RowError>) -
         let labour_class = match r.labour_class.or(old.map(|o| o.labour_class)) {
             Some(c) => c,
             None => {
-                errors.push(RowError { line: r.line, field: "labour_class".into(), message: format!("{} is a new code: it needs a labour class (工种)", r.code) });
+                errors.push(RowError {
+                    line: r.line,
+                    field: "labour_class".into(),
+                    message: format!("{} is a new code: it needs a labour class (工种)", r.code),
+                });
                 continue;
             }
         };
@@ -223,7 +227,9 @@ mod tests {
         let c = Catalog::builtin();
         let p = parts_toml(c.version, &c.parts, "x.csv");
         let o = operations_toml(c.version, &c.operations, "x.csv");
-        let again = Catalog::from_texts(&o, &p, Catalog::builtin_text("rates.toml").unwrap(), Catalog::builtin_text("knowledge.toml").unwrap()).unwrap();
+        let again =
+            Catalog::from_texts(&o, &p, Catalog::builtin_text("rates.toml").unwrap(), Catalog::builtin_text("knowledge.toml").unwrap())
+                .unwrap();
         assert!(same(&again.parts, &c.parts) && same(&again.operations, &c.operations));
     }
 }

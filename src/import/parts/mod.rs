@@ -200,7 +200,13 @@ pub(crate) fn prepare(
 /// HQ's side: read a list onto the catalogue files already in `out` (else the built-in ones) and
 /// write the validated `parts.toml` and `operations.toml` there, for `servicebay hq-publish --kind
 /// price_list`. No store, no layers: the bundle is what the stores will validate.
-pub fn convert(what: CatalogFile, file_name: &str, bytes: &[u8], mapping: &Mapping, out: &std::path::Path) -> Result<CatalogReport, CatalogImportError> {
+pub fn convert(
+    what: CatalogFile,
+    file_name: &str,
+    bytes: &[u8],
+    mapping: &Mapping,
+    out: &std::path::Path,
+) -> Result<CatalogReport, CatalogImportError> {
     let io = |p: &std::path::Path| {
         let p = p.display().to_string();
         move |source| CatalogImportError::Io { path: p.clone(), source }
@@ -216,7 +222,13 @@ pub fn convert(what: CatalogFile, file_name: &str, bytes: &[u8], mapping: &Mappi
     };
     let texts: Vec<String> = ["operations.toml", "parts.toml", "rates.toml", "knowledge.toml"]
         .iter()
-        .map(|n| if *n == "rates.toml" || *n == "knowledge.toml" { Ok(Catalog::builtin_text(n).unwrap_or_default().to_string()) } else { text_of(n) })
+        .map(|n| {
+            if *n == "rates.toml" || *n == "knowledge.toml" {
+                Ok(Catalog::builtin_text(n).unwrap_or_default().to_string())
+            } else {
+                text_of(n)
+            }
+        })
         .collect::<Result<_, _>>()?;
     let base = Catalog::from_texts(&texts[0], &texts[1], &texts[2], &texts[3]).map_err(|e| CatalogImportError::Catalog(e.to_string()))?;
     let o = prepare(&base, what, file_name, bytes, mapping, false, |t| {
@@ -252,7 +264,8 @@ mod tests {
         let names: Vec<&str> = MAPPINGS.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["parts-zh", "labour-zh"]);
         let parts = mapping("parts-zh").unwrap();
-        let headers: Vec<String> = ["配件编号", "配件名称", "英文名称", "适用部位", "配件来源/品质", "销售价", "条码"].map(String::from).to_vec();
+        let headers: Vec<String> =
+            ["配件编号", "配件名称", "英文名称", "适用部位", "配件来源/品质", "销售价", "条码"].map(String::from).to_vec();
         let c = parts.resolve(&headers, rows::PART_FIELDS, rows::PART_REQUIRED).unwrap();
         assert!(rows::PART_FIELDS.iter().all(|f| c.has(f)), "every parts field has a Chinese header");
         let labour = mapping("labour-zh").unwrap();

@@ -38,7 +38,11 @@ struct RawWords {
 
 fn by_id<T: for<'de> Deserialize<'de>>(table: &str, m: BTreeMap<String, Vec<String>>) -> Result<Vec<(T, Vec<String>)>, String> {
     m.into_iter()
-        .map(|(k, w)| serde_json::from_value(serde_json::Value::String(k.clone())).map(|v| (v, w)).map_err(|_| format!("[{table}] {k} is not a value")))
+        .map(|(k, w)| {
+            serde_json::from_value(serde_json::Value::String(k.clone()))
+                .map(|v| (v, w))
+                .map_err(|_| format!("[{table}] {k} is not a value"))
+        })
         .collect()
 }
 

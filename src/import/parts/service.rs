@@ -62,7 +62,8 @@ impl CatalogImport {
             return Ok(report);
         };
         let (actor, dir, file) = (actor.clone(), self.bundles_dir.clone(), file_name.to_string());
-        let summary = format!("applied: {} new, {} changed, {} unchanged, {} kept", report.new, report.changed, report.unchanged, report.kept);
+        let summary =
+            format!("applied: {} new, {} changed, {} unchanged, {} kept", report.new, report.changed, report.unchanged, report.kept);
         self.store
             .write(move |tx| -> Result<(), CatalogImportError> {
                 audit::record(tx, &actor, "catalog.import", "catalog", Some(name), &summary)?;
