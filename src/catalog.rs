@@ -320,8 +320,11 @@ impl Catalog {
             if !(op.materials_cny >= 0.0 && op.materials_cny < 100_000.0) {
                 return Err(invalid(f, &op.code, format!("materials {} out of range", op.materials_cny)));
             }
-            if op.parts.is_empty() || op.damage.is_empty() || op.severity.is_empty() {
-                return Err(invalid(f, &op.code, "parts, damage and severity must not be empty"));
+            // All three empty: an operation the estimate never picks by itself (a store's own
+            // labour code imported without matching rules); it is still priced when named.
+            let unmatched = op.parts.is_empty() && op.damage.is_empty() && op.severity.is_empty();
+            if !unmatched && (op.parts.is_empty() || op.damage.is_empty() || op.severity.is_empty()) {
+                return Err(invalid(f, &op.code, "give parts, damage and severity together (or none: never matched by the estimate)"));
             }
             for prefix in &op.parts_needed {
                 if self.resolve_parts(prefix, None).is_empty() {

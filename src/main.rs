@@ -10,6 +10,7 @@ use servicebay::app::{self, AppError};
 use servicebay::config::{Config, ConfigError};
 use servicebay::domain::{Actor, Role};
 use servicebay::hq::web::{AccountError, WebError};
+use servicebay::import::parts::{CatalogFile, CatalogImport, CatalogImportError, CatalogReport};
 use servicebay::keys::{KeyError, Keys};
 use servicebay::protection::backup::BackupError;
 use servicebay::protection::{DataProtection, ProtectionError};
@@ -91,6 +92,10 @@ enum Command {
     /// Retraining data from this store's reviewed photo findings.
     #[command(subcommand)]
     Dataset(DatasetCmd),
+    /// The parts and labour lists: import a DMS export (CSV/XLSX/XLS/ODS), export the catalogue as
+    /// such files, and (HQ) convert a list into the files of a price_list bundle.
+    #[command(subcommand)]
+    Catalog(CatalogCmd),
     /// HQ: store every store's synced batches in PostgreSQL and acknowledge them (`--config hq.toml`).
     /// Run several for more throughput; they share the work through an MQTT shared subscription.
     HqIngest,
@@ -136,6 +141,39 @@ enum Command {
         model: PathBuf,
         #[arg(long)]
         threads: Option<i32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCmd {
+    /// Import a parts (配件价格表) or labour (工时表) list into this store's catalogue. A running
+    /// daemon reads it at its next start; the manager's upload applies at once.
+    Import {
+        /// parts or labour
+        what: String,
+        file: PathBuf,
+        /// A shipped mapping (parts-zh, labour-zh) or a mapping file; default: the shipped one.
+        #[arg(long)]
+        mapping: Option<String>,
+        /// Check and count only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write the catalogue in force as parts.csv and labour.csv (UTF-8 with BOM, the shipped
+    /// mappings' headers); importing them gives back the same catalogue.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// HQ: a parts or labour list into DIR/parts.toml and DIR/operations.toml (over the files
+    /// already in DIR, else the built-in ones), validated, for `hq-publish --kind price_list`.
+    Convert {
+        what: String,
+        file: PathBuf,
+        #[arg(long)]
+        mapping: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -249,6 +287,7 @@ enum HqAnalystCmd {
 }
 
 // sysexits(3)
+const EX_USAGE: u8 = 64;
 const EX_DATAERR: u8 = 65;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
@@ -521,6 +560,9 @@ fn main() -> ExitCode {
     ) {
         return hq_main(cli.config, cli.command);
     }
+    if let Command::Catalog(CatalogCmd::Convert { what, file, mapping, out }) = &cli.command {
+        return catalog_convert(what, file, mapping.as_deref(), out);
+    }
     // `check-config` serves both kinds of file: an `[hq]` table means HQ's (assets/hq.example.toml).
     if let (Command::CheckConfig, Some(path)) = (&cli.command, &cli.config) {
         if std::fs::read_to_string(path).is_ok_and(|t| HqConfig::is_hq_toml(&t)) {
@@ -531,6 +573,9 @@ fn main() -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
+    if let Command::Catalog(cmd) = cli.command {
+        return rt.block_on(catalog_main(cmd, cfg));
+    }
     let models = cli.models.unwrap_or_else(|| cfg.models_dir.clone());
     match rt.block_on(dispatch(cli.command, cfg, models)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -604,6 +649,7 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
         | Command::HqWeb
         | Command::HqAnalyst(_)
         | Command::HqSurvey
+        | Command::Catalog(_)
         | Command::LlmWorker { .. } => Ok(()),
         Command::CheckConfig => {
             println!("config OK ({})", cfg.source);
@@ -862,4 +908,126 @@ async fn user_cmd(cmd: UserCmd, staff: &StaffService) -> Result<(), AppError> {
         }
     }
     Ok(())
+}
+
+fn catalog_what(what: &str) -> Result<CatalogFile, ExitCode> {
+    CatalogFile::parse(what).ok_or_else(|| {
+        eprintln!("servicebay: '{what}' is neither parts nor labour");
+        ExitCode::from(EX_USAGE)
+    })
+}
+
+fn catalog_code(e: &CatalogImportError) -> u8 {
+    match e {
+        CatalogImportError::Table(_) | CatalogImportError::Rows(_) | CatalogImportError::UnknownMapping(..) => EX_DATAERR,
+        CatalogImportError::Io { .. } => EX_IOERR,
+        CatalogImportError::Catalog(_) => EX_CONFIG,
+        CatalogImportError::Store(s) => store_code(s),
+    }
+}
+
+/// The report for people: counts, then each refused row; errors mean exit 65 (nothing changed).
+fn catalog_report(r: &CatalogReport) -> ExitCode {
+    println!(
+        "{} rows: {} new, {} changed, {} unchanged, {} kept{}",
+        r.rows,
+        r.new,
+        r.changed,
+        r.unchanged,
+        r.kept,
+        if r.dry_run { " (dry run: nothing written)" } else if r.applied { " (in force)" } else { " (nothing changed)" }
+    );
+    for e in &r.errors {
+        eprintln!("line {}, {}: {}", e.line, e.field, e.message);
+    }
+    if r.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("servicebay: {}", CatalogImportError::Rows(r.errors.len()));
+        ExitCode::from(EX_DATAERR)
+    }
+}
+
+fn read_list(file: &std::path::Path, what: CatalogFile, mapping: Option<&str>) -> Result<(Vec<u8>, servicebay::import::table::Mapping), CatalogImportError> {
+    let bytes = std::fs::read(file).map_err(|source| CatalogImportError::Io { path: file.display().to_string(), source })?;
+    let mapping = servicebay::import::parts::mapping(mapping.unwrap_or(what.default_mapping()))?;
+    Ok((bytes, mapping))
+}
+
+fn catalog_convert(what: &str, file: &std::path::Path, mapping: Option<&str>, out: &std::path::Path) -> ExitCode {
+    let what = match catalog_what(what) {
+        Ok(w) => w,
+        Err(c) => return c,
+    };
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let r = read_list(file, what, mapping).and_then(|(bytes, m)| servicebay::import::parts::convert(what, &name, &bytes, &m, out));
+    match r {
+        Ok(r) => {
+            let code = catalog_report(&r);
+            if r.applied {
+                println!("wrote {0}/parts.toml and {0}/operations.toml", out.display());
+            }
+            code
+        }
+        Err(e) => {
+            eprintln!("servicebay: {e}");
+            ExitCode::from(catalog_code(&e))
+        }
+    }
+}
+
+async fn catalog_main(cmd: CatalogCmd, cfg: Config) -> ExitCode {
+    let catalog = servicebay::sync::bundles::load_catalog(&cfg.bundles_dir());
+    match cmd {
+        CatalogCmd::Export { out } => match servicebay::import::parts::write_export(&catalog, &out) {
+            Ok(()) => {
+                println!("wrote {0}/parts.csv ({1} parts) and {0}/labour.csv ({2} operations)", out.display(), catalog.parts.len(), catalog.operations.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("servicebay: {e}");
+                ExitCode::from(catalog_code(&e))
+            }
+        },
+        CatalogCmd::Import { what, file, mapping, dry_run } => {
+            let what = match catalog_what(&what) {
+                Ok(w) => w,
+                Err(c) => return c,
+            };
+            let (bytes, mapping) = match read_list(&file, what, mapping.as_deref()) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("servicebay: {e}");
+                    return ExitCode::from(catalog_code(&e));
+                }
+            };
+            let keys = match Keys::load(&cfg.keys) {
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!("servicebay: {e}");
+                    return ExitCode::from(key_code(&e));
+                }
+            };
+            let store = match Store::open(&cfg.data_dir, &keys.db_key(), 1) {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    eprintln!("servicebay: {e}");
+                    return ExitCode::from(store_code(&e));
+                }
+            };
+            let shared = servicebay::catalog::SharedCatalog::new(catalog);
+            let importer = CatalogImport::new(store.clone(), shared, cfg.bundles_dir());
+            let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let r = importer.run(&Actor::system("cli"), what, &name, bytes, &mapping, dry_run).await;
+            store.close();
+            match r {
+                Ok(r) => catalog_report(&r),
+                Err(e) => {
+                    eprintln!("servicebay: {e}");
+                    ExitCode::from(catalog_code(&e))
+                }
+            }
+        }
+        CatalogCmd::Convert { .. } => ExitCode::SUCCESS,
+    }
 }

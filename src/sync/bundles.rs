@@ -17,14 +17,18 @@
 //! sets built into the binary (`intake::lexicon::gate`) and refused, with its scores in the
 //! reason, if any set falls below its floor. Its files replace the built-in ones of the same name;
 //! the lexicon in memory is swapped after the files are in place, like the catalogue.
+//!
+//! The store may import its own parts and labour lists (`import::parts`); per catalogue file the
+//! latest list loaded is in force, the bundle or the import (`layers.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::wire::{self, BundleKind};
+use super::layers;
 use super::{topics, LinkState};
-use crate::catalog::{Catalog, SharedCatalog};
+use crate::catalog::{Catalog, CatalogError, SharedCatalog};
 use crate::intake::lexicon::{self, Lexicon};
 use crate::store::sync::{AppliedBundle, Rejection};
 use crate::store::{self, Store};
@@ -45,37 +49,49 @@ pub fn current_dir(bundles_dir: &Path, kind: BundleKind) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-/// The catalogue from the applied bundles over the built-in starter files. A bundle directory that
-/// no longer validates is reported and the built-in files are used for its kinds.
+/// The catalogue in force: per file the newer of the store's own import and the applied bundle
+/// (`layers.rs`), else the built-in starter file. A set that no longer validates is reported and
+/// the built-in catalogue is used.
 pub fn load_catalog(bundles_dir: &Path) -> Catalog {
     match catalog_with(bundles_dir, &BTreeMap::new()) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "applied catalogue bundles do not validate; using the built-in catalogue");
+            tracing::error!(error = %e, "the catalogue files in force do not validate; using the built-in catalogue");
             Catalog::builtin()
         }
     }
 }
 
-/// The catalogue texts: `overrides` first, then the applied bundles, then the built-in files.
-fn catalog_with(bundles_dir: &Path, overrides: &BTreeMap<String, Vec<u8>>) -> Result<Catalog, String> {
-    let text = |name: &str, kind: BundleKind| -> Result<String, String> {
+/// The catalogue texts: `overrides` first (a bundle or an import being checked), then for each
+/// file the layer in force (`layers::in_force`), validated as a whole.
+pub fn catalog_with(bundles_dir: &Path, overrides: &BTreeMap<String, Vec<u8>>) -> Result<Catalog, String> {
+    checked_with(bundles_dir, overrides).map_err(|e| e.to_string())
+}
+
+/// [`catalog_with`] with the catalogue's own error (which names the file and the entry).
+pub fn checked_with(bundles_dir: &Path, overrides: &BTreeMap<String, Vec<u8>>) -> Result<Catalog, CatalogError> {
+    let local = layers::local_dir(bundles_dir);
+    let text = |name: &str, kind: BundleKind| -> Result<String, CatalogError> {
         if let Some(b) = overrides.get(name) {
-            return String::from_utf8(b.clone()).map_err(|_| format!("{name} is not UTF-8"));
+            return String::from_utf8(b.clone()).map_err(|_| CatalogError::Read { file: name.into(), reason: "not UTF-8".into() });
         }
-        if let Some(dir) = current_dir(bundles_dir, kind) {
-            let p = dir.join(name);
-            if p.exists() {
-                return std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()));
+        let bundled = current_dir(bundles_dir, kind).map(|d| d.join(name)).filter(|p| p.exists());
+        let bundle_version = bundled.as_ref().map(|_| layers::bundle_version(bundles_dir, kind).unwrap_or(0));
+        let imported = layers::read_local(&local, name);
+        match layers::in_force(imported.as_ref().map(|(_, r)| r.over), bundle_version) {
+            layers::Layer::Local => Ok(imported.map(|(t, _)| t).unwrap_or_default()),
+            layers::Layer::Bundle => {
+                let p = bundled.unwrap_or_default();
+                std::fs::read_to_string(&p).map_err(|e| CatalogError::Read { file: p.display().to_string(), reason: e.to_string() })
             }
+            layers::Layer::Builtin => Ok(Catalog::builtin_text(name).unwrap_or_default().to_string()),
         }
-        Ok(Catalog::builtin_text(name).unwrap_or_default().to_string())
     };
     let ops = text("operations.toml", BundleKind::PriceList)?;
     let parts = text("parts.toml", BundleKind::PriceList)?;
     let rates = text("rates.toml", BundleKind::LabourRates)?;
     let knowledge = text("knowledge.toml", BundleKind::KnowledgeBase)?;
-    Catalog::from_texts(&ops, &parts, &rates, &knowledge).map_err(|e| e.to_string())
+    Catalog::from_texts(&ops, &parts, &rates, &knowledge)
 }
 
 /// The lexicon of the applied `lexicon` bundle over the built-in files; None when none was applied

@@ -25,6 +25,7 @@
 
 pub mod bundles;
 pub mod hq;
+pub mod layers;
 pub mod link;
 mod uplink;
 pub mod wire;
