@@ -16,6 +16,7 @@ pub mod estimate;
 pub mod files;
 pub mod fsutil;
 pub mod hq;
+pub mod import;
 pub mod intake;
 pub mod keys;
 pub mod kpi;

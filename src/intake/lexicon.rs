@@ -1128,6 +1128,21 @@ fn side_free(p: Part) -> bool {
     )
 }
 
+/// The parts a text names, in order, without damage words or sides: a workshop line of a DMS
+/// export ("右前门钣金喷漆" → door, "更换前保险杠" → bumper). Longest word first, as in `analyse`.
+pub fn parts_named(text: &str) -> Vec<Part> {
+    let norm = normalize(text);
+    let table: Vec<(&str, Part)> = PARTS.iter().map(|(w, p, _, _)| (*w, *p)).collect();
+    let mut used = vec![false; norm.len()];
+    let mut out = Vec::new();
+    for h in find(&norm, &table, &mut used) {
+        if h.val != Part::Other && !out.contains(&h.val) {
+            out.push(h.val);
+        }
+    }
+    out
+}
+
 pub fn analyse(text: &str) -> LexResult {
     let norm = homophones().repair(&TYPOS.iter().fold(normalize(text), |t, (typo, word)| t.replace(typo, word)));
     // "刮掉一块漆": the scrape and the paint it took off are one act (see the end).
