@@ -114,13 +114,20 @@ async fn fifty_thousand_rows_import_and_a_second_import_changes_nothing() {
     // The visits carry the parts their lines named; two runs and two audit rows, no personal data.
     let db = servicebay::store::open_keyed(&dir.path().join("servicebay.db"), &key, true).unwrap();
     let keys: String = db
-        .query_row("SELECT part_keys FROM service_history h JOIN vehicles v ON v.id = h.vehicle_id WHERE v.vin = ?1 AND h.ro_no = 'RO0-0'", [vin(0)], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT part_keys FROM service_history h JOIN vehicles v ON v.id = h.vehicle_id WHERE v.vin = ?1 AND h.ro_no = 'RO0-0'",
+            [vin(0)],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(keys, r#"["door","engine","bumper","brakes"]"#);
-    let audit: Vec<String> =
-        db.prepare("SELECT outcome FROM audit_log WHERE action = 'import.dms' ORDER BY id").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let audit: Vec<String> = db
+        .prepare("SELECT outcome FROM audit_log WHERE action = 'import.dms' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(audit.len(), 2);
     assert!(audit[1].contains("customers +0 ~0") && audit[1].contains(&r1.file_sha256), "{}", audit[1]);
     assert!(!audit.iter().any(|a| a.contains("客户") || a.contains("13900000000") || a.contains("粤B")), "{audit:?}");
@@ -156,7 +163,21 @@ async fn an_xlsx_with_chinese_headers_imports_through_a_shipped_mapping() {
     use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
     let mut wb = Workbook::new();
     let ws = wb.add_worksheet();
-    let head = ["车主", "联系电话", "牌照号", "车架号", "厂牌", "车型名称", "出厂年份", "进站里程", "结算日期", "委托书号", "维修内容", "材料名称", "结算金额"];
+    let head = [
+        "车主",
+        "联系电话",
+        "牌照号",
+        "车架号",
+        "厂牌",
+        "车型名称",
+        "出厂年份",
+        "进站里程",
+        "结算日期",
+        "委托书号",
+        "维修内容",
+        "材料名称",
+        "结算金额",
+    ];
     for (i, h) in head.iter().enumerate() {
         ws.write_string(0, i as u16, *h).unwrap();
     }
@@ -194,10 +215,8 @@ async fn an_xlsx_with_chinese_headers_imports_through_a_shipped_mapping() {
     let r = run(&store, "导出.xlsx", bytes, "ro_lines_zh", false).await;
     assert!(!r.refused(), "{:?}", r.errors);
     assert_eq!((r.rows, r.customers, r.vehicles, r.visits), (3, c(2, 0, 0), c(2, 0, 0), c(2, 0, 0)));
-    let history = store
-        .read(|tx| -> Result<_, servicebay::store::StoreError> { servicebay::store::history::all_visits(tx) })
-        .await
-        .unwrap();
+    let history =
+        store.read(|tx| -> Result<_, servicebay::store::StoreError> { servicebay::store::history::all_visits(tx) }).await.unwrap();
     let v = history.iter().find(|v| v.ro_no == "WT240305").unwrap();
     assert_eq!(v.visit_date, "2024-03-05");
     assert_eq!(v.operations, ["右前门钣金喷漆", "更换左后视镜"]);
@@ -279,7 +298,8 @@ async fn the_case_page_shows_the_history_and_marks_the_same_part() {
     assert_eq!(s, StatusCode::CREATED, "{cu}");
     let (s, car) = api.post("/api/v1/vehicles", &manager, json!({ "customer_id": cu["id"], "vin": "LSVAA4182E2123456" })).await;
     assert_eq!(s, StatusCode::CREATED, "{car}");
-    let (_, k) = api.post("/api/v1/cases", &manager, json!({ "customer_id": cu["id"], "vehicle_id": car["id"], "summary": "右前门" })).await;
+    let (_, k) =
+        api.post("/api/v1/cases", &manager, json!({ "customer_id": cu["id"], "vehicle_id": car["id"], "summary": "右前门" })).await;
     let case = k["id"].as_str().unwrap().to_string();
     let (s, t) = api.post(&format!("/api/v1/cases/{case}/messages"), &manager, json!({ "text": "右前门有一道刮痕" })).await;
     assert_eq!(s, StatusCode::OK, "{t}");

@@ -69,7 +69,9 @@ fn json(v: &[String]) -> Result<String, StoreError> {
 
 pub fn insert_visit(tx: &Tx, v: &Visit) -> Result<(), StoreError> {
     tx.conn()
-        .prepare_cached(&format!("INSERT INTO service_history ({VISIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"))?
+        .prepare_cached(&format!(
+            "INSERT INTO service_history ({VISIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        ))?
         .execute(params![
             v.id,
             v.vehicle_id,
@@ -121,9 +123,9 @@ pub fn all_visits(tx: &Tx) -> Result<Vec<Visit>, StoreError> {
 
 /// A car's visits, newest first.
 pub fn of_vehicle(tx: &Tx, vehicle_id: &str, limit: u32) -> Result<Vec<Visit>, StoreError> {
-    let mut st = tx
-        .conn()
-        .prepare_cached(&format!("SELECT {VISIT_COLS} FROM service_history WHERE vehicle_id = ?1 ORDER BY visit_date DESC, ro_no DESC LIMIT ?2"))?;
+    let mut st = tx.conn().prepare_cached(&format!(
+        "SELECT {VISIT_COLS} FROM service_history WHERE vehicle_id = ?1 ORDER BY visit_date DESC, ro_no DESC LIMIT ?2"
+    ))?;
     let v = st.query_map(params![vehicle_id, limit], row_visit)?.collect::<Result<_, _>>().map_err(corrupt)?;
     Ok(v)
 }

@@ -26,21 +26,8 @@ pub use parse::{parse, CustomerIn, Parsed, VehicleIn, VisitIn};
 pub use service::DmsImport;
 
 /// Every field a mapping may name.
-pub const FIELDS: &[&str] = &[
-    "name",
-    "phone",
-    "vin",
-    "plate",
-    "make",
-    "model",
-    "year",
-    "mileage_km",
-    "visit_date",
-    "ro_no",
-    "operations",
-    "parts",
-    "amount",
-];
+pub const FIELDS: &[&str] =
+    &["name", "phone", "vin", "plate", "make", "model", "year", "mileage_km", "visit_date", "ro_no", "operations", "parts", "amount"];
 /// A row is nothing without these.
 pub const REQUIRED: &[&str] = &["name", "phone", "vin"];
 /// Bad rows listed in a report (the count says how many there were in all).

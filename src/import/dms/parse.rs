@@ -153,7 +153,8 @@ fn check_row(cols: &Columns, row: &Row, today: NaiveDate) -> Result<Line, Vec<Ro
 
 /// A cell as the report quotes it: at most 40 characters, control characters escaped.
 fn shown(v: &str) -> String {
-    let mut s: String = v.chars().take(40).flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect();
+    let mut s: String =
+        v.chars().take(40).flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect();
     if v.chars().count() > 40 {
         s.push('…');
     }

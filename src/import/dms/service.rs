@@ -43,7 +43,14 @@ impl DmsImport {
     /// Read, check and (unless `dry_run`, and only when no row was refused) import a DMS export.
     /// `Ok` with `refused()` when rows were refused: the report lists them, nothing was imported.
     #[instrument(skip_all, fields(import.bytes = bytes.len(), import.dry_run = dry_run))]
-    pub async fn run(&self, actor: &Actor, file_name: &str, bytes: Vec<u8>, mapping: &Mapping, dry_run: bool) -> Result<DmsReport, DmsError> {
+    pub async fn run(
+        &self,
+        actor: &Actor,
+        file_name: &str,
+        bytes: Vec<u8>,
+        mapping: &Mapping,
+        dry_run: bool,
+    ) -> Result<DmsReport, DmsError> {
         self.run_named(actor, file_name, bytes, "custom", mapping, dry_run).await
     }
 
@@ -156,10 +163,7 @@ impl DmsImport {
                 let (vehicle, parts) = history::case_parts(tx, &case_id)?;
                 let Some(vehicle) = vehicle else { return Ok(vec![]) };
                 let visits = history::of_vehicle(tx, &vehicle, CASE_HISTORY_LIMIT)?;
-                Ok(visits
-                    .into_iter()
-                    .map(|v| HistoryRow { same_part: v.part_keys.iter().any(|k| parts.contains(k)), visit: v })
-                    .collect())
+                Ok(visits.into_iter().map(|v| HistoryRow { same_part: v.part_keys.iter().any(|k| parts.contains(k)), visit: v }).collect())
             })
             .await
             .map_err(DmsError::from)
@@ -272,7 +276,8 @@ fn apply(tx: &Tx, p: &Parsed, import_id: &str, at: &str, write: bool) -> Result<
                 let mut next = old.clone();
                 next.mileage_km = v.mileage_km.or(old.mileage_km);
                 next.amount_fen = v.amount_fen.or(old.amount_fen);
-                for (slot, new) in [(&mut next.operations, &v.operations), (&mut next.parts, &v.parts), (&mut next.part_keys, &v.part_keys)] {
+                for (slot, new) in [(&mut next.operations, &v.operations), (&mut next.parts, &v.parts), (&mut next.part_keys, &v.part_keys)]
+                {
                     if !new.is_empty() {
                         slot.clone_from(new);
                     }
