@@ -91,12 +91,17 @@ fn read_csv(bytes: &[u8]) -> Result<Table, TableError> {
         None => return Err(TableError::Empty),
     };
     let mut rows = Vec::new();
-    // The csv crate's own line count skips blank lines; count the file's newlines up to the
-    // record's first byte instead (incrementally: records come in order).
+    // The csv crate's own line count skips blank lines, and a record's byte position may sit on
+    // the line break before it (CR LF, blank lines): count the file's newlines up to the record's
+    // first character instead (incrementally: records come in order).
     let (mut seen, mut newlines) = (0usize, 0usize);
     let mut line_at = |byte: usize| {
-        let byte = byte.min(text.len()).max(seen);
-        newlines += text.as_bytes()[seen..byte].iter().filter(|b| **b == b'\n').count();
+        let all = text.as_bytes();
+        let mut byte = byte.min(all.len()).max(seen);
+        while byte < all.len() && matches!(all[byte], b'\r' | b'\n') {
+            byte += 1;
+        }
+        newlines += all[seen..byte].iter().filter(|b| **b == b'\n').count();
         seen = byte;
         newlines + 1
     };
