@@ -40,6 +40,8 @@ pub enum AppError {
     Key(#[from] crate::keys::KeyError),
     #[error(transparent)]
     Protection(#[from] crate::protection::ProtectionError),
+    #[error(transparent)]
+    Import(#[from] crate::import::dms::DmsError),
     /// The tablet UI's words (compiled in) are broken: a build error, not the operator's.
     #[error("the UI's string catalogue is broken: {0}")]
     UiCatalogue(String),

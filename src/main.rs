@@ -62,6 +62,9 @@ enum Command {
     /// A customer's requests about their personal data (PIPL): find, export, erase.
     #[command(subcommand)]
     Customer(CustomerCmd),
+    /// Bring data in from files: the dealer's DMS export (customers, vehicles, service history).
+    #[command(subcommand)]
+    Import(ImportCmd),
     /// Put a case on legal hold (retention and erasure leave it alone), or release it.
     Hold {
         case_id: String,
@@ -185,6 +188,21 @@ enum KeyCmd {
     /// New master key: the database is re-keyed and every case key re-wrapped (stop the daemon
     /// first). The old key is kept under <key_dir>/retired/ for older backups.
     Rotate,
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// A DMS/CRM export (CSV in UTF-8 or GBK, XLSX, XLS, ODS): every row is checked first; a file
+    /// with a bad row imports nothing and the refused rows are listed with their line numbers.
+    Dms {
+        file: PathBuf,
+        /// A built-in mapping (generic_zh, ro_lines_zh, crm_zh) or the path of a mapping file.
+        #[arg(long, default_value = "generic_zh")]
+        mapping: String,
+        /// Check and count only; write nothing but the import's record.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -325,6 +343,10 @@ fn exit_code(e: &AppError) -> u8 {
         AppError::UiCatalogue(_) => EX_SOFTWARE,
         AppError::Key(k) => key_code(k),
         AppError::Protection(p) => protection_code(p),
+        AppError::Import(servicebay::import::dms::DmsError::Store(s)) => store_code(s),
+        AppError::Import(servicebay::import::dms::DmsError::BuiltinMapping { .. }) => EX_SOFTWARE,
+        AppError::Import(servicebay::import::dms::DmsError::MappingFile { .. }) => EX_CONFIG,
+        AppError::Import(_) => EX_DATAERR,
     }
 }
 
@@ -778,6 +800,7 @@ async fn dispatch(cmd: Command, cfg: Config, models: PathBuf) -> Result<(), AppE
             println!("retention: {}", r?.summary());
             Ok(())
         }
+        Command::Import(ImportCmd::Dms { file, mapping, dry_run }) => import_dms(&cfg, &file, &mapping, dry_run).await,
         Command::Customer(c) => {
             let (p, store) = open_protection(&cfg).await?;
             let r = customer_cmd(c, &p).await;
@@ -815,6 +838,44 @@ fn exclusive(cfg: &Config) -> Result<servicebay::fsutil::DirLock, AppError> {
             format!("the daemon is serving {}; stop it first (systemctl stop servicebay)", cfg.data_dir.display()),
         ))
     })
+}
+
+async fn import_dms(cfg: &Config, file: &std::path::Path, mapping: &str, dry_run: bool) -> Result<(), AppError> {
+    use servicebay::import::dms::{self, DmsError};
+    let (mapping_name, m) = dms::mapping(mapping)?;
+    let len = std::fs::metadata(file)?.len();
+    if len > servicebay::import::table::MAX_BYTES as u64 {
+        return Err(DmsError::Table(servicebay::import::table::TableError::TooLarge).into());
+    }
+    let bytes = std::fs::read(file)?;
+    let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let keys = Keys::load(&cfg.keys)?;
+    let (store, _) = Store::open(&cfg.data_dir, &keys.db_key(), 1)?;
+    let r = dms::DmsImport::new(store.clone()).run_named(&Actor::system("cli"), &file_name, bytes, &mapping_name, &m, dry_run).await;
+    store.close();
+    let r = r?;
+    let c = |x: &dms::Counts| format!("{} new, {} updated, {} unchanged", x.new, x.updated, x.unchanged);
+    println!(
+        "{}{} rows (mapping {}, sha256 {})",
+        if r.dry_run { "dry run: " } else { "" },
+        r.rows,
+        r.mapping,
+        r.file_sha256
+    );
+    if r.refused() {
+        for e in &r.errors {
+            println!("line {}: {}: {}", e.line, e.field, e.message);
+        }
+        if r.errors_total > r.errors.len() {
+            println!("… and {} more", r.errors_total - r.errors.len());
+        }
+        return Err(DmsError::Refused(r.errors_total).into());
+    }
+    println!("customers: {}", c(&r.customers));
+    println!("vehicles:  {}", c(&r.vehicles));
+    println!("visits:    {}", c(&r.visits));
+    println!("import {} in {} ms", r.import_id, r.elapsed_ms);
+    Ok(())
 }
 
 async fn open_protection(cfg: &Config) -> Result<(DataProtection, Store), AppError> {

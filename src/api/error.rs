@@ -204,6 +204,24 @@ impl From<crate::protection::ProtectionError> for ApiError {
     }
 }
 
+impl From<crate::import::dms::DmsError> for ApiError {
+    fn from(e: crate::import::dms::DmsError) -> ApiError {
+        use crate::import::dms::DmsError as D;
+        let m = e.to_string();
+        match e {
+            D::Store(s) => s.into(),
+            // The file itself (format, encoding, a missing column): the manager fixes the export.
+            D::Table(_) => ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "import_file", "file", m),
+            D::UnknownMapping(..) | D::MappingFile { .. } => ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "mapping", m),
+            D::Refused(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "rows_refused", m),
+            D::BuiltinMapping { .. } => {
+                tracing::error!(error = %m, "a built-in import mapping is broken");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the request was not applied")
+            }
+        }
+    }
+}
+
 /// Turn a handler result into a response (handlers never reject after routing and auth).
 pub fn respond<T: Reply>(r: Result<T, ApiError>) -> Response {
     match r {

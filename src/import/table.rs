@@ -91,18 +91,29 @@ fn read_csv(bytes: &[u8]) -> Result<Table, TableError> {
         None => return Err(TableError::Empty),
     };
     let mut rows = Vec::new();
-    // csv's own line count is off after CRLF and blank lines: count '\n' up to each record's byte.
-    let raw = text.as_bytes();
-    let mut seen = (0usize, 1usize);
-    let mut line_at = |byte: u64| {
-        let byte = (byte as usize).min(raw.len());
-        let (from, line) = if byte >= seen.0 { seen } else { (0, 1) };
-        seen = (byte, line + raw[from..byte].iter().filter(|c| **c == b'\n').count());
-        seen.1
+    // The csv crate's own line count skips blank lines, and a record's byte position may sit on
+    // the line break before it (CR LF, blank lines): count the file's newlines up to the record's
+    // first character instead (incrementally: records come in order).
+    let (mut seen, mut newlines) = (0usize, 0usize);
+    let mut line_at = |byte: usize| {
+        let all = text.as_bytes();
+        let mut byte = byte.min(all.len()).max(seen);
+        while byte < all.len() && matches!(all[byte], b'\r' | b'\n') {
+            byte += 1;
+        }
+        newlines += all[seen..byte].iter().filter(|b| **b == b'\n').count();
+        seen = byte;
+        newlines + 1
     };
     for rec in records {
-        let rec = rec.map_err(|e| TableError::Csv { line: e.position().map_or(0, |p| line_at(p.byte())), message: e.to_string() })?;
-        let line = rec.position().map_or(0, |p| line_at(p.byte()));
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| line_at(p.byte() as usize));
+                return Err(TableError::Csv { line, message: e.to_string() });
+            }
+        };
+        let line = rec.position().map_or(0, |p| line_at(p.byte() as usize));
         push_row(&mut rows, line, rec.iter().map(|c| c.trim().to_string()).collect(), headers.len())?;
     }
     finish(headers, rows)

@@ -137,6 +137,40 @@ pub fn facts(tx: &Tx, from: DateTime<Utc>, to: DateTime<Utc>, as_of: DateTime<Ut
         f.deliveries.push(Delivery { parts: parts_of(tx, &case_id)?, case_id, vehicle_id, at });
     }
 
+    // Earlier workshop visits from the DMS import (`service_history`): a visit in the period counts
+    // as a delivery of that car with the parts its lines named, so a case of the same car within
+    // `comeback_days` after it is a comeback. The visit's day is its local date at 00:00.
+    let mut st = c.prepare_cached(
+        "SELECT h.id, h.vehicle_id, h.visit_date, h.part_keys, EXISTS(SELECT 1 FROM cases k WHERE k.vehicle_id = h.vehicle_id)
+           FROM service_history h
+          WHERE julianday(h.visit_date) >= julianday(?1) AND julianday(h.visit_date) < julianday(?2)",
+    )?;
+    let visits: Vec<(String, String, String, String, bool)> =
+        st.query_map(params![a, b], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect::<Result<_, _>>()?;
+    for (id, vehicle_id, day, keys, has_cases) in visits {
+        let Some(at) = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
+        else {
+            continue;
+        };
+        let keys: Vec<String> = serde_json::from_str(&keys).map_err(|e| StoreError::Corrupt(format!("a service visit's part keys: {e}")))?;
+        let case_id = format!("dms:{id}");
+        // Only a car that has cases can come back (most imported cars have none: no query for them).
+        if has_cases {
+            let next: Vec<(String, String)> = later
+                .query_map(params![vehicle_id, case_id, stamp(at), comeback_days], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (id, created) in next {
+                if let Some(created_at) = parse(&created) {
+                    if !f.later_cases.iter().any(|l| l.case_id == id) {
+                        f.later_cases.push(LaterCase { parts: parts_of(tx, &id)?, case_id: id, vehicle_id: vehicle_id.clone(), created_at });
+                    }
+                }
+            }
+        }
+        let parts = keys.into_iter().map(|part| PartAt { part, position: None }).collect();
+        f.deliveries.push(Delivery { parts, case_id, vehicle_id, at });
+    }
+
     // Finished labour lines whose clock stopped last in the period: standard against clocked hours.
     let mut st = c.prepare_cached(
         "SELECT l.standard_hours, SUM((julianday(e.ended_at) - julianday(e.started_at)) * 24.0)

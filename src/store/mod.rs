@@ -21,6 +21,7 @@ pub mod cases;
 pub mod estimates;
 pub mod findings;
 pub mod follow_up;
+pub mod history;
 pub mod intake;
 pub mod kpi;
 pub mod outbox;
@@ -54,6 +55,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "data_protection", include_str!("migrations/0007_data_protection.sql")),
     (8, "workshop", include_str!("migrations/0008_workshop.sql")),
     (9, "follow_up", include_str!("migrations/0009_follow_up.sql")),
+    (10, "import", include_str!("migrations/0010_import.sql")),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -639,6 +641,34 @@ mod tests {
         let a = photos::analysis(&tx, "p").unwrap().unwrap();
         assert!(!a.privacy_capable, "an analysis from before 0006 is not trusted for the blur");
         assert_eq!(photos::passed_quality(&tx, "k").unwrap(), 0);
+    }
+
+    /// 0010 on a v9 database with a car: its visits can be stored once per natural key, and the
+    /// import runs table takes its row.
+    #[test]
+    fn import_migration_adds_service_history_keyed_naturally() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("servicebay.db");
+        let k = key();
+        let mut conn = keyed(&path, &k);
+        migrate_with(&mut conn, &path, &k, &MIGRATIONS[..9]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO customers (id,name,created_at,updated_at) VALUES ('c','C','t','t');
+             INSERT INTO vehicles (id,customer_id,vin,created_at,updated_at) VALUES ('v','c','LSVAA4182E2123456','t','t');",
+        )
+        .unwrap();
+        let report = migrate(&mut conn, &path, &k).unwrap();
+        assert_eq!((report.from, report.to), (9, SCHEMA_VERSION));
+        let visit = "INSERT INTO service_history (id,vehicle_id,visit_date,ro_no,import_id,created_at,updated_at)
+                     VALUES (?1,'v','2024-03-05','RO1','i','t','t')";
+        conn.execute(visit, ["h1"]).unwrap();
+        assert!(conn.execute(visit, ["h2"]).is_err(), "one row per (vehicle, day, repair order)");
+        conn.execute(
+            "INSERT INTO import_runs (id,kind,file_name,file_sha256,mapping,dry_run,counts,actor,at) VALUES ('i','dms','a.csv','h','m',0,'{}','cli','t')",
+            [],
+        )
+        .unwrap();
+        assert!(conn.execute("UPDATE service_history SET source = 'hq'", []).is_err(), "only DMS history so far");
     }
 
     #[test]

@@ -76,13 +76,7 @@ impl CatalogFile {
     }
 }
 
-/// One bad row: its line in the file (the header is line 1), the field and what is wrong.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RowError {
-    pub line: usize,
-    pub field: String,
-    pub message: String,
-}
+pub use super::RowError;
 
 /// What an import did, or would do (`dry_run`). Counts are of catalogue parts or operations.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -96,3 +96,20 @@ pub fn analyse(text: &str) -> LexResult {
 pub fn analyse_with(lexicon: &Lexicon, text: &str) -> LexResult {
     passes::analyse(lexicon, text)
 }
+
+/// The parts a text names, in order, without damage words or sides: a workshop line of a DMS
+/// export ("右前门钣金喷漆" → door, "更换前保险杠" → bumper). Longest word first, as in `analyse`.
+pub fn parts_named(text: &str) -> Vec<crate::domain::vocab::Part> {
+    use crate::domain::vocab::Part;
+    let lx = active();
+    let norm = normalize(text);
+    let table: Vec<(&str, Part)> = lx.early_parts.iter().chain(lx.parts.iter()).map(|(w, (p, _, _))| (w.as_str(), *p)).collect();
+    let mut used = vec![false; norm.len()];
+    let mut out = Vec::new();
+    for h in rules::find(&norm, &table, &mut used) {
+        if h.val != Part::Other && !out.contains(&h.val) {
+            out.push(h.val);
+        }
+    }
+    out
+}

@@ -111,6 +111,17 @@ struct CasePage {
     photos: Vec<PhotoRow>,
     estimate: Option<String>,
     appointment: Option<String>,
+    history: Vec<HistoryLine>,
+}
+
+/// One earlier visit of the car (DMS history), newest first.
+pub struct HistoryLine {
+    pub date: String,
+    pub mileage: String,
+    pub ro_no: String,
+    pub operations: String,
+    /// It touched a part one of the case's findings names.
+    pub same_part: bool,
 }
 
 pub async fn case_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> Response {
@@ -152,6 +163,18 @@ pub async fn case_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> Respo
             Err(e) => return Err(e.into()),
         };
         let appointment = appointment_text(&p.t, &s, &id).await?;
+        let history = crate::import::dms::DmsImport::new(s.store.clone())
+            .case_history(id.clone())
+            .await?
+            .into_iter()
+            .map(|r| HistoryLine {
+                date: r.visit.visit_date.clone(),
+                mileage: r.visit.mileage_km.map(|km| p.t.f("history.km", &[("km", &km.to_string())])).unwrap_or_default(),
+                ro_no: r.visit.ro_no.clone(),
+                operations: r.visit.operations.iter().chain(&r.visit.parts).cloned().collect::<Vec<_>>().join("、"),
+                same_part: r.same_part,
+            })
+            .collect();
         Ok::<_, ApiError>(CasePage {
             c: p.chrome(&format!("{} {}", p.t.s("case.title"), h.short), &q),
             h,
@@ -160,6 +183,7 @@ pub async fn case_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> Respo
             photos,
             estimate,
             appointment,
+            history,
         })
     };
     match r.await {
