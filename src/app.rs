@@ -174,6 +174,12 @@ impl App {
             cfg.store_name.clone(),
             cfg.report_font.clone(),
         ));
+        // Store data brought in from files: the DMS export, the parts and labour lists (the latter
+        // swap the catalogue in memory like an HQ bundle).
+        let imports = Arc::new(crate::import::Imports {
+            dms: crate::import::dms::DmsImport::new(store.clone()),
+            catalog: Arc::new(crate::import::parts::CatalogImport::new(store.clone(), catalog.clone(), cfg.bundles_dir())),
+        });
         let sync =
             crate::sync::Sync::start(store.clone(), cfg.store_id.clone(), cfg.sync.clone(), catalog, cfg.bundles_dir(), follow_up.clone());
 
@@ -198,6 +204,7 @@ impl App {
             workshop,
             follow_up,
             kpi,
+            imports,
             clock,
             bays,
             store: store.clone(),

@@ -155,7 +155,7 @@ enum CatalogCmd {
         /// parts or labour
         what: String,
         file: PathBuf,
-        /// A shipped mapping (parts-zh, labour-zh) or a mapping file; default: the shipped one.
+        /// A shipped mapping (parts_zh, labour_zh) or a mapping file; default: the shipped one.
         #[arg(long)]
         mapping: Option<String>,
         /// Check and count only; change nothing.

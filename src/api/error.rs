@@ -211,13 +211,42 @@ impl From<crate::import::dms::DmsError> for ApiError {
         match e {
             D::Store(s) => s.into(),
             // The file itself (format, encoding, a missing column): the manager fixes the export.
-            D::Table(_) => ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "import_file", "file", m),
+            D::Table(_) => ApiError::field(StatusCode::BAD_REQUEST, "invalid_file", "file", m),
             D::UnknownMapping(..) | D::MappingFile { .. } => ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "mapping", m),
             D::Refused(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "rows_refused", m),
             D::BuiltinMapping { .. } => {
                 tracing::error!(error = %m, "a built-in import mapping is broken");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the request was not applied")
             }
+        }
+    }
+}
+
+impl From<crate::import::parts::CatalogImportError> for ApiError {
+    fn from(e: crate::import::parts::CatalogImportError) -> ApiError {
+        use crate::import::parts::CatalogImportError as C;
+        let m = e.to_string();
+        match e {
+            C::Store(s) => s.into(),
+            C::Table(_) => ApiError::field(StatusCode::BAD_REQUEST, "invalid_file", "file", m),
+            C::UnknownMapping(..) => ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "mapping", m),
+            C::Rows(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "rows_refused", m),
+            C::Io { .. } | C::Catalog(_) => {
+                tracing::error!(error = %m, "catalogue import failed");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "import_failed", "the import could not be completed; nothing was changed")
+            }
+        }
+    }
+}
+
+impl From<crate::import::ImportError> for ApiError {
+    fn from(e: crate::import::ImportError) -> ApiError {
+        use crate::import::ImportError as I;
+        match e {
+            I::Dms(d) => d.into(),
+            I::Catalog(c) => c.into(),
+            I::Table(t) => ApiError::field(StatusCode::BAD_REQUEST, "invalid_file", "file", t.to_string()),
+            I::UnknownMapping { .. } => ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "mapping", e.to_string()),
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod error;
 mod follow_up;
 pub mod handlers;
+pub mod imports;
 pub mod kpi;
 pub mod metrics;
 pub mod policy;
@@ -51,6 +52,8 @@ pub struct ApiState {
     pub follow_up: Arc<crate::case::follow_up::FollowUpService>,
     /// The store's KPIs (门店指标): figures, daily snapshots, the monthly PDF.
     pub kpi: Arc<crate::kpi::KpiService>,
+    /// Store data import (DMS export, parts and labour lists).
+    pub imports: Arc<crate::import::Imports>,
     /// The clock of the time-driven stages (follow-up due times, alert SLAs, KPI days).
     pub clock: crate::clock::Clock,
     /// The store's bays (the bay board's columns).
@@ -759,6 +762,7 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (impl Reply,), Error = 
     .into_iter()
     .chain(follow_up::routes(&s))
     .chain(kpi::routes(&s))
+    .chain(imports::routes(&s))
     .fold(health, |acc, r| acc.or(r).unify().boxed())
     .recover(error::recover)
 }

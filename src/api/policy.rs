@@ -86,6 +86,8 @@ pub enum RouteId {
     KpiFigures,
     KpiReportPdf,
     KpiSnapshot,
+    ImportsMappings,
+    ImportsRun,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +228,8 @@ pub const ROUTES: &[RouteSpec] = &[
     r(KpiFigures, "GET", "/api/v1/kpi", Roles(MANAGERS)),
     r(KpiReportPdf, "GET", "/api/v1/kpi/report.pdf", Roles(MANAGERS)),
     r(KpiSnapshot, "POST", "/api/v1/kpi/snapshots", Roles(MANAGERS)),
+    r(ImportsMappings, "GET", "/api/v1/imports/mappings", Roles(MANAGERS)),
+    r(ImportsRun, "POST", "/api/v1/imports/{kind}", Roles(MANAGERS)),
 ];
 
 pub fn spec(id: RouteId) -> &'static RouteSpec {
@@ -344,7 +348,9 @@ mod tests {
                 | CustomersConsentRevoke
                 | KpiFigures
                 | KpiReportPdf
-                | KpiSnapshot => id,
+                | KpiSnapshot
+                | ImportsMappings
+                | ImportsRun => id,
             };
             [
                 Healthz,
@@ -427,6 +433,8 @@ mod tests {
                 KpiFigures,
                 KpiReportPdf,
                 KpiSnapshot,
+                ImportsMappings,
+                ImportsRun,
             ]
             .into_iter()
             .map(witness)

@@ -121,18 +121,6 @@ pub enum ImportError {
     UnknownMapping { kind: &'static str, name: String, known: String },
 }
 
-impl ImportError {
-    /// The file itself cannot be read (format, encoding, header): the person sending it can fix it.
-    pub fn file_error(&self) -> Option<&table::TableError> {
-        match self {
-            ImportError::Table(t) | ImportError::Dms(dms::DmsError::Table(t)) | ImportError::Catalog(parts::CatalogImportError::Table(t)) => {
-                Some(t)
-            }
-            _ => None,
-        }
-    }
-}
-
 /// The importers behind one call.
 pub struct Imports {
     pub dms: dms::DmsImport,

@@ -503,6 +503,18 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
     let kpi_pdf =
         warp::path!("manager" / "kpi" / "report.pdf").and(get()).and(pg(KpiReportPdf)).and(st()).and(query()).then(p::kpi_pdf).boxed();
 
+    // Store data import: the form, then the dry run's report and the confirmation (multipart).
+    let import_page =
+        warp::path!("manager" / "import").and(get()).and(pg(ImportsMappings)).and(st()).and(query()).then(p::import_page).boxed();
+    let import_post = warp::path!("manager" / "import")
+        .and(warp::post())
+        .and(same_origin())
+        .and(pg(ImportsRun))
+        .and(st())
+        .and(warp::multipart::form().max_length(crate::api::drain_cap(crate::import::table::MAX_BYTES as u64)))
+        .then(p::post_import)
+        .boxed();
+
     // Follow-up after delivery (seed scenario 3): the queue, the call, the alerts, the delivery page.
     let fu_queue = warp::path!("follow-ups").and(get()).and(pg(FollowUpsList)).and(st()).and(query()).then(p::follow_up_queue).boxed();
     let fu_call = warp::path!("cases" / String / "follow-up")
@@ -607,6 +619,8 @@ pub fn routes(s: Arc<ApiState>) -> impl Filter<Extract = (Response,), Error = Re
         status,
         kpi,
         kpi_pdf,
+        import_page,
+        import_post,
         privacy,
         privacy_export,
         privacy_erase,

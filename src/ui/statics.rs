@@ -22,6 +22,7 @@ const ASSETS: &[Asset] = &[
     Asset { name: "stream.js", mime: "text/javascript; charset=utf-8", body: include_bytes!("static/stream.js") },
     Asset { name: "overlay.js", mime: "text/javascript; charset=utf-8", body: include_bytes!("static/overlay.js") },
     Asset { name: "slider.js", mime: "text/javascript; charset=utf-8", body: include_bytes!("static/slider.js") },
+    Asset { name: "upload.js", mime: "text/javascript; charset=utf-8", body: include_bytes!("static/upload.js") },
     Asset { name: "follow_up.css", mime: "text/css; charset=utf-8", body: include_bytes!("static/follow_up.css") },
     Asset { name: "htmx.min.js", mime: "text/javascript; charset=utf-8", body: include_bytes!("static/htmx.min.js") },
     Asset { name: "htmx.LICENSE", mime: "text/plain; charset=utf-8", body: include_bytes!("static/htmx.LICENSE") },

@@ -70,8 +70,8 @@ impl CatalogFile {
     /// The shipped mapping used when none is named.
     pub fn default_mapping(self) -> &'static str {
         match self {
-            CatalogFile::Parts => "parts-zh",
-            CatalogFile::Labour => "labour-zh",
+            CatalogFile::Parts => "parts_zh",
+            CatalogFile::Labour => "labour_zh",
         }
     }
 }
@@ -114,8 +114,8 @@ pub enum CatalogImportError {
 
 /// The shipped mappings, by name (`assets/import/parts/<name>.toml`).
 pub const MAPPINGS: &[(&str, &str)] = &[
-    ("parts-zh", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/import/parts/parts-zh.toml"))),
-    ("labour-zh", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/import/parts/labour-zh.toml"))),
+    ("parts_zh", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/import/parts/parts_zh.toml"))),
+    ("labour_zh", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/import/parts/labour_zh.toml"))),
 ];
 
 /// A shipped mapping by name, else a mapping file at that path.
@@ -256,13 +256,13 @@ mod tests {
     #[test]
     fn shipped_mappings_parse_and_name_only_known_fields() {
         let names: Vec<&str> = MAPPINGS.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["parts-zh", "labour-zh"]);
-        let parts = mapping("parts-zh").unwrap();
+        assert_eq!(names, ["parts_zh", "labour_zh"]);
+        let parts = mapping("parts_zh").unwrap();
         let headers: Vec<String> =
             ["配件编号", "配件名称", "英文名称", "适用部位", "配件来源/品质", "销售价", "条码"].map(String::from).to_vec();
         let c = parts.resolve(&headers, rows::PART_FIELDS, rows::PART_REQUIRED).unwrap();
         assert!(rows::PART_FIELDS.iter().all(|f| c.has(f)), "every parts field has a Chinese header");
-        let labour = mapping("labour-zh").unwrap();
+        let labour = mapping("labour_zh").unwrap();
         let headers: Vec<String> = ["工时代码", "工时名称", "工种", "标准工时", "辅料费"].map(String::from).to_vec();
         labour.resolve(&headers, rows::LABOUR_FIELDS, rows::LABOUR_REQUIRED).unwrap();
         assert!(matches!(mapping("no-such-mapping"), Err(CatalogImportError::UnknownMapping(..))));
@@ -272,7 +272,7 @@ mod tests {
     fn convert_writes_a_price_list_pair_that_a_bundle_accepts() {
         let dir = tempfile::tempdir().unwrap();
         let csv = "配件编号,配件名称,英文名称,适用部位,配件来源/品质,销售价,条码\nDL-ACT-RF,右前门锁执行器,right front door lock actuator,车门,原厂,455,\n";
-        let m = mapping("parts-zh").unwrap();
+        let m = mapping("parts_zh").unwrap();
         let r = convert(CatalogFile::Parts, "p.csv", csv.as_bytes(), &m, dir.path()).unwrap();
         assert!(r.errors.is_empty() && r.applied && r.changed == 1, "{r:?}");
         // The pair seals into a price_list bundle, and the store's check of a bundle accepts it.

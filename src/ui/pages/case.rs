@@ -163,7 +163,9 @@ pub async fn case_page(id: String, p: Page, s: Arc<ApiState>, q: Query) -> Respo
             Err(e) => return Err(e.into()),
         };
         let appointment = appointment_text(&p.t, &s, &id).await?;
-        let history = crate::import::dms::DmsImport::new(s.store.clone())
+        let history = s
+            .imports
+            .dms
             .case_history(id.clone())
             .await?
             .into_iter()

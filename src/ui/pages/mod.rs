@@ -10,6 +10,7 @@ mod estimate;
 mod evidence;
 mod floor;
 mod follow_up;
+mod import;
 mod kpi;
 mod manager;
 mod qc;
@@ -22,6 +23,7 @@ pub use estimate::*;
 pub use evidence::*;
 pub use floor::*;
 pub use follow_up::*;
+pub use import::*;
 pub use kpi::*;
 pub use manager::*;
 pub use qc::*;
@@ -30,8 +32,7 @@ pub use workshop::*;
 use std::collections::BTreeMap;
 
 use askama::Template;
-use bytes::{Buf, Bytes};
-use futures_util::TryStreamExt;
+use bytes::Bytes;
 use http::StatusCode;
 use serde_json::Value;
 use warp::reply::Response;
@@ -83,6 +84,7 @@ const NAV: &[(&str, &str, RouteId)] = &[
     ("/manager/bay", "nav.board", RouteId::WorkshopBoard),
     ("/manager/anomalies", "nav.anomalies", RouteId::WorkshopFlags),
     ("/manager/kpi", "kpi_dash.nav", RouteId::KpiFigures),
+    ("/manager/import", "nav.import", RouteId::ImportsRun),
     ("/manager/users", "nav.users", RouteId::UsersList),
     ("/manager/audit", "nav.audit", RouteId::AuditList),
     ("/manager/privacy", "nav.privacy", RouteId::PrivacyFind),
@@ -200,52 +202,25 @@ pub(super) fn money(cny: f64) -> String {
 // ---------------------------------------------------------------------------------------------
 // Photo forms.
 
-/// A multipart form of a page: the CSRF token, short text fields and the one photo (`photo`),
-/// read within the photo cap.
+/// A multipart form of a page: the CSRF token, short text fields and one file (the photo in
+/// `photo`, an import in `file`), read within the file's cap; the file's name as the browser sent it.
 pub(super) struct Upload {
     pub csrf: String,
     pub fields: BTreeMap<String, String>,
     pub file: Option<Vec<u8>>,
+    pub file_name: Option<String>,
 }
 
 pub(super) async fn read_upload(s: &ApiState, form: warp::multipart::FormData) -> Result<Upload, ApiError> {
-    let limit = s.limits.photo_body;
-    let mut up = Upload { csrf: String::new(), fields: BTreeMap::new(), file: None };
-    let mut parts = form;
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "malformed_multipart", m);
-    while let Some(part) = parts.try_next().await.map_err(|e| bad(e.to_string()))? {
-        let name = part.name().to_string();
-        let cap = if name == "photo" { limit } else { 128 };
-        let mut data = Vec::new();
-        let mut seen = 0u64;
-        let mut stream = part.stream();
-        while let Some(chunk) = stream.try_next().await.map_err(|e| bad(e.to_string()))? {
-            seen += chunk.remaining() as u64;
-            if seen <= cap {
-                data.extend_from_slice(chunk.chunk());
-            }
-        }
-        if seen > cap {
-            return Err(if name == "photo" {
-                ApiError::field(StatusCode::PAYLOAD_TOO_LARGE, "photo_too_large", "file", "too large")
-            } else {
-                ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", &name, name.clone())
-            });
-        }
-        match name.as_str() {
-            "csrf" => up.csrf = String::from_utf8_lossy(&data).to_string(),
-            "photo" if !data.is_empty() => up.file = Some(data),
-            "photo" => {}
-            _ => {
-                let v = String::from_utf8_lossy(&data).trim().to_string();
-                if crate::domain::validate::plain_text(&name, &v).is_err() {
-                    return Err(ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", &name, name.clone()));
-                }
-                up.fields.insert(name, v);
-            }
-        }
-    }
-    Ok(up)
+    read_file_form(form, "photo", s.limits.photo_body).await
+}
+
+/// A page's multipart form whose file part is `file_field` (at most `cap` bytes): the API's reader,
+/// with the CSRF token taken out of the fields.
+pub(super) async fn read_file_form(form: warp::multipart::FormData, file_field: &str, cap: u64) -> Result<Upload, ApiError> {
+    let mut f = crate::api::imports::read_file_form(form, file_field, cap).await?;
+    let csrf = f.fields.remove("csrf").unwrap_or_default();
+    Ok(Upload { csrf, fields: f.fields, file: f.file, file_name: f.file_name })
 }
 
 impl Upload {

@@ -7,6 +7,7 @@ const WIDGETS = [
   ['[data-stream-src]', './stream.js'],
   ['[data-overlay]', './overlay.js'],
   ['[data-ba]', './slider.js'],
+  ['[data-upload-progress]', './upload.js'],
 ];
 
 function loadWidgets() {
