@@ -39,7 +39,12 @@ async fn dms_and_labour_files_through_the_api() {
     // The shipped mappings, by kind.
     let (s, v) = api.get("/api/v1/imports/mappings", &m).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let names: Vec<String> = v["mappings"].as_array().unwrap().iter().map(|x| format!("{}/{}", x["kind"].as_str().unwrap(), x["name"].as_str().unwrap())).collect();
+    let names: Vec<String> = v["mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| format!("{}/{}", x["kind"].as_str().unwrap(), x["name"].as_str().unwrap()))
+        .collect();
     for want in ["dms/generic_zh", "parts/parts_zh", "labour/labour_zh"] {
         assert!(names.contains(&want.to_string()), "{want} in {names:?}");
     }
@@ -79,13 +84,21 @@ async fn dms_and_labour_files_through_the_api() {
     // A labour list: the door repair's standard hours change, once.
     let labour = "工时代码,工时名称,工种,标准工时,辅料费\nBP-DOOR-PANEL,车门钣金修复,body,2.5,0\n";
     let (s, r) = import(&api, &m, "labour", "工时表.csv", labour.as_bytes().to_vec(), &[]).await;
-    assert_eq!((s, r["kind"].as_str(), r["changed"].as_u64(), r["applied"].as_bool()), (StatusCode::OK, Some("catalog"), Some(1), Some(true)), "{r}");
+    assert_eq!(
+        (s, r["kind"].as_str(), r["changed"].as_u64(), r["applied"].as_bool()),
+        (StatusCode::OK, Some("catalog"), Some(1), Some(true)),
+        "{r}"
+    );
     let (s, r) = import(&api, &m, "labour", "工时表.csv", labour.as_bytes().to_vec(), &[]).await;
     assert_eq!((s, r["changed"].as_u64(), r["unchanged"].as_u64()), (StatusCode::OK, Some(0), Some(1)), "{r}");
 
     // Refusals: not a table, no file name, an unknown mapping, kind or field, a control character.
     let (s, e) = import(&api, &m, "dms", "photo.pdf", b"%PDF-1.4".to_vec(), &[]).await;
-    assert_eq!((s, e["error"]["code"].as_str(), e["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_file"), Some("file")), "{e}");
+    assert_eq!(
+        (s, e["error"]["code"].as_str(), e["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_file"), Some("file")),
+        "{e}"
+    );
     let (s, e) = import(&api, &m, "dms", "dms.xlsx", b"not a zip".to_vec(), &[]).await;
     assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_file")), "{e}");
     let (s, e) = import(&api, &m, "dms", "dms.csv", dms_csv(false).into_bytes(), &[("mapping", "parts_zh")]).await;

@@ -47,7 +47,8 @@ async fn every_record_kind_reaches_postgresql() {
     let (_, cs) = api.user(&m, "cs-contract", "customer_service").await;
     let (s, f) = api.get(&format!("/api/v1/cases/{id}/follow-up"), &cs).await;
     assert_eq!(s, StatusCode::OK, "{f}");
-    let fixed: Vec<_> = f["questions"].as_array().unwrap().iter().map(|q| json!({ "finding_id": q["finding_id"], "answer": "no" })).collect();
+    let fixed: Vec<_> =
+        f["questions"].as_array().unwrap().iter().map(|q| json!({ "finding_id": q["finding_id"], "answer": "no" })).collect();
     let (s, v) = api
         .post(&format!("/api/v1/cases/{id}/follow-up/answer"), &cs, json!({ "csat": 2, "nps": 3, "fixed": fixed, "comment": "异响还在" }))
         .await;

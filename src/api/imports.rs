@@ -96,7 +96,12 @@ async fn run(kind: String, s: Arc<ApiState>, c: Ctx, form: warp::multipart::Form
         let kind = ImportKind::parse(&kind).ok_or_else(|| ApiError::not_found("import kind"))?;
         for k in f.fields.keys() {
             if !matches!(k.as_str(), "mapping" | "dry_run") {
-                return Err(ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", k, format!("unknown form field; send 'file', 'mapping', 'dry_run'")));
+                return Err(ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_field",
+                    k,
+                    format!("unknown form field; send 'file', 'mapping', 'dry_run'"),
+                ));
             }
         }
         let dry_run = match f.fields.get("dry_run").map(String::as_str) {
@@ -104,9 +109,15 @@ async fn run(kind: String, s: Arc<ApiState>, c: Ctx, form: warp::multipart::Form
             Some("true") | Some("1") => true,
             Some(_) => return Err(ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "dry_run", "dry_run: true or false")),
         };
-        let bytes = f.file.take().ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "file", "file: missing or empty"))?;
+        let bytes =
+            f.file.take().ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "file", "file: missing or empty"))?;
         let name = f.file_name.clone().filter(|n| !n.is_empty()).ok_or_else(|| {
-            ApiError::field(StatusCode::BAD_REQUEST, "invalid_field", "file", "file: the part needs a file name (.csv, .xlsx, .xls or .ods)")
+            ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "file",
+                "file: the part needs a file name (.csv, .xlsx, .xls or .ods)",
+            )
         })?;
         let report = s.imports.run(&c.actor, kind, &name, bytes, f.fields.get("mapping").map(String::as_str), dry_run).await?;
         Ok(report_response(&report))

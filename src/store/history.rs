@@ -170,25 +170,8 @@ pub fn live_customers_with_phone(tx: &Tx) -> Result<Vec<Customer>, StoreError> {
 
 /// Vehicles with a VIN.
 pub fn vehicles_with_vin(tx: &Tx) -> Result<Vec<Vehicle>, StoreError> {
-    let mut st = tx.conn().prepare(
-        "SELECT id, customer_id, vin, plate, make, model, year, mileage_km, created_at, updated_at FROM vehicles WHERE vin IS NOT NULL",
-    )?;
-    let v = st
-        .query_map([], |r| {
-            Ok(Vehicle {
-                id: r.get(0)?,
-                customer_id: r.get(1)?,
-                vin: r.get(2)?,
-                plate: r.get(3)?,
-                make: r.get(4)?,
-                model: r.get(5)?,
-                year: r.get(6)?,
-                mileage_km: r.get(7)?,
-                created_at: r.get(8)?,
-                updated_at: r.get(9)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+    let mut st = tx.conn().prepare(&format!("SELECT {} FROM vehicles WHERE vin IS NOT NULL", super::people::VEHICLE_COLS))?;
+    let v = st.query_map([], super::people::row_vehicle)?.collect::<Result<_, _>>()?;
     Ok(v)
 }
 

@@ -152,7 +152,8 @@ pub fn facts(tx: &Tx, from: DateTime<Utc>, to: DateTime<Utc>, as_of: DateTime<Ut
         else {
             continue;
         };
-        let keys: Vec<String> = serde_json::from_str(&keys).map_err(|e| StoreError::Corrupt(format!("a service visit's part keys: {e}")))?;
+        let keys: Vec<String> =
+            serde_json::from_str(&keys).map_err(|e| StoreError::Corrupt(format!("a service visit's part keys: {e}")))?;
         let case_id = format!("dms:{id}");
         // Only a car that has cases can come back (most imported cars have none: no query for them).
         if has_cases {
@@ -162,7 +163,12 @@ pub fn facts(tx: &Tx, from: DateTime<Utc>, to: DateTime<Utc>, as_of: DateTime<Ut
             for (id, created) in next {
                 if let Some(created_at) = parse(&created) {
                     if !f.later_cases.iter().any(|l| l.case_id == id) {
-                        f.later_cases.push(LaterCase { parts: parts_of(tx, &id)?, case_id: id, vehicle_id: vehicle_id.clone(), created_at });
+                        f.later_cases.push(LaterCase {
+                            parts: parts_of(tx, &id)?,
+                            case_id: id,
+                            vehicle_id: vehicle_id.clone(),
+                            created_at,
+                        });
                     }
                 }
             }

@@ -6,7 +6,7 @@ use super::{StoreError, Tx};
 use crate::domain::{Customer, Vehicle};
 
 const CUSTOMER_COLS: &str = "id, name, phone, email, preferred_language, created_at, updated_at";
-const VEHICLE_COLS: &str = "id, customer_id, vin, plate, make, model, year, mileage_km, created_at, updated_at";
+pub(super) const VEHICLE_COLS: &str = "id, customer_id, vin, plate, make, model, year, mileage_km, created_at, updated_at";
 
 fn row_customer(r: &Row) -> rusqlite::Result<Customer> {
     Ok(Customer {
@@ -20,7 +20,7 @@ fn row_customer(r: &Row) -> rusqlite::Result<Customer> {
     })
 }
 
-fn row_vehicle(r: &Row) -> rusqlite::Result<Vehicle> {
+pub(super) fn row_vehicle(r: &Row) -> rusqlite::Result<Vehicle> {
     Ok(Vehicle {
         id: r.get(0)?,
         customer_id: r.get(1)?,

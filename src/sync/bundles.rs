@@ -25,8 +25,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::wire::{self, BundleKind};
 use super::layers;
+use super::wire::{self, BundleKind};
 use super::{topics, LinkState};
 use crate::catalog::{Catalog, CatalogError, SharedCatalog};
 use crate::intake::lexicon::{self, Lexicon};

@@ -69,7 +69,12 @@ fn sources(t: &Strings, all: &[MappingInfo], chosen: Option<&str>) -> Vec<Source
 fn outcome(t: &Strings, r: &Report) -> Outcome {
     let (rows, elapsed, counts, errors_total, nothing) = match r {
         Report::Dms(d) => {
-            let c = |key: &str, x: &crate::import::dms::Counts| CountRow { what: t.s(key).to_string(), new: x.new, changed: x.updated, unchanged: x.unchanged };
+            let c = |key: &str, x: &crate::import::dms::Counts| CountRow {
+                what: t.s(key).to_string(),
+                new: x.new,
+                changed: x.updated,
+                unchanged: x.unchanged,
+            };
             let counts = vec![c("import.customers", &d.customers), c("import.vehicles", &d.vehicles), c("import.visits", &d.visits)];
             let nothing = [d.customers, d.vehicles, d.visits].iter().all(|x| x.new == 0 && x.updated == 0);
             (d.rows, d.elapsed_ms, counts, d.errors_total, nothing)
@@ -80,8 +85,11 @@ fn outcome(t: &Strings, r: &Report) -> Outcome {
             (cr.rows, cr.elapsed_ms, counts, cr.errors.len(), cr.new == 0 && cr.changed == 0)
         }
     };
-    let errors: Vec<ErrorRow> =
-        r.errors().iter().map(|e| ErrorRow { line: e.line, field: t.or(&format!("import.field.{}", e.field), &e.field), message: e.message.clone() }).collect();
+    let errors: Vec<ErrorRow> = r
+        .errors()
+        .iter()
+        .map(|e| ErrorRow { line: e.line, field: t.or(&format!("import.field.{}", e.field), &e.field), message: e.message.clone() })
+        .collect();
     let more = (errors_total > errors.len()).then(|| t.f("import.more_errors", &[("n", &(errors_total - errors.len()).to_string())]));
     let secs = format!("{:.1}", elapsed as f64 / 1000.0);
     let summary = t.f("import.summary", &[("rows", &rows.to_string()), ("secs", &secs)]);
@@ -105,7 +113,11 @@ pub async fn import_page(p: Page, _s: Arc<ApiState>, q: Query) -> Response {
 /// The message a manager reads for an error before anything was imported.
 fn failure_text(t: &Strings, e: &ApiError) -> String {
     let base = t.or(&format!("err.{}", e.code), t.s("err.generic"));
-    if e.code == "invalid_file" { format!("{base}：{}", e.message) } else { base }
+    if e.code == "invalid_file" {
+        format!("{base}：{}", e.message)
+    } else {
+        base
+    }
 }
 
 pub async fn post_import(p: Page, s: Arc<ApiState>, form: warp::multipart::FormData) -> Response {
