@@ -326,7 +326,7 @@ async fn the_case_page_shows_the_history_and_marks_the_same_part() {
     assert_eq!(out.status.code(), Some(65), "{stdout}");
     assert!(stdout.contains("line 2: phone:"), "{stdout}");
 
-    let cookie = form_login(&api, "manager", "manager-Permanent-Pw1").await;
+    let (cookie, _) = api.form_login("manager", "manager-Permanent-Pw1").await;
     let r = api.form_client().get(format!("{}/cases/{case}", api.base)).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let html = r.text().await.unwrap();
@@ -342,18 +342,4 @@ async fn the_case_page_shows_the_history_and_marks_the_same_part() {
 
 fn cli(config: &Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_servicebay")).arg("--config").arg(config).args(args).output().expect("run servicebay")
-}
-
-/// A session cookie through the login form (what a tablet does).
-async fn form_login(api: &common::Api, user: &str, password: &str) -> String {
-    let r = api
-        .form_client()
-        .post(format!("{}/login", api.base))
-        .form(&[("username", user), ("password", password), ("next", "/today")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let set = r.headers().get("set-cookie").expect("a session cookie").to_str().unwrap().to_string();
-    set.split(';').next().unwrap().to_string()
 }

@@ -13,7 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::browser::{clean, server_errors, Browser};
-use common::{Api, Server};
+use common::Server;
 use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -316,24 +316,6 @@ async fn a_technician_sees_no_staff_administration() {
     b.close().await;
 }
 
-/// A session cookie for `user`, logged in through the login form (what a tablet does).
-async fn form_login(api: &Api, user: &str, password: &str) -> (String, String) {
-    let client = api.form_client();
-    let r = client
-        .post(format!("{}/login", api.base))
-        .form(&[("username", user), ("password", password), ("next", "/today")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let set = r.headers().get("set-cookie").expect("a session cookie").to_str().unwrap().to_string();
-    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
-        assert!(set.contains(attr), "{set} lacks {attr}");
-    }
-    let token = set.split(';').next().unwrap().trim_start_matches("sb_session=").to_string();
-    (format!("sb_session={token}"), servicebay::ui::csrf_of(&token))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_csrf_and_escaping() {
     let srv = Server::start().await;
@@ -358,7 +340,7 @@ async fn sessions_csrf_and_escaping() {
     let to = r.headers()["location"].to_str().unwrap().to_string();
     assert!(to.contains("err=bad_credentials") && !to.contains("nope"), "{to}");
     // An open redirect is refused: `next` must be our own path.
-    let (jar, csrf) = form_login(&api, "zhao", "zhao-Permanent-Pw1").await;
+    let (jar, csrf) = api.form_login("zhao", "zhao-Permanent-Pw1").await;
     let r = raw
         .post(format!("{}/login", api.base))
         .form(&[("username", "zhao"), ("password", "zhao-Permanent-Pw1"), ("next", "//evil.example/x")])

@@ -16,22 +16,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::browser::{clean, server_errors, Browser};
+use common::browser::{clean, login, server_errors, Browser};
 use reqwest::StatusCode;
 use serde_json::json;
 
 /// HQ's survey page (the QR code) and a store open around the clock, so that the due time is
 /// exactly 48 h after delivery whatever the hour the test runs.
 const EXTRA: &str = "\n[follow_up]\nsurvey_url = \"https://survey.example\"\nopens = \"00:00\"\ncloses = \"23:59\"\n";
-
-async fn ui_login(b: &Browser, user: &str) {
-    b.go("/login").await;
-    b.type_into("#username", user).await;
-    b.type_into("#password", &format!("{user}-Permanent-Pw1")).await;
-    b.click("#login-submit").await;
-    // The navigation exists only for a signed-in user (the brand link is on every page).
-    b.find(".topbar nav a[href='/today']").await;
-}
 
 /// Submits `css` and waits for the next page to show its flash message: (ok, text).
 async fn submit_and_wait(b: &Browser, css: &str) -> (bool, String) {
@@ -122,7 +113,7 @@ async fn scenario_three_through_the_tablet() {
     let _ = std::fs::remove_file(b.shots.join("failure.png"));
 
     // --- Customer service: the follow-up screens lead the navigation; the task is upcoming.
-    ui_login(&b, "cs1").await;
+    login(&b, "cs1").await;
     let nav = strings(&b, "return [...document.querySelectorAll('.topbar nav a')].map(a => a.getAttribute('href'))").await;
     assert_eq!(nav.get(..2), Some(&["/follow-ups".to_string(), "/follow-up/alerts".to_string()][..]), "{nav:?}");
     b.click("a[href='/follow-ups']").await;
@@ -320,7 +311,7 @@ async fn scenario_three_through_the_tablet() {
     b.find("#login-form").await;
 
     // --- Roles: a technician has no follow-up screen; the URLs and the actions answer 403.
-    ui_login(&b, "li").await;
+    login(&b, "li").await;
     let nav = strings(&b, "return [...document.querySelectorAll('.topbar nav a')].map(a => a.getAttribute('href'))").await;
     assert!(!nav.iter().any(|h| h.starts_with("/follow-up")), "{nav:?}");
     b.go("/follow-ups").await;

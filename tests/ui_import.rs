@@ -10,21 +10,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::browser::{clean, server_errors, Browser};
+use common::browser::{clean, login, server_errors, Browser};
 
 const HEADER: &str = "客户姓名,手机号,车牌号,VIN,品牌,车型,行驶里程,进厂日期,工单号,维修项目,配件名称\n";
 
 fn dms_csv(bad: bool) -> String {
     let vin = if bad { "LSVAU2180N21234" } else { "LSVAU2180N2123456" };
     format!("{HEADER}王五,13700002222,粤B88888,{vin},丰田,凯美瑞,41000,2023年11月2日,RO-9,更换前保险杠,前保险杠\n")
-}
-
-async fn login(b: &Browser, user: &str) {
-    b.go("/login").await;
-    b.type_into("#username", user).await;
-    b.type_into("#password", &format!("{user}-Permanent-Pw1")).await;
-    b.click("#login-submit").await;
-    b.find(".topbar nav a[href='/today']").await;
 }
 
 /// Chooses `path` in the file input and presses `button`; waits until the report shows `wait_for`.

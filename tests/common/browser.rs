@@ -247,3 +247,13 @@ pub async fn server_errors(api: &super::Api) -> u64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
+
+/// Signs `user` in on the login page with the tests' permanent password (`<user>-Permanent-Pw1`,
+/// set by `Api::user`); done when the signed-in navigation shows.
+pub async fn login(b: &Browser, user: &str) {
+    b.go("/login").await;
+    b.type_into("#username", user).await;
+    b.type_into("#password", &format!("{user}-Permanent-Pw1")).await;
+    b.click("#login-submit").await;
+    b.find(".topbar nav a[href='/today']").await;
+}

@@ -289,6 +289,25 @@ impl Api {
             .expect("client")
     }
 
+    /// A session for `user` through the login form (what a tablet does): (cookie header, CSRF token).
+    /// The cookie carries its security attributes.
+    pub async fn form_login(&self, user: &str, password: &str) -> (String, String) {
+        let r = self
+            .form_client()
+            .post(format!("{}/login", self.base))
+            .form(&[("username", user), ("password", password), ("next", "/today")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let set = r.headers().get("set-cookie").expect("a session cookie").to_str().unwrap().to_string();
+        for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+            assert!(set.contains(attr), "{set} lacks {attr}");
+        }
+        let token = set.split(';').next().unwrap().trim_start_matches("sb_session=").to_string();
+        (format!("sb_session={token}"), servicebay::ui::csrf_of(&token))
+    }
+
     /// The first manager, activated from the one-time password the appliance wrote at first start.
     pub async fn manager(&self) -> String {
         let pw = std::fs::read_to_string(self.data_dir.join(INITIAL_PASSWORD_FILE)).expect("initial password file");
