@@ -6,6 +6,9 @@
 //!
 //! Run: SERVICEBAY_MODELS=/path/to/models cargo bench --bench vision
 //! Env: BENCH_RUNS (per image, default 10), BENCH_MODEL (default yolov8n.onnx), BENCH_THREADS.
+//! BENCH_PROFILE=1 prints, instead, the forward pass per Ultralytics block (`model.i`): ours from
+//! the `block` spans of `YoloV8::forward`, ORT's from its own profiler (`ort-reference.py
+//! profile`), medians over the same images and run count.
 //! Not a timed test: it only reports.
 
 use std::io::{BufRead, BufReader, Write};
@@ -55,6 +58,183 @@ impl Series {
     }
 }
 
+/// Per-block forward times from the `block` spans (see `YoloV8::forward`).
+mod profile {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id};
+    use tracing::Subscriber;
+    use tracing_subscriber::layer::{Context, Layer};
+    use tracing_subscriber::registry::LookupSpan;
+
+    /// (block index, ms) in the order the spans closed.
+    pub type Sink = Arc<Mutex<Vec<(usize, f64)>>>;
+
+    pub struct BlockTimes(pub Sink);
+    struct Block(usize);
+    struct Entered(Instant);
+    struct Index(Option<usize>);
+
+    impl Visit for Index {
+        fn record_u64(&mut self, field: &Field, value: u64) {
+            if field.name() == "i" {
+                self.0 = Some(value as usize);
+            }
+        }
+        fn record_i64(&mut self, field: &Field, value: i64) {
+            if field.name() == "i" {
+                self.0 = usize::try_from(value).ok();
+            }
+        }
+        fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+    }
+
+    impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for BlockTimes {
+        fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+            if attrs.metadata().name() != "block" {
+                return;
+            }
+            let mut v = Index(None);
+            attrs.record(&mut v);
+            if let (Some(i), Some(span)) = (v.0, ctx.span(id)) {
+                span.extensions_mut().insert(Block(i));
+            }
+        }
+        fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+            if let Some(span) = ctx.span(id) {
+                if span.extensions().get::<Block>().is_some() {
+                    span.extensions_mut().insert(Entered(Instant::now()));
+                }
+            }
+        }
+        fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+            let Some(span) = ctx.span(id) else { return };
+            let ext = span.extensions();
+            if let (Some(Block(i)), Some(Entered(t))) = (ext.get::<Block>(), ext.get::<Entered>()) {
+                if let Ok(mut v) = self.0.lock() {
+                    v.push((*i, t.elapsed().as_secs_f64() * 1e3));
+                }
+            }
+        }
+    }
+
+    /// Median per block over runs, each run a list of (block, ms).
+    pub fn medians(runs: &[Vec<(usize, f64)>]) -> BTreeMap<usize, f64> {
+        let mut per: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+        for r in runs {
+            let mut sum: BTreeMap<usize, f64> = BTreeMap::new();
+            for (i, ms) in r {
+                *sum.entry(*i).or_default() += ms;
+            }
+            for (i, ms) in sum {
+                per.entry(i).or_default().push(ms);
+            }
+        }
+        per.into_iter()
+            .map(|(i, mut v)| {
+                v.sort_by(f64::total_cmp);
+                (i, v[v.len() / 2])
+            })
+            .collect()
+    }
+}
+
+/// What each Ultralytics block of YOLOv8 is (for the profile table).
+fn block_name(i: usize) -> &'static str {
+    match i {
+        0 | 1 | 3 | 5 | 7 | 16 | 19 => "Conv 3x3 s2",
+        2 | 4 | 6 | 8 | 12 | 15 | 18 | 21 => "C2f",
+        9 => "SPPF",
+        10 | 13 => "Upsample",
+        11 | 14 | 17 | 20 => "Concat",
+        22 => "Detect head",
+        _ => "",
+    }
+}
+
+/// BENCH_PROFILE=1: per-block table, ours against ORT's profiler.
+fn run_profile(
+    det: &servicebay::vision::engine::YoloDetector,
+    images: &[PathBuf],
+    runs: usize,
+    threads: &str,
+    model: &str,
+    models: &std::path::Path,
+    venv: &std::path::Path,
+) {
+    use tracing_subscriber::layer::SubscriberExt;
+    let sink = profile::Sink::default();
+    let subscriber = tracing_subscriber::registry().with(profile::BlockTimes(sink.clone()));
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        eprintln!("profile: a tracing subscriber is already set");
+        return;
+    }
+    let inputs: Vec<Vec<f32>> = images.iter().filter_map(|p| open_image(p).ok()).map(|img| preprocess(&img, 640).0).collect();
+    let mut per_run = Vec::new();
+    let mut totals = Vec::new();
+    for run in 0..=runs {
+        for x in &inputs {
+            let t = Instant::now();
+            if det.forward_raw(x).is_err() {
+                return;
+            }
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            let spans = std::mem::take(&mut *sink.lock().expect("profile sink"));
+            if run > 0 {
+                per_run.push(spans);
+                totals.push(ms);
+            }
+        }
+    }
+    totals.sort_by(f64::total_cmp);
+    let ours = profile::medians(&per_run);
+    let out = Command::new(venv.join("bin/python"))
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/ort-reference.py"))
+        .args(["profile", "--threads", threads, "--model", model, "--runs", &runs.to_string(), "--models"])
+        .arg(models)
+        .arg("--images")
+        .args(images)
+        .output();
+    let ort: Option<serde_json::Value> = out.ok().and_then(|o| serde_json::from_slice(&o.stdout).ok());
+    let ort_ms = |i: usize| ort.as_ref().and_then(|v| v["blocks_ms"][format!("model.{i}")].as_f64());
+    println!(
+        "\n{model} forward per block, {threads} threads, medians over {} runs (ours: block spans; ORT: its profiler's node kernel times)",
+        per_run.len()
+    );
+    println!("| block | what        | ours ms | ORT ms | ratio |");
+    println!("|------:|-------------|--------:|-------:|------:|");
+    let (mut sum_ours, mut sum_ort) = (0.0, 0.0);
+    for i in 0..=22 {
+        let a = ours.get(&i).copied();
+        let b = ort_ms(i);
+        sum_ours += a.unwrap_or(0.0);
+        sum_ort += b.unwrap_or(0.0);
+        let f = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "—".into());
+        let r = match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+            _ => "".into(),
+        };
+        println!("| {i:>5} | {:<11} | {:>7} | {:>6} | {:>5} |", block_name(i), f(a), f(b), r);
+    }
+    if let Some(v) = &ort {
+        let other = v["blocks_ms"]["other"].as_f64().unwrap_or(0.0);
+        sum_ort += other;
+        println!("| other | ORT outside blocks |  | {other:.2} |  |");
+        println!("| sum   |             | {sum_ours:>7.2} | {sum_ort:>6.2} | {:.2}x |", sum_ours / sum_ort);
+        println!(
+            "whole forward: ours {:.2} ms (wall), ORT model_run {:.2} ms",
+            totals[totals.len() / 2],
+            v["model_run_ms"].as_f64().unwrap_or(f64::NAN)
+        );
+        println!("ORT by op type (ms): {}", v["ops_ms"]);
+    } else {
+        println!("(no ONNX Runtime profile: create the venv at {})", venv.display());
+    }
+}
+
 fn main() {
     // Two threads for both engines (the store box and the dev machine have 2 cores).
     let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
@@ -101,6 +281,11 @@ fn main() {
         if out.read_line(&mut line).map(|n| n == 0).unwrap_or(true) {
             ort_io = None;
         }
+    }
+
+    if std::env::var_os("BENCH_PROFILE").is_some() {
+        run_profile(&det, &images, runs, &threads, &model, &models, &venv);
+        return;
     }
 
     let (mut ours, mut theirs) = (Series::default(), Series::default());

@@ -15,6 +15,11 @@ $HOME/.cache/servicebay/ort-fixtures) and the ORT side of the speed table.
   ort-reference.py bench --models DIR --images A.jpg B.jpg [--threads 2] [--runs 10]
       Prints JSON with ORT median preprocess / forward / NMS milliseconds.
 
+  ort-reference.py profile --models DIR --images A.jpg B.jpg [--threads 2] [--runs 10]
+      ORT's own per-node profiler over the runs, summed per Ultralytics block (model.N, from
+      the node names of the export) and per op type: one JSON object of median milliseconds
+      per forward (benches/vision.rs prints it beside ours with BENCH_PROFILE=1).
+
   ort-reference.py serve --models DIR [--model yolov8n.onnx] [--threads 2]
       Reads image paths on stdin, runs the ORT pipeline once per line, prints one JSON line of
       timings each (used by benches/vision.rs to interleave ORT and candle runs).
@@ -210,6 +215,60 @@ def cmd_bench(args):
                       "runs": len(fwd), "threads": args.threads}))
 
 
+def block_of(node_name):
+    """'/model.12/cv1/conv/Conv' -> 'model.12'; nodes outside a block (the export's decode
+    tail) -> 'other'."""
+    parts = node_name.strip("/").split("/")
+    return parts[0] if parts and parts[0].startswith("model.") else "other"
+
+
+def cmd_profile(args):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = args.threads
+    so.inter_op_num_threads = 1
+    so.enable_profiling = True
+    so.profile_file_prefix = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ort-profile-{os.getpid()}")
+    sess = ort.InferenceSession(os.path.join(args.models, args.model), sess_options=so,
+                                providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    inputs = [letterbox(load_rgb(p), resize=resize_pil)[0] for p in args.images]
+    sess.run(None, {name: inputs[0]})  # warm-up, dropped below
+    n = 0
+    for _ in range(args.runs):
+        for x in inputs:
+            sess.run(None, {name: x})
+            n += 1
+    path = sess.end_profiling()
+    with open(path) as f:
+        events = json.load(f)
+    os.remove(path)
+    runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    # Per run: node kernel times (us) summed per block and per op type.
+    per_block, per_op, per_run = [], [], []
+    start = runs[1]["ts"] if len(runs) > 1 else 0  # skip the warm-up run
+    for r in runs[1:]:
+        lo, hi = r["ts"], r["ts"] + r["dur"]
+        blocks, ops = {}, {}
+        for e in events:
+            if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+                continue
+            if not (lo <= e["ts"] <= hi):
+                continue
+            b = block_of(e["name"][: -len("_kernel_time")])
+            op = e.get("args", {}).get("op_name", "?")
+            blocks[b] = blocks.get(b, 0.0) + e["dur"] / 1e3
+            ops[op] = ops.get(op, 0.0) + e["dur"] / 1e3
+        per_block.append(blocks)
+        per_op.append(ops)
+        per_run.append(r["dur"] / 1e3)
+    def medians(rows):
+        keys = sorted({k for r in rows for k in r})
+        return {k: float(np.median([r.get(k, 0.0) for r in rows])) for k in keys}
+    print(json.dumps({"runs": len(per_run), "threads": args.threads, "model_run_ms": float(np.median(per_run)),
+                      "blocks_ms": medians(per_block), "ops_ms": medians(per_op)}))
+
+
 def cmd_serve(args):
     """One pipeline run per image path read on stdin; one JSON line of timings per run.
     Lets the Rust bench interleave ORT and candle runs so both see the same machine load."""
@@ -243,12 +302,18 @@ def main():
     b.add_argument("--images", nargs="+", required=True)
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--runs", type=int, default=10)
+    pr = sub.add_parser("profile")
+    pr.add_argument("--models", default=os.environ.get("SERVICEBAY_MODELS", "models"))
+    pr.add_argument("--model", default="yolov8n.onnx")
+    pr.add_argument("--images", nargs="+", required=True)
+    pr.add_argument("--threads", type=int, default=2)
+    pr.add_argument("--runs", type=int, default=10)
     sv = sub.add_parser("serve")
     sv.add_argument("--models", default=os.environ.get("SERVICEBAY_MODELS", "models"))
     sv.add_argument("--model", default="yolov8n.onnx")
     sv.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    {"fixtures": cmd_fixtures, "bench": cmd_bench, "serve": cmd_serve}[args.cmd](args)
+    {"fixtures": cmd_fixtures, "bench": cmd_bench, "profile": cmd_profile, "serve": cmd_serve}[args.cmd](args)
 
 
 if __name__ == "__main__":

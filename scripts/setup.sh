@@ -28,6 +28,8 @@ command -v curl >/dev/null || need+=(curl)
 ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 || need+=(fonts-noto-cjk)
 # The QC report PDF embeds Noto Sans CJK; its tests read the PDF back with poppler (pdftotext, pdftoppm).
 command -v pdftotext >/dev/null || need+=(poppler-utils)
+# tests/systemd_units.rs scores the hardened units (and the GPU drop-in) with systemd-analyze.
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
@@ -70,6 +72,10 @@ if [ -d /run/systemd/system ] && [ "$(id -u)" -eq 0 ]; then
   install -d -m 0755 /usr/local/share/servicebay/models
   cp -u models/*.gguf models/*.safetensors models/*.toml /usr/local/share/servicebay/models/
   install -m 0644 systemd/servicebay.service /etc/systemd/system/servicebay.service
+  # A GPU box gets the drop-in that lets CUDA reach the card; a CPU box keeps the unit as it is.
+  if [ -e /dev/nvidiactl ]; then
+    install -D -m 0644 systemd/servicebay-gpu.conf /etc/systemd/system/servicebay.service.d/gpu.conf
+  fi
   install -D -m 0644 systemd/servicebay.sysusers /usr/lib/sysusers.d/servicebay.conf
   systemd-sysusers /usr/lib/sysusers.d/servicebay.conf
   install -d -m 0750 /etc/servicebay

@@ -287,6 +287,9 @@ pub fn load_yolo(models_dir: &Path, name: &str, opts: DetectOptions) -> Result<Y
         return Err(VisionError::ModelMissing { name: name.to_string(), path });
     }
     let dev = default_device();
+    if dev.is_cpu() {
+        crate::vision::cpu_conv::keep_activation_memory();
+    }
     let tensors =
         candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| VisionError::format(&path, crate::vision::candle_message(&e)))?;
     let tensors = tensors.into_iter().map(|(k, v)| v.to_device(&dev).map(|v| (k, v))).collect::<Result<HashMap<_, _>, _>>()?;

@@ -22,6 +22,7 @@
 pub mod blur;
 pub mod cli;
 pub mod codes;
+pub mod conv_kernel;
 pub mod cpu_conv;
 pub mod engine;
 pub mod import;

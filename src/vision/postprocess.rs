@@ -40,7 +40,7 @@ pub fn make_anchors(sizes: &[(usize, usize)], strides: &[usize]) -> (Vec<f32>, V
 /// `cls_logits`: `[nc, A]`, `anchor_xy`/`strides` from [`make_anchors`]. Returns the
 /// `[4 + nc, A]` network output: cx, cy, w, h in input pixels, then class probabilities.
 pub fn dfl_decode(box_logits: &[f32], cls_logits: &[f32], nc: usize, reg_max: usize, anchor_xy: &[f32], strides: &[f32]) -> Vec<f32> {
-    use crate::vision::cpu_conv::fast_exp;
+    use crate::vision::conv_kernel::fast_exp;
     let a = strides.len();
     let mut out = vec![0f32; (4 + nc) * a];
     if box_logits.len() != 4 * reg_max * a || cls_logits.len() != nc * a || anchor_xy.len() != 2 * a {

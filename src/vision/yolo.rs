@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 use tracing::{span, Level};
 
-use crate::vision::cpu_conv::{FusedConv, WithResidual};
+use crate::vision::cpu_conv::{max_pool5, upsample2x, FusedConv, WithResidual};
 use crate::vision::postprocess::{dfl_decode, make_anchors};
 
 type CResult<T> = candle_core::Result<T>;
@@ -62,7 +62,7 @@ fn cpu_fused(conv: &Conv2d, stride: usize, silu: bool) -> CResult<Option<FusedCo
     if bias.len() != co {
         candle_core::bail!("bias has {} values for {co} output channels", bias.len());
     }
-    Ok(Some(FusedConv::new(w.flatten_all()?.to_vec1::<f32>()?, bias, co, ci, k, stride, silu)))
+    Ok(Some(FusedConv::new(w.flatten_all()?.to_vec1::<f32>()?, bias, co, ci, k, stride, silu)?))
 }
 
 /// Ultralytics `Conv`: conv (+ folded BN) + SiLU.
@@ -227,9 +227,10 @@ impl Module for Sppf {
     fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
         let _e = self.span.enter();
         let x = self.cv1.forward(xs)?;
-        let y1 = max_pool5_same(&x)?;
-        let y2 = max_pool5_same(&y1)?;
-        let y3 = max_pool5_same(&y2)?;
+        let pool = |t: &Tensor| if t.device().is_cpu() && t.dtype() == DType::F32 { max_pool5(t) } else { max_pool5_same(t) };
+        let y1 = pool(&x)?;
+        let y2 = pool(&y1)?;
+        let y3 = pool(&y2)?;
         self.cv2.forward_parts(&[&x, &y1, &y2, &y3])
     }
 }
@@ -419,24 +420,46 @@ impl YoloV8 {
     }
 
     /// `xs`: `[1, 3, S, S]` RGB 0..1, S a multiple of 32. Returns `[1, 4 + nc, anchors]`.
+    ///
+    /// Each step runs inside a TRACE span `block` whose `i` is the Ultralytics layer index
+    /// (`model.i` in the weights and in ONNX node names), so a profiler can put our time per
+    /// block beside ONNX Runtime's (`cargo bench --bench vision` with `BENCH_PROFILE=1`). The
+    /// concatenations 11/14/17/20 have no step of their own: their 1x1 consumer reads the parts.
     pub fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
         let _e = self.span.enter();
-        let up = |t: &Tensor| -> CResult<Tensor> {
+        let block = |i: usize| span!(Level::TRACE, "block", i).entered();
+        let up = |i: usize, t: &Tensor| -> CResult<Tensor> {
+            let _b = block(i);
+            if t.device().is_cpu() && t.dtype() == DType::F32 {
+                return upsample2x(t);
+            }
             let (_, _, h, w) = t.dims4()?;
             t.upsample_nearest2d(h * 2, w * 2)
         };
-        let x = self.b1.forward(&self.b0.forward(xs)?)?;
-        let x = self.b2.forward(&x)?;
-        let p3 = self.b4.forward(&self.b3.forward(&x)?)?;
-        let p4 = self.b6.forward(&self.b5.forward(&p3)?)?;
-        let x = self.b8.forward(&self.b7.forward(&p4)?)?;
-        let p5 = self.b9.forward(&x)?;
+        let run = |i: usize, f: &dyn Fn() -> CResult<Tensor>| -> CResult<Tensor> {
+            let _b = block(i);
+            f()
+        };
+        let x = run(0, &|| self.b0.forward(xs))?;
+        let x = run(1, &|| self.b1.forward(&x))?;
+        let x = run(2, &|| self.b2.forward(&x))?;
+        let x = run(3, &|| self.b3.forward(&x))?;
+        let p3 = run(4, &|| self.b4.forward(&x))?;
+        let x = run(5, &|| self.b5.forward(&p3))?;
+        let p4 = run(6, &|| self.b6.forward(&x))?;
+        let x = run(7, &|| self.b7.forward(&p4))?;
+        let x = run(8, &|| self.b8.forward(&x))?;
+        let p5 = run(9, &|| self.b9.forward(&x))?;
         // Concat layers 11/14/17/20 feed a C2f whose first conv is 1x1: passed as parts.
-        let x12 = self.b12.forward_parts(&[&up(&p5)?, &p4])?;
-        let x15 = self.b15.forward_parts(&[&up(&x12)?, &p3])?;
-        let x18 = self.b18.forward_parts(&[&self.b16.forward(&x15)?, &x12])?;
-        let x21 = self.b21.forward_parts(&[&self.b19.forward(&x18)?, &p5])?;
-        self.head.forward(&[&x15, &x18, &x21])
+        let u = up(10, &p5)?;
+        let x12 = run(12, &|| self.b12.forward_parts(&[&u, &p4]))?;
+        let u = up(13, &x12)?;
+        let x15 = run(15, &|| self.b15.forward_parts(&[&u, &p3]))?;
+        let x = run(16, &|| self.b16.forward(&x15))?;
+        let x18 = run(18, &|| self.b18.forward_parts(&[&x, &x12]))?;
+        let x = run(19, &|| self.b19.forward(&x18))?;
+        let x21 = run(21, &|| self.b21.forward_parts(&[&x, &p5]))?;
+        run(22, &|| self.head.forward(&[&x15, &x18, &x21]))
     }
 }
 
