@@ -472,6 +472,69 @@ async fn invitations_go_only_with_consent_only_when_due_and_once_despite_failure
     hq.stop().await;
 }
 
+// ---- retention ---------------------------------------------------------------------------------
+
+/// Each answer of `store` by follow-up: (comment in the row, comment in its downlink payload,
+/// csat, nps, fixed answers).
+async fn kept(pg: &tokio_postgres::Client, store: &str) -> BTreeMap<String, (Option<String>, Option<String>, i16, i16, String)> {
+    pg.query(
+        "SELECT a.follow_up_id, a.comment, d.payload -> 'answer' ->> 'comment', a.csat, a.nps, a.fixed::text
+         FROM hq_survey_answers a JOIN hq_downlink d ON d.answer_id = a.id WHERE a.store_id = $1",
+        &[&store],
+    )
+    .await
+    .expect("answers")
+    .iter()
+    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))))
+    .collect()
+}
+
+async fn answer(hq: &Survey, fu: &FollowUp, csat: u8, nps: u8, comment: &str) {
+    let csrf = hq.csrf(&fu.token).await;
+    let (s, html, _) = hq.post(&fu.path(), answer_form(&csrf, csat, nps, comment)).await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_answers_comment_is_blanked_after_the_retention_period_and_its_scores_stay() {
+    let mut rig = Rig::new().await;
+    rig.broker.start();
+    let clock = Clock::system();
+    let days = "comment_retention_days = 30";
+    let pg = rig.db.client().await;
+    let hq = Survey::start(&rig, "survey", &clock, days).await;
+    let old = FollowUp::new("s7", "old");
+    old.put(&pg).await;
+    answer(&hq, &old, 2, 3, "门还是响，请打 13800000000").await;
+    hq.stop().await;
+
+    // 29 days on, a restart (retention runs at start) keeps the comment, in both places.
+    clock.advance(chrono::Duration::days(29));
+    let hq = Survey::start(&rig, "survey", &clock, days).await;
+    let k = kept(&pg, "s7").await;
+    let want_old = Some("门还是响，请打 13800000000".to_string());
+    assert_eq!((&k[&old.id].0, &k[&old.id].1), (&want_old, &want_old), "not yet 30 days");
+    let fresh = FollowUp::new("s7", "fresh");
+    fresh.put(&pg).await;
+    answer(&hq, &fresh, 5, 10, "很满意").await;
+    hq.stop().await;
+
+    // 31 days after the first answer: its comment is gone from the row and from the payload the
+    // relay would send; its scores and fixed answers stay for the KPIs. The newer one is untouched.
+    clock.advance(chrono::Duration::days(2));
+    let hq = Survey::start(&rig, "survey", &clock, days).await;
+    let k = kept(&pg, "s7").await;
+    assert_eq!(k.len(), 2, "no answer is deleted");
+    let (comment, payload, csat, nps, fixed) = &k[&old.id];
+    assert_eq!((comment, payload, *csat, *nps), (&None, &None, 2, 3));
+    assert!(fixed.contains("f-door") && fixed.contains("\"no\""), "{fixed}");
+    let raw = count(&pg, "SELECT COUNT(*) FROM hq_downlink WHERE store_id = 's7' AND payload::text LIKE '%13800000000%'", &[]).await;
+    assert_eq!(raw, 0, "the phone number in the comment is nowhere in the downlink");
+    let want_fresh = Some("很满意".to_string());
+    assert_eq!((&k[&fresh.id].0, &k[&fresh.id].1), (&want_fresh, &want_fresh));
+    hq.stop().await;
+}
+
 // ---- the command: configuration, exit codes, and logs without secrets -------------------------------
 
 fn servicebay(args: &[&str]) -> std::process::Output {

@@ -253,6 +253,17 @@ async fn scenario_three_through_the_tablet() {
     assert_eq!(b.attr(&format!("#alert-{alert}"), "data-escalated").await.as_deref(), Some("false"));
     screenshot_at(&b, "#hot-alerts", "88-alerts").await;
     fits(&b, "the alert queue").await;
+    // The countdown is live: the server's clock moved to a few seconds before the SLA ends, and the
+    // open page turns the badge to overdue by itself, without a reload.
+    let sla = format!("#sla-{alert}");
+    let due_in: i64 = b.attr(&sla, "data-due-in").await.and_then(|s| s.parse().ok()).expect("the seconds left on the badge");
+    assert!(due_in > 23 * 3600 && due_in <= 24 * 3600, "a 24-hour SLA: {due_in} s");
+    srv.clock.advance(chrono::Duration::seconds(due_in - 8));
+    b.go("/follow-up/alerts").await;
+    let before = b.text(&sla).await;
+    assert!(before.contains("0 小时 0 分 内需首次响应"), "seconds left: {before}");
+    b.wait_js(&format!("document.querySelector('{sla}').textContent.includes('已超时')"), Duration::from_secs(30)).await;
+    assert!(b.exists(&format!("{sla}.sla-over")).await, "and looks overdue");
     srv.clock.advance(chrono::Duration::hours(73));
     b.go("/follow-up/alerts").await;
     assert_eq!(b.attr(&format!("#alert-{alert}"), "data-escalated").await.as_deref(), Some("true"), "escalated to the manager");

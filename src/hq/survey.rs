@@ -1,7 +1,8 @@
 //! `servicebay hq-survey`: HQ's survey service. Customers open `{base_url}/s/{token}` (the QR code
 //! the store printed, or the link of an SMS/WeChat invitation), answer on their phone, and the
 //! answer travels down to the store over MQTT (`relay`). The notifier (`notify`) sends the
-//! invitations. One process, three tasks; PostgreSQL holds everything between them.
+//! invitations. One process, four tasks (the fourth blanks old answers' comments: retention);
+//! PostgreSQL holds everything between them.
 //!
 //! Invariants:
 //! - The HTTP layer is thin: token → task (`survey_store`), form → checked answer
@@ -13,6 +14,8 @@
 //! - Logs never carry a token, a phone number or a comment: the server's own access log (which
 //!   prints paths) is turned off for this command in `main.rs`, and `access_log` here prints the
 //!   route with the token replaced.
+//! - Retention runs before the page is served (so a restart after a long stop catches up before
+//!   anyone reads) and then once a day, against the injected clock.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -90,7 +93,9 @@ pub async fn run(
     }
     let tls = crate::tls::server_config(&scfg.tls_cert, &scfg.tls_key)?;
 
+    retention(&pool, &clock, scfg.comment_retention_days).await;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let retention_task = start_retention(pool.clone(), clock.clone(), scfg.comment_retention_days, stop_rx.clone());
     let (relay, relay_task) = relay::start(&cfg, pool.clone(), scfg.resend, stop_rx.clone());
     let notifier = cfg
         .notify
@@ -110,11 +115,36 @@ pub async fn run(
     };
     crate::api::server::serve(listener, routes(state), opts, shutdown).await;
     let _ = stop_tx.send(true);
-    for t in [Some(relay_task), notifier].into_iter().flatten() {
+    for t in [Some(relay_task), Some(retention_task), notifier].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
     tracing::info!("hq-survey stopped");
     Ok(())
+}
+
+// ---- retention ------------------------------------------------------------------------------
+
+const RETENTION_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// Blank the comments of answers older than `days` (by `clock`). A failure is logged and left to
+/// the next run: the answers are not lost, only kept a day longer.
+async fn retention(pool: &Pool, clock: &Clock, days: u32) {
+    let cutoff = clock.now() - chrono::Duration::days(i64::from(days));
+    match db::blank_old_comments(pool, cutoff).await {
+        Ok(n) => tracing::info!(blanked = n, days, "survey comment retention applied"),
+        Err(e) => tracing::warn!(error = %e, "survey comment retention failed; retried in a day"),
+    }
+}
+
+fn start_retention(pool: Arc<Pool>, clock: Clock, days: u32, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = relay::stopped(&mut stop) => return,
+                _ = tokio::time::sleep(RETENTION_EVERY) => retention(&pool, &clock, days).await,
+            }
+        }
+    })
 }
 
 // ---- routes ----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ pub struct RawSurvey {
     secret_file: Option<PathBuf>,
     resend_secs: Option<u64>,
     review_url: Option<String>,
+    comment_retention_days: Option<u32>,
 }
 
 /// Validated `[survey]`.
@@ -40,7 +41,13 @@ pub struct SurveyConfig {
     pub resend: Duration,
     /// Where the thank-you page invites every respondent to leave a review.
     pub review_url: Option<String>,
+    /// An answer's free-text comment is blanked this long after it was given (the scores stay
+    /// for the KPIs); the store's `[retention] survey_answers_days` does the same on the box.
+    pub comment_retention_days: u32,
 }
+
+/// The default comment retention: a year, the store's default for its own copy.
+pub const COMMENT_RETENTION_DAYS: u32 = 365;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -113,6 +120,10 @@ impl RawSurvey {
             }
             None => None,
         };
+        let comment_retention_days = self.comment_retention_days.unwrap_or(COMMENT_RETENTION_DAYS);
+        if !(1..=36_500).contains(&comment_retention_days) {
+            return Err("key `survey.comment_retention_days`: must be between 1 and 36500 days".into());
+        }
         let dir = PathBuf::from("/var/lib/servicebay-hq/tls");
         Ok(SurveyConfig {
             listen,
@@ -123,6 +134,7 @@ impl RawSurvey {
             secret_file: self.secret_file,
             resend: Duration::from_secs(resend),
             review_url,
+            comment_retention_days,
         })
     }
 }
@@ -203,6 +215,7 @@ pub fn report(survey: Option<&SurveyConfig>, notify: Option<&NotifyConfig>) -> S
                 None => out.push_str("  secret     kept in PostgreSQL (hq_survey_secret)\n"),
             }
             out.push_str(&format!("  downlink   unacknowledged answers resent every {} s\n", s.resend.as_secs()));
+            out.push_str(&format!("  retention  answers' comments blanked after {} days (scores kept)\n", s.comment_retention_days));
         }
         None => out.push_str("  survey     off (no [survey]: `hq-survey` refuses to start)\n"),
     }
@@ -237,6 +250,8 @@ mod tests {
         assert_eq!(s.base_url, "https://survey.example.com");
         assert_eq!(s.origin, "https://survey.example.com");
         assert_eq!(s.resend, Duration::from_secs(5));
+        assert_eq!(s.comment_retention_days, COMMENT_RETENTION_DAYS);
+        assert_eq!(survey("base_url = \"https://s.example.com\"\ncomment_retention_days = 30").unwrap().comment_retention_days, 30);
         assert_eq!(survey("base_url = \"https://127.0.0.1:8445\"").unwrap().base_url, "https://127.0.0.1:8445");
         for (bad, key) in [
             ("", "survey.base_url"),
@@ -245,6 +260,8 @@ mod tests {
             ("base_url = \"https://s.example.com\"\nlisten = \"nowhere\"", "survey.listen"),
             ("base_url = \"https://s.example.com\"\ntls_cert = \"/c.pem\"", "survey.tls_cert"),
             ("base_url = \"https://s.example.com\"\nresend_secs = 0", "survey.resend_secs"),
+            ("base_url = \"https://s.example.com\"\ncomment_retention_days = 0", "survey.comment_retention_days"),
+            ("base_url = \"https://s.example.com\"\ncomment_retention_days = 36501", "survey.comment_retention_days"),
             ("base_url = \"https://s.example.com\"\nreview_url = \"http://x.example.com\"", "survey.review_url"),
         ] {
             let e = survey(bad).unwrap_err();

@@ -1,5 +1,5 @@
 //! PostgreSQL for `hq-survey`: a small connection pool, the signing secret, the follow-up task
-//! behind a page token, and an answer stored with its downlink row.
+//! behind a page token, an answer stored with its downlink row, and the answers' retention.
 //!
 //! Invariants:
 //! - One answer per follow-up at HQ: `hq_survey_answers` is unique on (store, follow-up) and the
@@ -8,6 +8,10 @@
 //! - The answer and its downlink row commit together, and the downlink sequence is taken from
 //!   `hq_downlink_state` under that store's row lock: per store, sequences are 1, 2, 3, … without
 //!   gaps, in commit order, whatever the number of hq-survey processes.
+//! - Retention blanks an old answer's comment in both places it is kept (`hq_survey_answers` and
+//!   the downlink payload), in one transaction, as the erasure trigger of schema v4 does; scores,
+//!   `fixed` answers and the row itself stay for the KPIs. Answer rows hold no contact data (the
+//!   phone number is only in the store's `follow_up` record, which the store's own erasure removes).
 //! - Everything read from `hq_records` is the stores' data, untrusted: a body that does not parse
 //!   is "no such survey", never a panic.
 
@@ -311,6 +315,31 @@ pub async fn store_answer(pool: &Pool, task: &Task, answer: &Answer, lang: &str,
     tx.execute("UPDATE hq_downlink_state SET next_seq = next_seq + 1 WHERE store_id = $1", &[&store]).await?;
     tx.commit().await?;
     Ok(Stored::New { answer_id, seq })
+}
+
+/// Blank the comment of every answer given before `cutoff` (retention): in the answer row and in
+/// its downlink payload, which the relay may still send. Returns how many answers lost their
+/// comment; an answer blanked before is not counted again.
+pub async fn blank_old_comments(pool: &Pool, cutoff: DateTime<Utc>) -> Result<u64, HqError> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    let cutoff = crate::clock::stamp(cutoff);
+    tx.execute(
+        "UPDATE hq_downlink d SET payload = jsonb_set(d.payload, '{answer,comment}', 'null'::jsonb)
+         FROM hq_survey_answers a
+         WHERE a.id = d.answer_id AND a.answered_at < $1::text::timestamptz
+           AND d.payload -> 'answer' ->> 'comment' IS NOT NULL",
+        &[&cutoff],
+    )
+    .await?;
+    let n = tx
+        .execute(
+            "UPDATE hq_survey_answers SET comment = NULL WHERE answered_at < $1::text::timestamptz AND comment IS NOT NULL",
+            &[&cutoff],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(n)
 }
 
 #[cfg(test)]

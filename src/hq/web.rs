@@ -1,6 +1,7 @@
 //! `servicebay hq-web`: HQ analysts' own pages over HTTPS — 门店对比 (the stores' latest KPI
 //! snapshots side by side, with SVG bar charts), 热点告警 (open hot alerts across stores, oldest
-//! due first) and each store's page (its KPI history as small SVG line charts, and its alerts).
+//! due first) and each store's page (its KPI history as SVG line charts, and its alerts). The
+//! charts are the store dashboard's own (`crate::ui::charts`).
 //! They read what `hq-ingest` keeps in PostgreSQL (`hq_records`, `hq_stores`); they change nothing
 //! there but the analysts' own accounts and sessions (schema v5, `web_accounts`).
 //!
@@ -16,13 +17,13 @@
 //!   to give at HQ, and nothing here writes store data).
 //! - Every state-changing request is a POST carrying the session's CSRF token, from our own
 //!   Origin; anything else is refused before it touches the database.
-//! - Strings from PostgreSQL are untrusted: cleaned and bounded (`web_chart::clean`) and escaped
+//! - Strings from PostgreSQL are untrusted: cleaned and bounded (`web_fmt::clean`) and escaped
 //!   by askama. A page never answers 500 for bad data: missing or malformed numbers show as "—".
 
 #[path = "web_accounts.rs"]
 pub mod accounts;
-#[path = "web_chart.rs"]
-pub mod chart;
+#[path = "web_fmt.rs"]
+pub mod fmt;
 #[path = "web_pages.rs"]
 mod pages;
 
@@ -257,7 +258,7 @@ impl Me {
             t: self.t,
             lang: self.t.lang().tag(),
             title: title.to_string(),
-            user: Some(chart::clean(&self.analyst.display_name, 64)),
+            user: Some(fmt::clean(&self.analyst.display_name, 64)),
             role: self.t.s("hqweb_role.analyst").to_string(),
             csrf: self.csrf.clone(),
             nav,
@@ -518,7 +519,7 @@ fn safe_next(next: Option<&str>) -> String {
 
 async fn login_page(w: Arc<Web>, t: Strings, q: Query) -> Response {
     let c = public_chrome(t, t.s("hqweb_login.title"), &q);
-    let username = q.get("u").map(|u| chart::clean(u, 64)).unwrap_or_default();
+    let username = q.get("u").map(|u| fmt::clean(u, 64)).unwrap_or_default();
     html(&LoginPage { c, next: safe_next(q.get("next")), fingerprint: w.fingerprint.clone(), username }, StatusCode::OK)
 }
 

@@ -1,6 +1,7 @@
 //! HQ's three pages: 门店对比 (`/stores`), 热点告警 (`/alerts`) and a store's page
 //! (`/stores/{id}`). Each reads PostgreSQL (read-only), turns the stores' JSON bodies into view
-//! models of plain, already cleaned strings (`chart`), and renders a template.
+//! models of plain, already cleaned strings (`fmt`), draws its charts with `crate::ui::charts` (the
+//! store's KPI dashboard draws with the same), and renders a template.
 //!
 //! Alert rules, from the store's `follow_up_alert` record: open = kind "hot" and no `resolved_at`;
 //! overdue = open, `due_at` passed and no `first_response_at`; escalated = `escalated_at` set.
@@ -15,8 +16,9 @@ use http::StatusCode;
 use serde_json::Value;
 use warp::reply::Response;
 
-use super::chart::{self, clean, fixed, num, pct, whole, BarChart, LineChart, NONE};
+use super::fmt::{self, clean, fixed, num, pct, whole, NONE};
 use super::{unavailable, Chrome, Me, Web};
+use crate::ui::charts::{self, Axis, Bar, GoalLine, Svg};
 use crate::ui::i18n::Strings;
 use crate::ui::{html, urlencode, Query};
 
@@ -59,9 +61,9 @@ const REASONS: &[&str] = &["low_csat", "detractor", "not_fixed"];
 fn alert_row(t: &Strings, store: &str, record_id: &str, b: &Value, now: chrono::DateTime<chrono::Utc>) -> AlertRow {
     let s = |k: &str| b.get(k).and_then(Value::as_str);
     let hot = s("kind") == Some("hot");
-    let open = hot && !chart::is_set(b, "resolved_at");
-    let due_at = s("due_at").and_then(chart::parse_time);
-    let overdue = open && due_at.is_some_and(|d| d < now) && !chart::is_set(b, "first_response_at");
+    let open = hot && !fmt::is_set(b, "resolved_at");
+    let due_at = s("due_at").and_then(fmt::parse_time);
+    let overdue = open && due_at.is_some_and(|d| d < now) && !fmt::is_set(b, "first_response_at");
     let category = s("category").filter(|c| CATEGORIES.contains(c)).unwrap_or("other");
     let reasons = b
         .get("reasons")
@@ -82,14 +84,14 @@ fn alert_row(t: &Strings, store: &str, record_id: &str, b: &Value, now: chrono::
         case_id: s("case_id").map(|c| clean(c, 64)).unwrap_or_default(),
         category: t.s(&format!("hqweb_category.{category}")).to_string(),
         reasons,
-        summary: chart::text(b, "summary", SUMMARY_MAX).unwrap_or_else(|| NONE.to_string()),
-        raised: chart::show_time(s("raised_at")),
-        due: chart::show_time(s("due_at")),
+        summary: fmt::text(b, "summary", SUMMARY_MAX).unwrap_or_else(|| NONE.to_string()),
+        raised: fmt::show_time(s("raised_at")),
+        due: fmt::show_time(s("due_at")),
         open,
         overdue,
-        escalated: chart::is_set(b, "escalated_at"),
+        escalated: fmt::is_set(b, "escalated_at"),
         hot,
-        resolved: if chart::is_set(b, "resolved_at") { chart::show_time(s("resolved_at")) } else { String::new() },
+        resolved: if fmt::is_set(b, "resolved_at") { fmt::show_time(s("resolved_at")) } else { String::new() },
         due_at,
     }
 }
@@ -284,21 +286,13 @@ pub(crate) struct SortLink {
     pub current: &'static str,
 }
 
-/// A bar chart with its heading.
-pub(crate) struct BarSection {
-    pub id: &'static str,
-    pub title: String,
-    pub color: &'static str,
-    pub chart: BarChart,
-}
-
 #[derive(Template)]
 #[template(path = "hq_web_stores.html", config = "src/ui/askama.toml")]
 struct StoresPage {
     c: Chrome,
     rows: Vec<StoreRow>,
     heads: Vec<SortLink>,
-    charts: Vec<BarSection>,
+    charts: Vec<Svg>,
     goal_title: String,
     legend: String,
     alerts_more: bool,
@@ -360,26 +354,25 @@ pub(crate) async fn stores(me: Me, w: Arc<Web>, q: Query) -> Response {
         })
         .collect();
     let goal = format!("{RESPONSE_GOAL_MIN:.0}");
-    let csat: Vec<(String, Option<f64>, String)> = rows.iter().map(|r| (r.id.clone(), num(&r.v, &["csat_mean"]), r.csat.clone())).collect();
-    let nps: Vec<(String, Option<f64>, String)> = rows.iter().map(|r| (r.id.clone(), num(&r.v, &["nps"]), r.nps.clone())).collect();
+    // A store's name is cut short for the axis; the bar's tooltip and the table name it in full.
+    // CSAT has no goal here (neutral bars); an NPS below zero shows red.
+    let csat: Vec<Bar> =
+        rows.iter().map(|r| Bar { label: clean(&r.id, 12), value: num(&r.v, &["csat_mean"]), text: r.csat.clone(), good: None }).collect();
+    let nps: Vec<Bar> = rows
+        .iter()
+        .map(|r| {
+            let v = num(&r.v, &["nps"]);
+            Bar { label: clean(&r.id, 12), value: v, text: r.nps.clone(), good: v.map(|v| v >= 0.0) }
+        })
+        .collect();
     html(
         &StoresPage {
             c: me.chrome(t.s("hqweb_stores.title"), &q),
             rows,
             heads,
             charts: vec![
-                BarSection {
-                    id: "chart-csat",
-                    title: t.s("hqweb_chart.csat").to_string(),
-                    color: "#1d5fc2",
-                    chart: chart::bar_chart(&csat, 0.0, 5.0, &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]),
-                },
-                BarSection {
-                    id: "chart-nps",
-                    title: t.s("hqweb_chart.nps").to_string(),
-                    color: "#1f7a3a",
-                    chart: chart::bar_chart(&nps, -100.0, 100.0, &[-100.0, -50.0, 0.0, 50.0, 100.0]),
-                },
+                charts::bars("chart-csat", t.s("hqweb_chart.csat"), &csat, &Axis { min: 0.0, max: 5.0, step: 1.0 }, None),
+                charts::bars("chart-nps", t.s("hqweb_chart.nps"), &nps, &Axis { min: -100.0, max: 100.0, step: 50.0 }, None),
             ],
             goal_title: t.f("hqweb_stores.goal", &[("n", goal.as_str())]),
             legend: t.f("hqweb_stores.legend", &[("n", goal.as_str())]),
@@ -391,8 +384,9 @@ pub(crate) async fn stores(me: Me, w: Arc<Web>, q: Query) -> Response {
 
 // ---- one store ------------------------------------------------------------------------------
 
-/// The KPIs charted on a store's page: (key, JSON path, fixed domain, goal, how a value shows).
-type Kpi = (&'static str, &'static [&'static str], Option<(f64, f64)>, Option<f64>, fn(Option<f64>) -> String);
+/// The KPIs charted on a store's page: (key, JSON path, fixed axis (min, max, step), goal, how a
+/// value shows). Without a fixed axis, the chart fits the data (and the goal).
+type Kpi = (&'static str, &'static [&'static str], Option<(f64, f64, f64)>, Option<f64>, fn(Option<f64>) -> String);
 
 fn two(x: Option<f64>) -> String {
     fixed(x, 2)
@@ -403,14 +397,14 @@ fn one(x: Option<f64>) -> String {
 }
 
 const KPIS: &[Kpi] = &[
-    ("csat_mean", &["csat_mean"], Some((1.0, 5.0)), None, two),
-    ("csat_share_4plus", &["csat_share_4plus"], Some((0.0, 100.0)), None, pct),
-    ("nps", &["nps"], Some((-100.0, 100.0)), None, whole),
-    ("first_time_fix", &["first_time_fix"], Some((0.0, 100.0)), None, pct),
+    ("csat_mean", &["csat_mean"], Some((1.0, 5.0, 1.0)), None, two),
+    ("csat_share_4plus", &["csat_share_4plus"], Some((0.0, 100.0, 25.0)), None, pct),
+    ("nps", &["nps"], Some((-100.0, 100.0, 50.0)), None, whole),
+    ("first_time_fix", &["first_time_fix"], Some((0.0, 100.0, 25.0)), None, pct),
     ("response_minutes_median", &["response_minutes_median"], None, Some(RESPONSE_GOAL_MIN), one),
     ("escalation_minutes_median", &["escalation_minutes_median"], None, Some(RESPONSE_GOAL_MIN), one),
-    ("ai_words", &["ai_accuracy", "words", "rate"], Some((0.0, 100.0)), None, pct),
-    ("ai_photos", &["ai_accuracy", "photos", "rate"], Some((0.0, 100.0)), None, pct),
+    ("ai_words", &["ai_accuracy", "words", "rate"], Some((0.0, 100.0, 25.0)), None, pct),
+    ("ai_photos", &["ai_accuracy", "photos", "rate"], Some((0.0, 100.0, 25.0)), None, pct),
     ("hot_open", &["hot_open"], None, None, whole),
     ("hot_overdue", &["hot_overdue"], None, None, whole),
     ("comebacks", &["comebacks"], None, None, whole),
@@ -418,6 +412,37 @@ const KPIS: &[Kpi] = &[
     ("minutes_saved", &["minutes_saved"], None, None, whole),
     ("surveys", &["surveys"], None, None, whole),
 ];
+
+/// One KPI's chart on a store's page, with its newest value shown beside it.
+pub(crate) struct KpiLine {
+    pub key: &'static str,
+    pub latest: String,
+    pub chart: Svg,
+}
+
+/// At most this many days are labelled under a line chart.
+const DAY_LABELS: usize = 5;
+
+fn kpi_line(t: &Strings, &(key, path, axis, goal, show): &Kpi, days: &[(String, Value)]) -> KpiLine {
+    // A snapshot's day as "MM-DD" under the axis (as the store's dashboard writes it): a full date
+    // does not fit under the last point.
+    let day = |d: &str| match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+        Ok(x) => x.format("%m-%d").to_string(),
+        Err(_) => clean(d, 16),
+    };
+    let points: Vec<(String, Option<f64>)> = days.iter().map(|(d, v)| (day(d), num(v, path))).collect();
+    let axis = match axis {
+        Some((min, max, step)) => Axis { min, max, step },
+        None => Axis::fit(points.iter().filter_map(|p| p.1), goal.unwrap_or(0.0)),
+    };
+    let goal = goal.map(|g| GoalLine { value: g, label: format!("{} {}", t.s("hqweb_chart.goal"), show(Some(g))) });
+    let title = t.s(&format!("hqweb_kpi.{key}")).to_string();
+    KpiLine {
+        key,
+        latest: show(points.iter().rev().find_map(|p| p.1)),
+        chart: charts::line(&format!("kpi-{key}"), &title, &points, &axis, goal.as_ref(), DAY_LABELS),
+    }
+}
 
 #[derive(Template)]
 #[template(path = "hq_web_store.html", config = "src/ui/askama.toml")]
@@ -429,7 +454,7 @@ struct StorePage {
     link: String,
     backlog: String,
     history: String,
-    charts: Vec<LineChart>,
+    charts: Vec<KpiLine>,
     snapshots: usize,
     alerts: Vec<AlertRow>,
 }
@@ -475,13 +500,7 @@ pub(crate) async fn store(id: String, me: Me, w: Arc<Web>, q: Query) -> Response
     let mut days: Vec<(String, Value)> = snaps.iter().map(|r| (r.get::<_, String>(0), body(r.get::<_, &str>(1)))).collect();
     days.reverse();
     let latest = days.last().map(|d| d.1.clone()).unwrap_or(Value::Null);
-    let charts = KPIS
-        .iter()
-        .map(|(key, path, domain, goal, fmt)| {
-            let series: Vec<(String, Option<f64>)> = days.iter().map(|(d, v)| (d.clone(), num(v, path))).collect();
-            chart::line_chart(*key, t.s(&format!("hqweb_kpi.{key}")).to_string(), &series, *domain, *goal, fmt)
-        })
-        .collect();
+    let charts = KPIS.iter().map(|k| kpi_line(&t, k, &days)).collect();
     let now = chrono::Utc::now();
     let mut alerts: Vec<AlertRow> =
         alert_rows.iter().map(|r| alert_row(&t, &id, r.get::<_, &str>(0), &body(r.get::<_, &str>(1)), now)).collect();

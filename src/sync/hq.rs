@@ -472,6 +472,18 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// The detail as the log may show it. PostgreSQL's detail of a NOT NULL or CHECK violation
+    /// is "Failing row contains (…every column…)", a record's body with its phone numbers and
+    /// comments included: the log says which kind of detail it was and where to read it
+    /// (`hq_quarantine` keeps it whole, for the operator). Other details (a key, a character) stay.
+    pub fn loggable_detail(&self) -> &str {
+        match self.detail.as_deref() {
+            Some(d) if d.starts_with("Failing row contains") => "Failing row contains (… the row's values are in hq_quarantine.detail)",
+            Some(d) => d,
+            None => "",
+        }
+    }
+
     pub fn of(e: &tokio_postgres::Error) -> Refusal {
         match e.as_db_error() {
             Some(db) => Refusal {
@@ -691,7 +703,7 @@ async fn ingest_loop(
                     records = batch.records.len(),
                     sqlstate = %why.sqlstate,
                     message = %why.message,
-                    detail = why.detail.as_deref().unwrap_or(""),
+                    detail = why.loggable_detail(),
                     new,
                     acked,
                     "batch quarantined: PostgreSQL refused its content; its range counts as received (see hq_quarantine)"
@@ -822,6 +834,27 @@ mod tests {
         assert!(e.contains("bogus"), "{e}");
         let e = HqConfig::from_toml("[hq]\n[hq.mqtt]\nbroker = \"mqtt://127.0.0.1\"\n", "t").unwrap_err().to_string();
         assert!(e.contains("hq.postgres"), "{e}");
+    }
+
+    #[test]
+    fn a_refusals_logged_detail_never_carries_the_row() {
+        let row = Refusal {
+            sqlstate: "23502".into(),
+            message: "null value in column \"x\" violates not-null constraint".into(),
+            detail: Some(
+                r#"Failing row contains (s1, follow_up, fu-1, {"contact": {"phone": "13800000000"}, "comment": "门还是响"})."#.into(),
+            ),
+        };
+        let logged = row.loggable_detail();
+        assert!(!logged.contains("13800000000") && !logged.contains("门还是响"), "{logged}");
+        assert!(logged.contains("hq_quarantine"), "says where the detail is: {logged}");
+        let nul = Refusal {
+            sqlstate: "22P05".into(),
+            message: "unsupported Unicode escape sequence".into(),
+            detail: Some("\\u0000 cannot be converted to text.".into()),
+        };
+        assert_eq!(nul.loggable_detail(), "\\u0000 cannot be converted to text.", "a detail without the row stays whole");
+        assert_eq!(Refusal { detail: None, ..nul }.loggable_detail(), "");
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! (HQ → store), the store's retained status, and signed config bundles (HQ → store).
 //! Pure encode/decode with size limits, so a hostile or corrupt message is an error, never a crash
 //! or an unbounded allocation. Every payload carries `v` (the wire version) first.
+//!
+//! An error names what is wrong and where, never the data: a batch carries customers' phone
+//! numbers and words, and these errors are logged (`redact_values`).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -241,7 +244,42 @@ pub fn gunzip(bytes: &[u8], compressed_limit: usize, limit: usize) -> Result<Vec
 }
 
 fn json<T: serde::de::DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, WireError> {
-    serde_json::from_slice(bytes).map_err(|e| WireError::Json { what, reason: e.to_string() })
+    serde_json::from_slice(bytes).map_err(|e| WireError::Json { what, reason: redact_values(&e.to_string()) })
+}
+
+/// serde_json's message without the values it quotes from the input: it says
+/// `invalid type: string "13800000000", expected i64` or ``invalid type: integer `138…`, ...``, and
+/// the input may be a customer's phone number or comment. Quoted strings become `"…"` and
+/// backticked numbers `` `…` ``; field names (backticked words) stay, they say what is wrong.
+pub fn redact_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut chars = msg.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                // A Debug-formatted string: skip to the closing quote, over escapes.
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+                out.push_str("\"…\"");
+            }
+            '`' => {
+                let inner: String = chars.by_ref().take_while(|c| *c != '`').collect();
+                let number = inner.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '-' || c == '+' || c == '.');
+                out.push('`');
+                out.push_str(if number { "…" } else { &inner });
+                out.push('`');
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub fn encode_batch(b: &Batch) -> Vec<u8> {
@@ -460,6 +498,30 @@ pub fn encode_key(bytes: &[u8; 32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_errors_name_the_problem_not_the_values() {
+        let phone = "13800000000";
+        let bad = [
+            format!(r#"{{"v":1,"store_id":"s1","after_seq":"{phone}"}}"#),
+            format!(
+                r#"{{"v":1,"store_id":"s1","after_seq":0,"last_seq":1,"head_seq":1,"sent_at":"x","records":[{{"seq":1,"event_id":"e","record_type":"t","record_id":"r","version":1,"schema_version":1,"at":"x","body":{phone}}}]}}"#
+            ),
+            format!(
+                r#"{{"v":1,"store_id":"s1","after_seq":0,"last_seq":1,"head_seq":1,"sent_at":"x","records":[{{"seq":1,"event_id":"e","record_type":"t","record_id":"r","version":1,"schema_version":1,"at":"x","body":"ok","comment":"门还是响 {phone}"}}]}}"#
+            ),
+            format!(r#"{{"v":1,"store_id":"s1","after_seq":0.5e{phone}}}"#),
+        ];
+        for b in bad {
+            let e = decode_batch(&gzip(b.as_bytes())).unwrap_err().to_string();
+            assert!(e.contains("not valid JSON for a batch") && e.contains("line 1"), "{e}");
+            assert!(!e.contains(phone) && !e.contains("门还是响"), "{e}");
+        }
+        // What is wrong stays readable.
+        assert_eq!(redact_values(r#"invalid type: string "a \"b\" c", expected i64"#), r#"invalid type: string "…", expected i64"#);
+        assert_eq!(redact_values("unknown field `comment`, expected `seq`"), "unknown field `comment`, expected `seq`");
+        assert_eq!(redact_values("invalid type: integer `13800000000`, expected a string"), "invalid type: integer `…`, expected a string");
+    }
 
     fn rec(seq: i64) -> Record {
         Record {

@@ -1,6 +1,6 @@
 //! Server-rendered SVG charts for the pages (no chart script, nothing fetched): a bar chart with
-//! negative values and a goal line, and a line chart over days with gaps. The store's KPI
-//! dashboard uses them; HQ's pages can too (`crate::ui::charts`).
+//! negative values and a goal line, and a line chart over days with gaps. The one chart
+//! implementation: the store's KPI dashboard and HQ's pages (`hq-web`) both draw with it.
 //!
 //! Invariants:
 //! - Every text that reaches the markup is escaped here (`esc`), so a chart can be inserted with
@@ -8,6 +8,9 @@
 //! - Only presentation attributes, never `style=` (the pages' Content-Security-Policy has no
 //!   inline styles); the size comes from `viewBox`, the page's CSS scales it.
 //! - A missing value is drawn as missing (a grey mark and "—"), never as zero.
+//! - A value outside the axis is clamped to it: a bar never leaves the plot.
+//! - A bar chart widens (never narrows below 640) so each bar keeps `MIN_SLOT` of room: HQ compares
+//!   many stores, and their names must stay readable (the page scrolls the chart sideways).
 
 use std::fmt::{self, Write};
 
@@ -17,6 +20,8 @@ const LEFT: f64 = 48.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 34.0;
 const BOTTOM: f64 = 30.0;
+/// The least room one bar (and its label) gets.
+const MIN_SLOT: f64 = 72.0;
 
 const INK: &str = "#1b2330";
 const MUTED: &str = "#5b6675";
@@ -107,6 +112,8 @@ struct Frame<'a> {
     id: &'a str,
     title: &'a str,
     axis: &'a Axis,
+    /// The drawing's width (`W`, or more for a bar chart of many bars).
+    w: f64,
 }
 
 impl Frame<'_> {
@@ -119,16 +126,20 @@ impl Frame<'_> {
     fn open(&self, out: &mut String, class: &str) {
         let _ = write!(
             out,
-            r#"<svg id="{id}" class="chart {class}" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{t}" xmlns="http://www.w3.org/2000/svg"><title>{t}</title>"#,
+            r#"<svg id="{id}" class="chart {class}" viewBox="0 0 {w} {H}" width="{w}" height="{H}" role="img" aria-label="{t}" xmlns="http://www.w3.org/2000/svg"><title>{t}</title>"#,
             id = esc(self.id),
             t = esc(self.title),
+            w = self.w,
         );
         let _ = write!(out, r#"<text x="{LEFT}" y="18" font-size="14" font-weight="600" fill="{INK}">{}</text>"#, esc(self.title));
         for t in self.axis.ticks() {
             let y = self.y(t);
             let stroke = if t == 0.0 { MUTED } else { GRID };
-            let _ =
-                write!(out, r#"<line x1="{LEFT}" x2="{x2}" y1="{y:.1}" y2="{y:.1}" stroke="{stroke}" stroke-width="1"/>"#, x2 = W - RIGHT);
+            let _ = write!(
+                out,
+                r#"<line x1="{LEFT}" x2="{x2}" y1="{y:.1}" y2="{y:.1}" stroke="{stroke}" stroke-width="1"/>"#,
+                x2 = self.w - RIGHT
+            );
             let _ = write!(
                 out,
                 r#"<text x="{x:.1}" y="{ty:.1}" text-anchor="end" font-size="11" fill="{MUTED}">{}</text>"#,
@@ -146,7 +157,7 @@ impl Frame<'_> {
                 out,
                 r#"<line class="goal" x1="{LEFT}" x2="{x2}" y1="{y:.1}" y2="{y:.1}" stroke="{BAD}" stroke-width="1.5" stroke-dasharray="6 4"/><text x="{x2}" y="{ty:.1}" text-anchor="end" font-size="11" fill="{BAD}">{}</text>"#,
                 esc(&g.label),
-                x2 = W - RIGHT,
+                x2 = self.w - RIGHT,
                 ty = y - 4.0
             );
         }
@@ -164,12 +175,12 @@ fn num(v: f64) -> String {
 
 /// Bars on `axis` (values below zero hang down from the zero line), an optional goal line.
 pub fn bars(id: &str, title: &str, items: &[Bar], axis: &Axis, goal: Option<&GoalLine>) -> Svg {
-    let f = Frame { id, title, axis };
+    let n = items.len().max(1) as f64;
+    let f = Frame { id, title, axis, w: W.max(LEFT + RIGHT + MIN_SLOT * n) };
     let mut out = String::new();
     f.open(&mut out, "bar-chart");
     let base = f.y(0.0_f64.clamp(axis.min, axis.max));
-    let n = items.len().max(1) as f64;
-    let slot = (W - LEFT - RIGHT) / n;
+    let slot = (f.w - LEFT - RIGHT) / n;
     let bw = (slot * 0.6).min(56.0);
     for (i, b) in items.iter().enumerate() {
         let cx = LEFT + slot * (i as f64 + 0.5);
@@ -223,7 +234,7 @@ pub fn bars(id: &str, title: &str, items: &[Bar], axis: &Axis, goal: Option<&Goa
 /// A line over labelled points (days); a missing point breaks the line. At most `max_labels`
 /// x labels are written (evenly spaced), so 30 days stay readable.
 pub fn line(id: &str, title: &str, points: &[(String, Option<f64>)], axis: &Axis, goal: Option<&GoalLine>, max_labels: usize) -> Svg {
-    let f = Frame { id, title, axis };
+    let f = Frame { id, title, axis, w: W };
     let mut out = String::new();
     f.open(&mut out, "line-chart");
     let n = points.len();
@@ -329,6 +340,30 @@ mod tests {
         assert!(svg.contains(">d24<") && svg.contains(">d26<"), "two days after the last label: the last day is labelled too");
         let empty = line("t", "trend", &[("d".into(), None)], &axis, None, 3).0;
         assert!(empty.contains("no-data"));
+    }
+
+    #[test]
+    fn bars_clamp_to_the_axis_and_widen_for_many_items() {
+        let axis = Axis { min: 0.0, max: 5.0, step: 1.0 };
+        let over = [Bar { label: "s3".into(), value: Some(99.0), text: "99".into(), good: None }];
+        let svg = bars("c", "t", &over, &axis, None).0;
+        // 99 on a 0–5 axis fills the plot and no more: from the top (34) to the zero line (210).
+        assert!(svg.contains(r#"y="34.0" width="56.0" height="176.0""#), "{svg}");
+        let few: Vec<Bar> = (0..6).map(|i| Bar { label: format!("w{i}"), value: Some(1.0), text: "1".into(), good: None }).collect();
+        assert!(bars("c", "t", &few, &axis, None).0.contains(r#"width="640""#), "a month of weeks keeps the usual size");
+        let many: Vec<Bar> = (0..20).map(|i| Bar { label: format!("s{i}"), value: Some(1.0), text: "1".into(), good: None }).collect();
+        let svg = bars("c", "t", &many, &axis, None).0;
+        // 48 + 12 + 20 × 72: every store keeps its room.
+        assert!(svg.contains(r#"viewBox="0 0 1500 240" width="1500""#), "{svg}");
+        assert_eq!(svg.matches("class=\"bar-label\"").count(), 20);
+    }
+
+    #[test]
+    fn one_day_is_a_dot() {
+        let axis = Axis { min: 0.0, max: 5.0, step: 1.0 };
+        let svg = line("t", "trend", &[("d".into(), Some(3.0))], &axis, None, 3).0;
+        assert_eq!((svg.matches("<polyline").count(), svg.matches("<circle").count()), (0, 1));
+        assert!(!svg.contains("no-data"));
     }
 
     #[test]

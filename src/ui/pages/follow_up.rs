@@ -185,6 +185,10 @@ struct AlertRow {
     pub raised: String,
     /// The SLA in words: time left, or how long it is overdue (open hot alerts only).
     pub sla: Option<String>,
+    /// Seconds to the SLA's due time at the server's clock when the page was made (negative:
+    /// overdue). The page's script counts down from it (`app.js`), not from the tablet's own clock,
+    /// which may be wrong (and is not the tests' injected clock).
+    pub sla_in: Option<i64>,
     pub overdue: bool,
     pub escalated: Option<String>,
     pub responded: Option<String>,
@@ -199,14 +203,17 @@ fn alert_row(p: &Page, tz: FixedOffset, now: chrono::DateTime<chrono::Utc>, v: &
     let t = p.t;
     let a = &v.alert;
     let hot = a.kind == "hot";
-    let sla = match (hot && v.open, a.due_at.as_deref().and_then(crate::clock::parse)) {
-        (true, Some(due)) if a.first_response_at.is_none() => Some(if due >= now {
+    let due = match (hot && v.open, a.due_at.as_deref().and_then(crate::clock::parse)) {
+        (true, Some(due)) if a.first_response_at.is_none() => Some(due),
+        _ => None,
+    };
+    let sla = due.map(|due| {
+        if due >= now {
             t.f("fu_alert.sla_left", &[("t", &span(&t, due - now))])
         } else {
             t.f("fu_alert.sla_over", &[("t", &span(&t, now - due))])
-        }),
-        _ => None,
-    };
+        }
+    });
     let proposed = a
         .proposed
         .as_ref()
@@ -243,6 +250,7 @@ fn alert_row(p: &Page, tz: FixedOffset, now: chrono::DateTime<chrono::Utc>, v: &
         proposed,
         raised: local(tz, &a.raised_at, false),
         sla,
+        sla_in: due.map(|due| (due - now).num_seconds()),
         overdue: v.overdue,
         escalated: a.escalated_at.as_deref().map(|at| local(tz, at, false)),
         responded: a

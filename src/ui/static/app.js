@@ -60,9 +60,42 @@ document.addEventListener('click', (e) => {
   }
 });
 
+// (f) SLA countdowns (回访告警): each badge carries the seconds left when the server made the page
+// (data-due-in, at the server's clock: a tablet's own clock may be wrong) and the catalogue's
+// words for it (data-left / data-over with {t}; data-hm / data-dh for the span). Counted from
+// when this page first saw the badge, so a badge swapped in later counts from its own start.
+function slaSpan(el, secs) {
+  const mins = Math.floor(Math.abs(secs) / 60);
+  const d = Math.floor(mins / 1440), h = Math.floor((mins % 1440) / 60), m = mins % 60;
+  const f = d > 0 ? el.dataset.dh.replace('{d}', d) : el.dataset.hm.replace('{m}', m);
+  return f.replace('{h}', h);
+}
+
+function tickSla() {
+  const now = performance.now();
+  document.querySelectorAll('[data-due-in]').forEach((el) => {
+    const start = Number(el.dataset.dueIn);
+    if (!Number.isFinite(start) || !el.dataset.left || !el.dataset.over || !el.dataset.hm || !el.dataset.dh) return;
+    if (!el.dataset.seenAt) el.dataset.seenAt = String(now);
+    const left = start - (now - Number(el.dataset.seenAt)) / 1000;
+    const over = left < 0;
+    el.textContent = (over ? el.dataset.over : el.dataset.left).replace('{t}', slaSpan(el, left));
+    el.classList.toggle('sla-over', over);
+  });
+}
+
+let slaTimer = null;
+function startSla() {
+  if (slaTimer === null && document.querySelector('[data-due-in]')) {
+    tickSla();
+    slaTimer = setInterval(tickSla, 1000);
+  }
+}
+
 function onReady() {
   loadWidgets();
   scrollChats();
+  startSla();
 }
 
 if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', onReady);
