@@ -23,6 +23,16 @@ fn status(data: &std::path::Path, case: &str) -> String {
     common::db(data).query_row("SELECT status FROM cases WHERE id = ?1", [case], |r| r.get(0)).unwrap()
 }
 
+/// The daemon's clock moved to 10:00 +08:00 tomorrow, inside the default opening hours
+/// (08:30-18:00): "due 48 h later" then stays inside them whatever time of day the test runs
+/// (a delivery after closing would be due at the next opening, not 48 h later).
+fn to_opening_hours(server: &Server) {
+    let tz = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let tomorrow = chrono::Utc::now().with_timezone(&tz).date_naive() + Duration::days(1);
+    let target = tomorrow.and_hms_opt(10, 0, 0).unwrap().and_local_timezone(tz).single().unwrap();
+    server.clock.advance(target.with_timezone(&chrono::Utc) - chrono::Utc::now());
+}
+
 fn task_of<'a>(queue: &'a Value, case: &str) -> &'a Value {
     queue.as_array().unwrap().iter().find(|i| i["task"]["case_id"] == case).unwrap_or_else(|| panic!("case {case} not in {queue}"))
 }
@@ -30,6 +40,7 @@ fn task_of<'a>(queue: &'a Value, case: &str) -> &'a Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn follow_up_by_phone_hot_alert_sla_and_closing() {
     let server = Server::start_with(EXTRA).await;
+    to_opening_hours(&server);
     let api = server.api();
     let data = server.data_dir().to_path_buf();
     let m = api.manager().await;
@@ -174,6 +185,7 @@ async fn follow_up_by_phone_hot_alert_sla_and_closing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn satisfied_and_csat_four_close_at_once_and_unreachable_ends_the_task() {
     let server = Server::start_with(EXTRA).await;
+    to_opening_hours(&server);
     let api = server.api();
     let data = server.data_dir().to_path_buf();
     let m = api.manager().await;

@@ -41,20 +41,29 @@ pub fn keep_activation_memory() {
     }
 }
 
-/// Nearest-neighbour 2x upsampling of a contiguous CPU f32 `[b, c, h, w]` tensor (the neck's
-/// `nn.Upsample(scale_factor=2)`), one parallel pass; candle's generic version took 2 ms for
-/// YOLOv8n's 80x80 map on two threads, ten times ORT's.
-pub fn upsample2x(xs: &Tensor) -> candle_core::Result<Tensor> {
+/// `f(out_plane, in_plane)` over every `h x w` plane of a CPU f32 `[b, c, h, w]` tensor, in
+/// parallel; the output has the same planes at `(oh, ow)`.
+fn map_planes(xs: &Tensor, what: &str, (oh, ow): (usize, usize), f: impl Fn(&mut [f32], &[f32]) + Sync) -> candle_core::Result<Tensor> {
     use rayon::prelude::*;
     let (b, c, h, w) = xs.dims4()?;
     let xs = xs.contiguous()?;
     let (guard, layout) = xs.storage_and_layout();
     let Storage::Cpu(cpu) = &*guard else {
-        candle_core::bail!("upsample2x: the tensor must be on the CPU");
+        candle_core::bail!("{what}: the tensor must be on the CPU");
     };
-    let inp = f32_slice(cpu, layout, "upsample input")?;
-    let mut out = vec![0f32; b * c * 4 * h * w];
-    out.par_chunks_mut(4 * h * w).zip(inp.par_chunks(h * w)).for_each(|(o, i)| {
+    let inp = f32_slice(cpu, layout, what)?;
+    let mut out = vec![0f32; b * c * oh * ow];
+    out.par_chunks_mut(oh * ow).zip(inp.par_chunks(h * w)).for_each(|(o, i)| f(o, i));
+    drop(guard);
+    Tensor::from_vec(out, (b, c, oh, ow), &Device::Cpu)
+}
+
+/// Nearest-neighbour 2x upsampling of a CPU f32 `[b, c, h, w]` tensor (the neck's
+/// `nn.Upsample(scale_factor=2)`), one parallel pass; candle's generic version took 2 ms for
+/// YOLOv8n's 80x80 map on two threads, ten times ORT's.
+pub fn upsample2x(xs: &Tensor) -> candle_core::Result<Tensor> {
+    let (_, _, h, w) = xs.dims4()?;
+    map_planes(xs, "upsample", (2 * h, 2 * w), |o, i| {
         for (y, row) in i.chunks_exact(w).enumerate() {
             let (top, bottom) = o[4 * y * w..4 * (y + 1) * w].split_at_mut(2 * w);
             for (pair, v) in top.chunks_exact_mut(2).zip(row) {
@@ -62,35 +71,24 @@ pub fn upsample2x(xs: &Tensor) -> candle_core::Result<Tensor> {
             }
             bottom.copy_from_slice(top);
         }
-    });
-    drop(guard);
-    Tensor::from_vec(out, (b, c, 2 * h, 2 * w), &Device::Cpu)
+    })
 }
 
-/// `nn.MaxPool2d(5, 1, 2)` of a contiguous CPU f32 `[b, c, h, w]` tensor: the borders see
-/// -inf, never zeros (SPPF's input can be negative). Separable, a row pass then a column pass
-/// per plane, in parallel over planes: candle's pooling plus the -inf border concatenations
-/// took 6.7 ms of YOLOv8n's SPPF on two threads, ORT 0.9 ms.
+/// `nn.MaxPool2d(5, 1, 2)` of a CPU f32 `[b, c, h, w]` tensor: the borders see -inf, never
+/// zeros (SPPF's input can be negative). Separable, a row pass then a column pass per plane, in
+/// parallel over planes: candle's pooling plus the -inf border concatenations took 6.7 ms of
+/// YOLOv8n's SPPF on two threads, ORT 0.9 ms.
 pub fn max_pool5(xs: &Tensor) -> candle_core::Result<Tensor> {
-    use rayon::prelude::*;
-    let (b, c, h, w) = xs.dims4()?;
-    let xs = xs.contiguous()?;
-    let (guard, layout) = xs.storage_and_layout();
-    let Storage::Cpu(cpu) = &*guard else {
-        candle_core::bail!("max_pool5: the tensor must be on the CPU");
-    };
-    let inp = f32_slice(cpu, layout, "pool input")?;
-    let mut out = vec![0f32; b * c * h * w];
+    let (_, _, h, w) = xs.dims4()?;
     let window = |i: usize, n: usize| i.saturating_sub(2)..(i + 3).min(n);
-    out.par_chunks_mut(h * w).zip(inp.par_chunks(h * w)).for_each(|(o, x)| {
+    map_planes(xs, "max-pool", (h, w), |o, x| {
         let mut rows = vec![f32::NEG_INFINITY; h * w];
         for (r, src) in rows.chunks_exact_mut(w).zip(x.chunks_exact(w)) {
             for (j, v) in r.iter_mut().enumerate() {
                 *v = src[window(j, w)].iter().copied().fold(f32::NEG_INFINITY, f32::max);
             }
         }
-        for y in 0..h {
-            let dst = &mut o[y * w..(y + 1) * w];
+        for (y, dst) in o.chunks_exact_mut(w).enumerate() {
             dst.fill(f32::NEG_INFINITY);
             for yy in window(y, h) {
                 for (d, v) in dst.iter_mut().zip(&rows[yy * w..(yy + 1) * w]) {
@@ -98,9 +96,7 @@ pub fn max_pool5(xs: &Tensor) -> candle_core::Result<Tensor> {
                 }
             }
         }
-    });
-    drop(guard);
-    Tensor::from_vec(out, (b, c, h, w), &Device::Cpu)
+    })
 }
 
 /// A packed f32 convolution with optional fused SiLU.
