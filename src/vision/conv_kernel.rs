@@ -431,7 +431,9 @@ fn micro_portable(taps: &[usize], q: usize, w: &[f32], dst: &mut [f32], ld: usiz
         for (m, acc) in acc.iter_mut().enumerate() {
             let wv = w[t * MR + m];
             for (a, x) in acc.iter_mut().zip(x) {
-                *a = wv.mul_add(*x, *a);
+                // A fused multiply-add where the target has one (aarch64: NEON fmla); elsewhere
+                // `mul_add` would be a libm call per element.
+                *a = if cfg!(any(target_arch = "aarch64", target_feature = "fma")) { wv.mul_add(*x, *a) } else { wv * x + *a };
             }
         }
     }
