@@ -4,6 +4,11 @@
 //! box is shared and its load average moves a lot. Prints median and minimum milliseconds of
 //! preprocess (decode + letterbox + tensor), forward and NMS, and the ratio ours/ORT.
 //!
+//! Each engine is timed only after a pause (BENCH_SETTLE_MS, default 200): ORT's intra-op
+//! workers spin for a while after each run, and when our forward started at once one of the two
+//! cores was still theirs (ours 84.8 ms against 71.9 ms with ORT's spinning turned off). The
+//! reference process runs with one OpenBLAS thread: numpy's pool is not ORT's, and it spun too.
+//!
 //! Run: SERVICEBAY_MODELS=/path/to/models cargo bench --bench vision
 //! Env: BENCH_RUNS (per image, default 10), BENCH_MODEL (default yolov8n.onnx), BENCH_THREADS.
 //! BENCH_PROFILE=1 prints, instead, the forward pass per Ultralytics block (`model.i`): ours from
@@ -14,7 +19,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use servicebay::vision::import::load_yolo;
 use servicebay::vision::postprocess::{decode, nms};
@@ -193,6 +198,8 @@ fn run_profile(
     let ours = profile::medians(&per_run);
     let out = Command::new(venv.join("bin/python"))
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/ort-reference.py"))
+        // numpy's OpenBLAS pool (unused by ORT) spun idle threads on our cores.
+        .env("OPENBLAS_NUM_THREADS", "1")
         .args(["profile", "--threads", threads, "--model", model, "--runs", &runs.to_string(), "--models"])
         .arg(models)
         .arg("--images")
@@ -235,6 +242,9 @@ fn run_profile(
     }
 }
 
+/// Default pause before each engine's timed section, longer than ORT's worker spin.
+const SETTLE_MS: u64 = 200;
+
 fn main() {
     // Two threads for both engines (the store box and the dev machine have 2 cores).
     let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
@@ -269,6 +279,8 @@ fn main() {
     let venv = std::env::var_os("SERVICEBAY_ORT_VENV").map(PathBuf::from).unwrap_or_else(|| home.join(".cache/servicebay/venv-ort"));
     let mut ort = Command::new(venv.join("bin/python"))
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/ort-reference.py"))
+        // numpy's OpenBLAS pool (unused by ORT) spun idle threads on our cores.
+        .env("OPENBLAS_NUM_THREADS", "1")
         .args(["serve", "--threads", &threads, "--model", &model, "--models"])
         .arg(&models)
         .stdin(Stdio::piped())
@@ -289,8 +301,11 @@ fn main() {
     }
 
     let (mut ours, mut theirs) = (Series::default(), Series::default());
+    let settle = Duration::from_millis(std::env::var("BENCH_SETTLE_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(SETTLE_MS));
     for path in &images {
         for run in 0..=runs {
+            // The other engine's idle workers must be asleep before this one is timed.
+            std::thread::sleep(settle);
             let c0 = process_cpu_ms();
             let t0 = Instant::now();
             let Ok(img) = open_image(path) else { return };
@@ -308,6 +323,7 @@ fn main() {
                 ours.nms.push((t3 - t2).as_secs_f64() * 1e3);
             }
             if let Some((inp, out)) = ort_io.as_mut() {
+                std::thread::sleep(settle);
                 line.clear();
                 let ok = writeln!(inp, "{}", path.display()).and_then(|_| inp.flush()).is_ok() && out.read_line(&mut line).is_ok();
                 let v: Option<serde_json::Value> = if ok { serde_json::from_str(&line).ok() } else { None };

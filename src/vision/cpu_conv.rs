@@ -14,6 +14,8 @@
 //! Invariants: inputs and residuals are contiguous CPU f32 (checked, an error otherwise); the
 //! output is a new contiguous tensor. Other devices use candle's conv2d (see yolo.rs).
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Device, Layout, Shape, Storage, Tensor};
 
 use crate::vision::conv_kernel::DirectConv;
@@ -41,20 +43,31 @@ pub fn keep_activation_memory() {
     }
 }
 
+/// Runs `f` on the values of CPU f32 tensors, borrowed in place (each made contiguous first,
+/// which copies only a tensor that is not).
+pub fn with_f32_values<R>(ts: &[&Tensor], what: &str, f: impl FnOnce(&[&[f32]]) -> candle_core::Result<R>) -> candle_core::Result<R> {
+    let ts: Vec<Tensor> = ts.iter().map(|t| t.contiguous()).collect::<candle_core::Result<_>>()?;
+    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(ts.len());
+    for (g, l) in &guards {
+        let Storage::Cpu(cpu) = &**g else {
+            candle_core::bail!("{what}: the tensor must be on the CPU");
+        };
+        slices.push(f32_slice(cpu, l, what)?);
+    }
+    f(&slices)
+}
+
 /// `f(out_plane, in_plane)` over every `h x w` plane of a CPU f32 `[b, c, h, w]` tensor, in
 /// parallel; the output has the same planes at `(oh, ow)`.
 fn map_planes(xs: &Tensor, what: &str, (oh, ow): (usize, usize), f: impl Fn(&mut [f32], &[f32]) + Sync) -> candle_core::Result<Tensor> {
     use rayon::prelude::*;
     let (b, c, h, w) = xs.dims4()?;
-    let xs = xs.contiguous()?;
-    let (guard, layout) = xs.storage_and_layout();
-    let Storage::Cpu(cpu) = &*guard else {
-        candle_core::bail!("{what}: the tensor must be on the CPU");
-    };
-    let inp = f32_slice(cpu, layout, what)?;
-    let mut out = vec![0f32; b * c * oh * ow];
-    out.par_chunks_mut(oh * ow).zip(inp.par_chunks(h * w)).for_each(|(o, i)| f(o, i));
-    drop(guard);
+    let out = with_f32_values(&[xs], what, |inp| {
+        let mut out = vec![0f32; b * c * oh * ow];
+        out.par_chunks_mut(oh * ow).zip(inp[0].par_chunks(h * w)).for_each(|(o, i)| f(o, i));
+        Ok(out)
+    })?;
     Tensor::from_vec(out, (b, c, oh, ow), &Device::Cpu)
 }
 
@@ -97,6 +110,17 @@ pub fn max_pool5(xs: &Tensor) -> candle_core::Result<Tensor> {
             }
         }
     })
+}
+
+/// A new vector of `n` values, all written by `fill`: a layer's output is not zeroed first (that
+/// was one more serial pass over every activation).
+fn filled(n: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>]) -> candle_core::Result<()>) -> candle_core::Result<Vec<f32>> {
+    let mut v = Vec::with_capacity(n);
+    fill(&mut v.spare_capacity_mut()[..n])?;
+    // SAFETY: `fill` returned Ok, and the kernel's `*_uninit` calls it makes write every value
+    // of the buffer they are given when they return Ok (conv_kernel.rs).
+    unsafe { v.set_len(n) };
+    Ok(v)
 }
 
 /// A packed f32 convolution with optional fused SiLU.
@@ -148,11 +172,13 @@ impl FusedConv {
         if res.is_some_and(|r| r.len() != b * out_len) {
             candle_core::bail!("fused conv: residual does not have the output's {} values", b * out_len);
         }
-        let mut out = vec![0f32; b * out_len];
-        for (i, o) in out.chunks_exact_mut(out_len).enumerate() {
-            let r = res.map(|r| &r[i * out_len..(i + 1) * out_len]);
-            self.kernel.forward_into(&inp[i * in_len..(i + 1) * in_len], h, w, r, o).map_err(candle_core::Error::wrap)?;
-        }
+        let out = filled(b * out_len, |out| {
+            for (i, o) in out.chunks_exact_mut(out_len).enumerate() {
+                let r = res.map(|r| &r[i * out_len..(i + 1) * out_len]);
+                self.kernel.forward_uninit(&inp[i * in_len..(i + 1) * in_len], h, w, r, o).map_err(candle_core::Error::wrap)?;
+            }
+            Ok(())
+        })?;
         Ok((CpuStorage::F32(out), Shape::from((b, co, oh, ow))))
     }
 
@@ -166,24 +192,16 @@ impl FusedConv {
     /// concat-then-1x1 pattern of C2f, SPPF and the neck. Batch 1, CPU f32.
     pub fn forward_parts(&self, parts: &[&Tensor]) -> candle_core::Result<Tensor> {
         let (_, _, h, w) = parts.first().map(|t| t.dims4()).transpose()?.unwrap_or((0, 0, 0, 0));
-        let parts: Vec<Tensor> = parts.iter().map(|t| t.contiguous()).collect::<candle_core::Result<_>>()?;
-        let guards: Vec<_> = parts.iter().map(|t| t.storage_and_layout()).collect();
-        let mut slices: Vec<&[f32]> = Vec::with_capacity(parts.len());
-        for (g, l) in &guards {
-            let (b, _, ph, pw) = l.shape().dims4()?;
+        for p in parts {
+            let (b, _, ph, pw) = p.dims4()?;
             if b != 1 || ph != h || pw != w {
                 candle_core::bail!("fused conv: parts must be 1 x C x {h} x {w}");
             }
-            let Storage::Cpu(cpu) = &**g else {
-                candle_core::bail!("fused conv: parts must be on the CPU");
-            };
-            slices.push(f32_slice(cpu, l, "a part")?);
         }
         let co = self.kernel.c_out();
-        let mut out = vec![0f32; co * h * w];
-        self.kernel.forward_parts_into(&slices, h, w, &mut out).map_err(candle_core::Error::wrap)?;
-        drop(slices);
-        drop(guards);
+        let out = with_f32_values(parts, "fused conv: a part", |slices| {
+            filled(co * h * w, |out| self.kernel.forward_parts_uninit(slices, h, w, out).map_err(candle_core::Error::wrap))
+        })?;
         Tensor::from_vec(out, (1, co, h, w), &Device::Cpu)
     }
 }

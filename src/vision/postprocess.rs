@@ -35,42 +35,89 @@ pub fn make_anchors(sizes: &[(usize, usize)], strides: &[usize]) -> (Vec<f32>, V
     (xs, st)
 }
 
-/// DFL box decode + sigmoid, the tail of the Ultralytics `Detect` head, for one image.
-/// `box_logits`: `[4 * reg_max, A]` (left, top, right, bottom; `reg_max` bins each),
-/// `cls_logits`: `[nc, A]`, `anchor_xy`/`strides` from [`make_anchors`]. Returns the
-/// `[4 + nc, A]` network output: cx, cy, w, h in input pixels, then class probabilities.
-pub fn dfl_decode(box_logits: &[f32], cls_logits: &[f32], nc: usize, reg_max: usize, anchor_xy: &[f32], strides: &[f32]) -> Vec<f32> {
+/// One detection level's head outputs for one image: `boxes` `[4 * reg_max, n]` (left, top,
+/// right, bottom; `reg_max` bins each) and `classes` `[nc, n]`, `n` anchors row-major.
+#[derive(Debug, Clone, Copy)]
+pub struct LevelLogits<'a> {
+    pub boxes: &'a [f32],
+    pub classes: &'a [f32],
+}
+
+/// Anchors per decode task: the DFL arithmetic runs over this many consecutive anchors at a time
+/// (contiguous in each bin's row, so it vectorises), and the tasks run in parallel.
+const DECODE_CHUNK: usize = 256;
+
+/// DFL box decode + sigmoid, the tail of the Ultralytics `Detect` head, for one image, straight
+/// from the levels' outputs (never concatenated). `anchor_xy`/`strides` from [`make_anchors`]
+/// for the same levels. Returns the `[4 + nc, A]` network output: cx, cy, w, h in input pixels,
+/// then class probabilities; all zeros when the shapes disagree.
+pub fn dfl_decode(levels: &[LevelLogits], nc: usize, reg_max: usize, anchor_xy: &[f32], strides: &[f32]) -> Vec<f32> {
     use crate::vision::conv_kernel::fast_exp;
+    use rayon::prelude::*;
     let a = strides.len();
     let mut out = vec![0f32; (4 + nc) * a];
-    if box_logits.len() != 4 * reg_max * a || cls_logits.len() != nc * a || anchor_xy.len() != 2 * a {
+    let sizes: Vec<usize> = levels.iter().map(|l| l.classes.len() / nc.max(1)).collect();
+    let consistent = levels.iter().zip(&sizes).all(|(l, &n)| l.classes.len() == nc * n && l.boxes.len() == 4 * reg_max * n);
+    if nc == 0 || reg_max == 0 || !consistent || sizes.iter().sum::<usize>() != a || anchor_xy.len() != 2 * a {
         return out;
     }
-    let mut dist = [0f32; 4];
-    let mut e = vec![0f32; reg_max];
-    for i in 0..a {
-        for (side, d) in dist.iter_mut().enumerate() {
-            // Softmax over the bins (max-subtracted, like PyTorch), then the expectation.
-            let bin = |j: usize| box_logits[(side * reg_max + j) * a + i];
-            let m = (0..reg_max).map(bin).fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for (j, ej) in e.iter_mut().enumerate() {
-                *ej = fast_exp(bin(j) - m);
-                sum += *ej;
+    let (head, cls_out) = out.split_at_mut(4 * a);
+    // Class probabilities: one output row per class, the levels' rows one after another.
+    cls_out.par_chunks_mut(a).enumerate().for_each(|(c, row)| {
+        let mut o = 0;
+        for (l, &n) in levels.iter().zip(&sizes) {
+            for (d, x) in row[o..o + n].iter_mut().zip(&l.classes[c * n..(c + 1) * n]) {
+                *d = 1.0 / (1.0 + fast_exp(-x));
             }
-            *d = e.iter().enumerate().map(|(j, ej)| ej / sum * j as f32).sum();
+            o += n;
         }
-        let (ax, ay) = (anchor_xy[i], anchor_xy[a + i]);
-        let (x1, y1, x2, y2) = (ax - dist[0], ay - dist[1], ax + dist[2], ay + dist[3]);
-        let s = strides[i];
-        out[i] = (x1 + x2) / 2.0 * s;
-        out[a + i] = (y1 + y2) / 2.0 * s;
-        out[2 * a + i] = (x2 - x1) * s;
-        out[3 * a + i] = (y2 - y1) * s;
-    }
-    for (o, l) in out[4 * a..].iter_mut().zip(cls_logits) {
-        *o = 1.0 / (1.0 + fast_exp(-l));
-    }
+    });
+    // Boxes: the four output rows, chunk by chunk of anchors.
+    let (r0, rest) = head.split_at_mut(a);
+    let (r1, rest) = rest.split_at_mut(a);
+    let (r2, r3) = rest.split_at_mut(a);
+    let rows = r0.par_chunks_mut(DECODE_CHUNK).zip(r1.par_chunks_mut(DECODE_CHUNK)).zip(r2.par_chunks_mut(DECODE_CHUNK));
+    rows.zip(r3.par_chunks_mut(DECODE_CHUNK)).enumerate().for_each(|(k, (((cx, cy), bw), bh))| {
+        let (i0, len) = (k * DECODE_CHUNK, cx.len());
+        // Distances left, top, right, bottom of anchors i0..i0 + len, in cells.
+        let mut dist = [[0f32; DECODE_CHUNK]; 4];
+        let mut start = 0;
+        for (l, &n) in levels.iter().zip(&sizes) {
+            let (s, e) = (i0.max(start), (i0 + len).min(start + n));
+            if s < e {
+                let (p0, t0, m) = (s - start, s - i0, e - s);
+                for (side, d) in dist.iter_mut().enumerate() {
+                    let bin = |j: usize| &l.boxes[(side * reg_max + j) * n + p0..][..m];
+                    // Softmax over the bins (max-subtracted, like PyTorch), then the expectation.
+                    let mut mx = [f32::NEG_INFINITY; DECODE_CHUNK];
+                    for j in 0..reg_max {
+                        mx[..m].iter_mut().zip(bin(j)).for_each(|(a, b)| *a = a.max(*b));
+                    }
+                    let (mut sum, mut ex) = ([0f32; DECODE_CHUNK], [0f32; DECODE_CHUNK]);
+                    for j in 0..reg_max {
+                        for (((s, x), v), mx) in sum[..m].iter_mut().zip(&mut ex[..m]).zip(bin(j)).zip(&mx[..m]) {
+                            let e = fast_exp(v - mx);
+                            *s += e;
+                            *x += e * j as f32;
+                        }
+                    }
+                    for ((d, s), x) in d[t0..t0 + m].iter_mut().zip(&sum[..m]).zip(&ex[..m]) {
+                        *d = x / s;
+                    }
+                }
+            }
+            start += n;
+        }
+        for t in 0..len {
+            let i = i0 + t;
+            let (ax, ay, st) = (anchor_xy[i], anchor_xy[a + i], strides[i]);
+            let (x1, y1, x2, y2) = (ax - dist[0][t], ay - dist[1][t], ax + dist[2][t], ay + dist[3][t]);
+            cx[t] = (x1 + x2) / 2.0 * st;
+            cy[t] = (y1 + y2) / 2.0 * st;
+            bw[t] = (x2 - x1) * st;
+            bh[t] = (y2 - y1) * st;
+        }
+    });
     out
 }
 
@@ -162,11 +209,61 @@ mod tests {
         // a strongly peaked pair (-30, 30) gives ~1.
         let box_logits = [0.0, 0.0, -30.0, 30.0, 0.0, 0.0, -30.0, 30.0];
         let cls = [0.0, 2.0];
-        let out = dfl_decode(&box_logits, &cls, 2, 2, &[0.5, 0.5], &[8.0]);
+        let level = LevelLogits { boxes: &box_logits, classes: &cls };
+        let out = dfl_decode(&[level], 2, 2, &[0.5, 0.5], &[8.0]);
         // lt = (0.5, ~1), rb = (0.5, ~1): x1 = 0, x2 = 1, y1 = -0.5, y2 = 1.5 (cells).
         let want = [4.0, 4.0, 8.0, 16.0, 0.5, 1.0 / (1.0 + (-2f32).exp())];
         for (g, w) in out.iter().zip(want) {
             assert!((g - w).abs() < 1e-5, "{out:?}");
+        }
+        assert!(dfl_decode(&[level], 2, 3, &[0.5, 0.5], &[8.0]).iter().all(|v| *v == 0.0), "shapes are checked");
+    }
+
+    /// Several levels, more anchors than one decode chunk and a chunk that straddles two
+    /// levels: the same as a naive per-anchor decode of the concatenated levels.
+    #[test]
+    fn dfl_decode_levels_equal_the_naive_decode() {
+        let (nc, r) = (3, 16);
+        let sizes = [(20, 20), (10, 10), (5, 5)];
+        let (xy, st) = make_anchors(&sizes, &[8, 16, 32]);
+        let a = st.len();
+        let mut seed = 7u32;
+        let mut rnd = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (seed >> 8) as f32 / (1 << 24) as f32 * 16.0 - 8.0
+                })
+                .collect()
+        };
+        let data: Vec<(Vec<f32>, Vec<f32>)> = sizes.iter().map(|(h, w)| (rnd(4 * r * h * w), rnd(nc * h * w))).collect();
+        let levels: Vec<LevelLogits> = data.iter().map(|(b, c)| LevelLogits { boxes: b, classes: c }).collect();
+        let got = dfl_decode(&levels, nc, r, &xy, &st);
+        // Naive: anchor i of the concatenation is level l's position p.
+        let mut i = 0;
+        for (l, (b, c)) in data.iter().enumerate() {
+            let n = sizes[l].0 * sizes[l].1;
+            for p in 0..n {
+                let d: Vec<f64> = (0..4)
+                    .map(|side| {
+                        let z: Vec<f64> = (0..r).map(|j| f64::from(b[(side * r + j) * n + p])).collect();
+                        let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
+                        e.iter().enumerate().map(|(j, v)| v * j as f64).sum::<f64>() / e.iter().sum::<f64>()
+                    })
+                    .collect();
+                let (ax, ay, s) = (f64::from(xy[i]), f64::from(xy[a + i]), f64::from(st[i]));
+                let (x1, y1, x2, y2) = (ax - d[0], ay - d[1], ax + d[2], ay + d[3]);
+                let want = [(x1 + x2) / 2.0 * s, (y1 + y2) / 2.0 * s, (x2 - x1) * s, (y2 - y1) * s];
+                for (row, w) in want.iter().enumerate() {
+                    assert!((f64::from(got[row * a + i]) - w).abs() < 1e-3, "anchor {i} row {row}");
+                }
+                for k in 0..nc {
+                    let w = 1.0 / (1.0 + (-f64::from(c[k * n + p])).exp());
+                    assert!((f64::from(got[(4 + k) * a + i]) - w).abs() < 1e-6, "anchor {i} class {k}");
+                }
+                i += 1;
+            }
         }
     }
 

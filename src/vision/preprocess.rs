@@ -109,7 +109,10 @@ pub fn resize_bilinear(src: &RgbImage, dst_w: u32, dst_h: u32) -> RgbImage {
                 let top = p00 * (1.0 - fx) + p01 * fx;
                 let bot = p10 * (1.0 - fx) + p11 * fx;
                 let v = top * (1.0 - fy) + bot * fy;
-                orow[dx * 3 + c] = (v + 0.5).floor().clamp(0.0, 255.0) as u8;
+                // floor(v + 0.5) clamped to 0..=255: after the clamp, `as u8` truncation is the
+                // floor (x86-64 without SSE4.1 has no floor instruction: floorf was a libm call
+                // per value, 1.5 % of our samples in the bench).
+                orow[dx * 3 + c] = (v + 0.5).clamp(0.0, 255.0) as u8;
             }
         }
     });

@@ -13,8 +13,8 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 use tracing::{span, Level};
 
-use crate::vision::cpu_conv::{max_pool5, upsample2x, FusedConv, WithResidual};
-use crate::vision::postprocess::{dfl_decode, make_anchors};
+use crate::vision::cpu_conv::{max_pool5, upsample2x, with_f32_values, FusedConv, WithResidual};
+use crate::vision::postprocess::{dfl_decode, make_anchors, LevelLogits};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -310,27 +310,36 @@ impl DetectHead {
         let mut scores = Vec::with_capacity(3);
         let mut sizes = Vec::with_capacity(3);
         for (i, x) in levels.iter().enumerate() {
-            let (b, _c, h, w) = x.dims4()?;
+            let (_, _, h, w) = x.dims4()?;
             sizes.push((h, w));
-            boxes.push(self.cv2[i].forward(x)?.reshape((b, 4 * REG_MAX, h * w))?);
-            scores.push(self.cv3[i].forward(x)?.reshape((b, self.nc, h * w))?);
+            boxes.push(self.cv2[i].forward(x)?);
+            scores.push(self.cv3[i].forward(x)?);
         }
-        let boxes = Tensor::cat(&boxes, 2)?;
-        let scores = Tensor::cat(&scores, 2)?;
-        let (b, _, a) = boxes.dims3()?;
         let (anchor_xy, stride) = make_anchors(&sizes, &STRIDES);
+        let (b, a) = (levels[0].dim(0)?, stride.len());
 
-        if dev.is_cpu() && boxes.dtype() == DType::F32 {
-            // Plain loops on CPU: a dozen small candle ops here each woke candle's spinning
-            // worker pool (see cpu_conv.rs) for little work.
+        if dev.is_cpu() && boxes[0].dtype() == DType::F32 {
+            // Plain parallel loops on CPU, reading each level's output in place: a dozen small
+            // candle ops and two concatenations here each woke candle's spinning worker pool
+            // (see cpu_conv.rs) for little work.
             let mut out = Vec::with_capacity(b * (4 + self.nc) * a);
             for bi in 0..b {
-                let bl = boxes.get(bi)?.flatten_all()?.to_vec1::<f32>()?;
-                let cl = scores.get(bi)?.flatten_all()?.to_vec1::<f32>()?;
-                out.extend(dfl_decode(&bl, &cl, self.nc, REG_MAX, &anchor_xy, &stride));
+                let per: Vec<Tensor> = boxes.iter().chain(&scores).map(|t| t.get(bi)).collect::<CResult<_>>()?;
+                let refs: Vec<&Tensor> = per.iter().collect();
+                out.extend(with_f32_values(&refs, "detect head", |v| {
+                    let lv: Vec<LevelLogits> = (0..3).map(|i| LevelLogits { boxes: v[i], classes: v[3 + i] }).collect();
+                    Ok(dfl_decode(&lv, self.nc, REG_MAX, &anchor_xy, &stride))
+                })?);
             }
             return Tensor::from_vec(out, (b, 4 + self.nc, a), dev);
         }
+
+        let flat = |ts: &[Tensor], c: usize| -> CResult<Tensor> {
+            let ts: Vec<Tensor> = ts.iter().map(|t| t.reshape((b, c, ()))).collect::<CResult<_>>()?;
+            Tensor::cat(&ts, 2)
+        };
+        let boxes = flat(&boxes, 4 * REG_MAX)?;
+        let scores = flat(&scores, self.nc)?;
 
         // DFL: softmax over the 16 bins of each side, expectation with 0..15.
         let bins = candle_nn::ops::softmax(&boxes.reshape((b, 4, REG_MAX, a))?, 2)?;
