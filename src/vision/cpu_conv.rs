@@ -93,21 +93,24 @@ pub fn upsample2x(xs: &Tensor) -> candle_core::Result<Tensor> {
 /// YOLOv8n's SPPF on two threads, ORT 0.9 ms.
 pub fn max_pool5(xs: &Tensor) -> candle_core::Result<Tensor> {
     let (_, _, h, w) = xs.dims4()?;
-    let window = |i: usize, n: usize| i.saturating_sub(2)..(i + 3).min(n);
     map_planes(xs, "max-pool", (h, w), |o, x| {
-        let mut rows = vec![f32::NEG_INFINITY; h * w];
-        for (r, src) in rows.chunks_exact_mut(w).zip(x.chunks_exact(w)) {
-            for (j, v) in r.iter_mut().enumerate() {
-                *v = src[window(j, w)].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        // Each pass is the element-wise maximum of five shifted slices, which vectorises (a
+        // window fold per value did not: YOLOv8n's SPPF took 2.56 ms on one thread, now 2.22).
+        // `rows` keeps two -inf rows above and below the row-pooled plane for the column pass.
+        let mut padded = vec![f32::NEG_INFINITY; w + 4];
+        let mut rows = vec![f32::NEG_INFINITY; (h + 4) * w];
+        let max5 = |dst: &mut [f32], src: &[f32], step: usize| {
+            dst.copy_from_slice(&src[..dst.len()]);
+            for k in 1..5 {
+                dst.iter_mut().zip(&src[k * step..]).for_each(|(d, v)| *d = d.max(*v));
             }
+        };
+        for (y, src) in x.chunks_exact(w).enumerate() {
+            padded[2..2 + w].copy_from_slice(src);
+            max5(&mut rows[(y + 2) * w..(y + 3) * w], &padded, 1);
         }
         for (y, dst) in o.chunks_exact_mut(w).enumerate() {
-            dst.fill(f32::NEG_INFINITY);
-            for yy in window(y, h) {
-                for (d, v) in dst.iter_mut().zip(&rows[yy * w..(yy + 1) * w]) {
-                    *d = d.max(*v);
-                }
-            }
+            max5(dst, &rows[y * w..], w);
         }
     })
 }
