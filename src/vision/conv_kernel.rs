@@ -198,7 +198,7 @@ impl DirectConv {
         self.c_out
     }
 
-    /// A 1x1 stride-1 convolution (the only kind [`DirectConv::forward_parts`] takes).
+    /// A 1x1 stride-1 convolution (the only kind [`DirectConv::forward_parts_into`] takes).
     pub fn is_pointwise(&self) -> bool {
         self.k == 1 && self.stride == 1
     }
@@ -307,14 +307,9 @@ impl DirectConv {
     }
 
     /// `silu(conv(x) + b) (+ res)` of one image `x` `[c_in, h, w]` into `out` `[c_out, oh, ow]`;
-    /// `res`, when given, has the output's shape.
-    pub fn forward_into(&self, x: &[f32], h: usize, w: usize, res: Option<&[f32]>, out: &mut [f32]) -> Result<(), KernelError> {
-        self.forward_uninit(x, h, w, res, as_uninit(out))
-    }
-
-    /// As [`DirectConv::forward_into`] into memory that may be uninitialised: on `Ok`, every
-    /// element of `out` has been written.
-    pub fn forward_uninit(
+    /// `res`, when given, has the output's shape. `out` may be uninitialised (layer outputs are
+    /// never zero-filled first): on `Ok`, every element has been written.
+    pub fn forward_into(
         &self,
         x: &[f32],
         h: usize,
@@ -335,14 +330,9 @@ impl DirectConv {
     }
 
     /// A 1x1 convolution over the channel concatenation of `parts` (each `[c_i, h, w]`), which
-    /// is never built: each part's channels are simply more taps.
-    pub fn forward_parts_into(&self, parts: &[&[f32]], h: usize, w: usize, out: &mut [f32]) -> Result<(), KernelError> {
-        self.forward_parts_uninit(parts, h, w, as_uninit(out))
-    }
-
-    /// As [`DirectConv::forward_parts_into`] into memory that may be uninitialised: on `Ok`,
-    /// every element of `out` has been written.
-    pub fn forward_parts_uninit(&self, parts: &[&[f32]], h: usize, w: usize, out: &mut [MaybeUninit<f32>]) -> Result<(), KernelError> {
+    /// is never built: each part's channels are simply more taps. `out` as in
+    /// [`DirectConv::forward_into`].
+    pub fn forward_parts_into(&self, parts: &[&[f32]], h: usize, w: usize, out: &mut [MaybeUninit<f32>]) -> Result<(), KernelError> {
         if !self.is_pointwise() {
             return Err(KernelError::Shape("parts need a 1x1 stride-1 convolution".into()));
         }
@@ -459,13 +449,6 @@ fn init_zeros(buf: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     buf.fill(MaybeUninit::new(0.0));
     // SAFETY: every element was just written; MaybeUninit<f32> has f32's layout.
     unsafe { &mut *(buf as *mut [MaybeUninit<f32>] as *mut [f32]) }
-}
-
-/// An initialised buffer seen as one the kernel may write without reading.
-fn as_uninit(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
-    // SAFETY: MaybeUninit<f32> has f32's size and alignment, and the kernel only writes
-    // initialised values through it.
-    unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// One `MR` x `nr` tile over all taps: `dst[m * ld + j] = sum_t w[t * MR + m] * tap_t[q + j]`.
@@ -638,6 +621,13 @@ fn epilogue(row: &mut [f32], b: f32, silu: bool) {
 mod tests {
     use super::*;
 
+    /// An initialised buffer seen as one the kernel may write without reading.
+    fn as_uninit(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+        // SAFETY: MaybeUninit<f32> has f32's size and alignment, and the kernel only writes
+        // initialised values through it.
+        unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) }
+    }
+
     /// The textbook convolution, summed in f64: the reference every kernel is held to.
     #[allow(clippy::too_many_arguments)]
     fn naive(x: &[f32], c_in: usize, h: usize, w: usize, wt: &[f32], b: &[f32], co: usize, k: usize, s: usize, silu: bool) -> Vec<f32> {
@@ -699,13 +689,13 @@ mod tests {
                     let (oh, ow) = op.out_size(h, w).expect("output size");
                     let want = naive(&x, ci, h, w, &wt, &b, co, k, s, true);
                     let mut got = vec![f32::NAN; co * oh * ow];
-                    op.forward_into(&x, h, w, None, &mut got).expect("forward");
+                    op.forward_into(&x, h, w, None, as_uninit(&mut got)).expect("forward");
                     let d = max_diff(&got, &want);
                     assert!(d < 1e-4, "{isa:?} ci{ci} {h}x{w} k{k} s{s} co{co}: {d}");
                     // Residual, and no activation.
                     let r = values(got.len(), 99);
                     let lin = DirectConv::with_isa(&wt, b.clone(), co, ci, k, s, false, isa).expect("valid shape");
-                    lin.forward_into(&x, h, w, Some(&r), &mut got).expect("forward");
+                    lin.forward_into(&x, h, w, Some(&r), as_uninit(&mut got)).expect("forward");
                     let want_lin: Vec<f32> = naive(&x, ci, h, w, &wt, &b, co, k, s, false).iter().zip(&r).map(|(a, r)| a + r).collect();
                     let d = max_diff(&got, &want_lin);
                     assert!(d < 1e-4, "{isa:?} residual ci{ci} {h}x{w} k{k} s{s} co{co}: {d}");
@@ -726,10 +716,10 @@ mod tests {
             let op = DirectConv::with_isa(&wt, bias, 7, 72, 1, 1, true, isa).expect("valid shape");
             let cat: Vec<f32> = [a.clone(), b.clone(), c.clone()].concat();
             let (mut want, mut got) = (vec![0f32; 7 * h * w], vec![0f32; 7 * h * w]);
-            op.forward_into(&cat, h, w, None, &mut want).expect("forward");
-            op.forward_parts_into(&[&a, &b, &c], h, w, &mut got).expect("parts");
+            op.forward_into(&cat, h, w, None, as_uninit(&mut want)).expect("forward");
+            op.forward_parts_into(&[&a, &b, &c], h, w, as_uninit(&mut got)).expect("parts");
             assert!(max_diff(&got, &want) < 1e-5, "{isa:?}");
-            assert!(op.forward_parts_into(&[&a, &b], h, w, &mut got).is_err(), "the channel count is checked");
+            assert!(op.forward_parts_into(&[&a, &b], h, w, as_uninit(&mut got)).is_err(), "the channel count is checked");
         }
     }
 
@@ -739,9 +729,9 @@ mod tests {
         assert!(DirectConv::new(&[0.0; 9], vec![0.0], 1, 1, 3, 3, true).is_err(), "stride 3");
         assert!(DirectConv::new(&[0.0; 8], vec![0.0], 1, 1, 3, 1, true).is_err(), "weight count");
         let op = DirectConv::new(&[0.0; 9], vec![0.0], 1, 1, 3, 1, true).expect("valid");
-        assert!(op.forward_into(&[0.0; 4], 2, 3, None, &mut [0.0; 6]).is_err(), "input size");
-        assert!(op.forward_into(&[0.0; 6], 2, 3, None, &mut [0.0; 5]).is_err(), "output size");
-        assert!(op.forward_into(&[], 0, 0, None, &mut []).is_err(), "empty input");
+        assert!(op.forward_into(&[0.0; 4], 2, 3, None, as_uninit(&mut [0.0; 6])).is_err(), "input size");
+        assert!(op.forward_into(&[0.0; 6], 2, 3, None, as_uninit(&mut [0.0; 5])).is_err(), "output size");
+        assert!(op.forward_into(&[], 0, 0, None, as_uninit(&mut [])).is_err(), "empty input");
     }
 
     #[test]

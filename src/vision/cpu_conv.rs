@@ -120,7 +120,7 @@ pub fn max_pool5(xs: &Tensor) -> candle_core::Result<Tensor> {
 fn filled(n: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>]) -> candle_core::Result<()>) -> candle_core::Result<Vec<f32>> {
     let mut v = Vec::with_capacity(n);
     fill(&mut v.spare_capacity_mut()[..n])?;
-    // SAFETY: `fill` returned Ok, and the kernel's `*_uninit` calls it makes write every value
+    // SAFETY: `fill` returned Ok, and the kernel's `forward_*_into` calls it makes write every value
     // of the buffer they are given when they return Ok (conv_kernel.rs).
     unsafe { v.set_len(n) };
     Ok(v)
@@ -143,21 +143,13 @@ fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candle
     Ok(&data[start..end])
 }
 
-impl FusedConv {
-    /// `weight` `[c_out, c_in, k, k]` flattened in PyTorch order.
-    pub fn new(
-        weight: Vec<f32>,
-        bias: Vec<f32>,
-        c_out: usize,
-        c_in: usize,
-        k: usize,
-        stride: usize,
-        silu: bool,
-    ) -> candle_core::Result<Self> {
-        let kernel = DirectConv::new(&weight, bias, c_out, c_in, k, stride, silu).map_err(candle_core::Error::wrap)?;
-        Ok(Self { kernel })
+impl From<DirectConv> for FusedConv {
+    fn from(kernel: DirectConv) -> Self {
+        Self { kernel }
     }
+}
 
+impl FusedConv {
     /// Runs on a CPU f32 input, with an optional residual added after the activation, one
     /// image of the batch at a time.
     fn run(&self, storage: &CpuStorage, layout: &Layout, res: Option<(&CpuStorage, &Layout)>) -> candle_core::Result<(CpuStorage, Shape)> {
@@ -178,7 +170,7 @@ impl FusedConv {
         let out = filled(b * out_len, |out| {
             for (i, o) in out.chunks_exact_mut(out_len).enumerate() {
                 let r = res.map(|r| &r[i * out_len..(i + 1) * out_len]);
-                self.kernel.forward_uninit(&inp[i * in_len..(i + 1) * in_len], h, w, r, o).map_err(candle_core::Error::wrap)?;
+                self.kernel.forward_into(&inp[i * in_len..(i + 1) * in_len], h, w, r, o).map_err(candle_core::Error::wrap)?;
             }
             Ok(())
         })?;
@@ -203,7 +195,7 @@ impl FusedConv {
         }
         let co = self.kernel.c_out();
         let out = with_f32_values(parts, "fused conv: a part", |slices| {
-            filled(co * h * w, |out| self.kernel.forward_parts_uninit(slices, h, w, out).map_err(candle_core::Error::wrap))
+            filled(co * h * w, |out| self.kernel.forward_parts_into(slices, h, w, out).map_err(candle_core::Error::wrap))
         })?;
         Tensor::from_vec(out, (1, co, h, w), &Device::Cpu)
     }
@@ -237,6 +229,17 @@ mod tests {
     use super::*;
     use candle_core::{Device, Module, Tensor};
 
+    /// Our op over candle tensors `wt` `[co, ci, k, k]` and `bias` `[co]`.
+    fn fused(wt: &Tensor, bias: &Tensor, stride: usize, silu: bool) -> candle_core::Result<FusedConv> {
+        let (co, ci, k, _) = wt.dims4()?;
+        let conv = DirectConv::new(&wt.flatten_all()?.to_vec1()?, bias.to_vec1()?, co, ci, k, stride, silu);
+        Ok(conv.map_err(candle_core::Error::wrap)?.into())
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
+        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+    }
+
     #[test]
     fn parts_equal_concat() -> candle_core::Result<()> {
         let dev = Device::Cpu;
@@ -245,10 +248,10 @@ mod tests {
         let c = Tensor::randn(0f32, 1.0, (1, 3, 18, 26), &dev)?.narrow(2, 0, 9)?.narrow(3, 0, 13)?; // non-contiguous
         let wt = Tensor::randn(0f32, 0.3, (7, 72, 1, 1), &dev)?;
         let bias = Tensor::randn(0f32, 0.5, 7, &dev)?;
-        let op = FusedConv::new(wt.flatten_all()?.to_vec1()?, bias.to_vec1()?, 7, 72, 1, 1, true)?;
+        let op = fused(&wt, &bias, 1, true)?;
         let want = Tensor::cat(&[&a, &b, &c], 1)?.apply_op1_no_bwd(&op)?;
         let got = op.forward_parts(&[&a, &b, &c])?;
-        let d = (got - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let d = max_diff(&got, &want)?;
         assert!(d < 1e-4, "{d}");
         assert!(op.forward_parts(&[&a, &b]).is_err(), "channel count is checked");
         Ok(())
@@ -260,7 +263,7 @@ mod tests {
         let want = x.upsample_nearest2d(10, 14)?;
         let got = upsample2x(&x)?;
         assert_eq!(got.dims(), want.dims());
-        let d = (got - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let d = max_diff(&got, &want)?;
         assert_eq!(d, 0.0);
         Ok(())
     }
@@ -272,7 +275,7 @@ mod tests {
         let want = crate::vision::yolo::max_pool5_same(&x)?;
         let got = max_pool5(&x)?;
         assert_eq!(got.dims(), want.dims());
-        let d = (got - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let d = max_diff(&got, &want)?;
         assert_eq!(d, 0.0);
         Ok(())
     }
@@ -290,15 +293,15 @@ mod tests {
                 let bias = Tensor::randn(0f32, 0.5, co, &dev)?;
                 let cfg = candle_nn::Conv2dConfig { padding: k / 2, stride: s, ..Default::default() };
                 let want = candle_nn::Conv2d::new(wt.clone(), Some(bias.clone()), cfg).forward(&x)?.silu()?;
-                let op = FusedConv::new(wt.flatten_all()?.to_vec1()?, bias.to_vec1()?, co, ci, k, s, true)?;
+                let op = fused(&wt, &bias, s, true)?;
                 let got = x.apply_op1_no_bwd(&op)?;
                 assert_eq!(got.dims(), want.dims());
-                let d = (got - &want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+                let d = max_diff(&got, &want)?;
                 assert!(d < 1e-4, "ci{ci} k{k} s{s}: {d}");
                 if s == 1 {
                     let r = Tensor::randn(0f32, 1.0, want.dims(), &dev)?;
                     let got = x.apply_op2_no_bwd(&r, &WithResidual(&op))?;
-                    let d = (got - (want + r)?)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+                    let d = max_diff(&got, &(want + r)?)?;
                     assert!(d < 1e-4, "residual ci{ci} k{k}: {d}");
                 }
             }

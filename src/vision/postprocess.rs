@@ -50,17 +50,18 @@ const DECODE_CHUNK: usize = 256;
 /// DFL box decode + sigmoid, the tail of the Ultralytics `Detect` head, for one image, straight
 /// from the levels' outputs (never concatenated). `anchor_xy`/`strides` from [`make_anchors`]
 /// for the same levels. Returns the `[4 + nc, A]` network output: cx, cy, w, h in input pixels,
-/// then class probabilities; all zeros when the shapes disagree.
-pub fn dfl_decode(levels: &[LevelLogits], nc: usize, reg_max: usize, anchor_xy: &[f32], strides: &[f32]) -> Vec<f32> {
+/// then class probabilities. None when the shapes disagree: never an output of zeros, which
+/// would read as "nothing detected" (and so nothing to blur).
+pub fn dfl_decode(levels: &[LevelLogits], nc: usize, reg_max: usize, anchor_xy: &[f32], strides: &[f32]) -> Option<Vec<f32>> {
     use crate::vision::conv_kernel::fast_exp;
     use rayon::prelude::*;
     let a = strides.len();
-    let mut out = vec![0f32; (4 + nc) * a];
     let sizes: Vec<usize> = levels.iter().map(|l| l.classes.len() / nc.max(1)).collect();
     let consistent = levels.iter().zip(&sizes).all(|(l, &n)| l.classes.len() == nc * n && l.boxes.len() == 4 * reg_max * n);
     if nc == 0 || reg_max == 0 || !consistent || sizes.iter().sum::<usize>() != a || anchor_xy.len() != 2 * a {
-        return out;
+        return None;
     }
+    let mut out = vec![0f32; (4 + nc) * a];
     let (head, cls_out) = out.split_at_mut(4 * a);
     // Class probabilities: one output row per class, the levels' rows one after another.
     cls_out.par_chunks_mut(a).enumerate().for_each(|(c, row)| {
@@ -118,7 +119,7 @@ pub fn dfl_decode(levels: &[LevelLogits], nc: usize, reg_max: usize, anchor_xy: 
             bh[t] = (y2 - y1) * st;
         }
     });
-    out
+    Some(out)
 }
 
 /// Intersection over union of two x1y1x2y2 boxes (0 when either is empty).
@@ -210,13 +211,13 @@ mod tests {
         let box_logits = [0.0, 0.0, -30.0, 30.0, 0.0, 0.0, -30.0, 30.0];
         let cls = [0.0, 2.0];
         let level = LevelLogits { boxes: &box_logits, classes: &cls };
-        let out = dfl_decode(&[level], 2, 2, &[0.5, 0.5], &[8.0]);
+        let out = dfl_decode(&[level], 2, 2, &[0.5, 0.5], &[8.0]).expect("consistent shapes");
         // lt = (0.5, ~1), rb = (0.5, ~1): x1 = 0, x2 = 1, y1 = -0.5, y2 = 1.5 (cells).
         let want = [4.0, 4.0, 8.0, 16.0, 0.5, 1.0 / (1.0 + (-2f32).exp())];
         for (g, w) in out.iter().zip(want) {
             assert!((g - w).abs() < 1e-5, "{out:?}");
         }
-        assert!(dfl_decode(&[level], 2, 3, &[0.5, 0.5], &[8.0]).iter().all(|v| *v == 0.0), "shapes are checked");
+        assert!(dfl_decode(&[level], 2, 3, &[0.5, 0.5], &[8.0]).is_none(), "shapes are checked");
     }
 
     /// Several levels, more anchors than one decode chunk and a chunk that straddles two
@@ -238,7 +239,7 @@ mod tests {
         };
         let data: Vec<(Vec<f32>, Vec<f32>)> = sizes.iter().map(|(h, w)| (rnd(4 * r * h * w), rnd(nc * h * w))).collect();
         let levels: Vec<LevelLogits> = data.iter().map(|(b, c)| LevelLogits { boxes: b, classes: c }).collect();
-        let got = dfl_decode(&levels, nc, r, &xy, &st);
+        let got = dfl_decode(&levels, nc, r, &xy, &st).expect("consistent shapes");
         // Naive: anchor i of the concatenation is level l's position p.
         let mut i = 0;
         for (l, (b, c)) in data.iter().enumerate() {

@@ -13,6 +13,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 use tracing::{span, Level};
 
+use crate::vision::conv_kernel::DirectConv;
 use crate::vision::cpu_conv::{max_pool5, upsample2x, with_f32_values, FusedConv, WithResidual};
 use crate::vision::postprocess::{dfl_decode, make_anchors, LevelLogits};
 
@@ -62,7 +63,8 @@ fn cpu_fused(conv: &Conv2d, stride: usize, silu: bool) -> CResult<Option<FusedCo
     if bias.len() != co {
         candle_core::bail!("bias has {} values for {co} output channels", bias.len());
     }
-    Ok(Some(FusedConv::new(w.flatten_all()?.to_vec1::<f32>()?, bias, co, ci, k, stride, silu)?))
+    let conv = DirectConv::new(&w.flatten_all()?.to_vec1::<f32>()?, bias, co, ci, k, stride, silu);
+    Ok(Some(conv.map_err(candle_core::Error::wrap)?.into()))
 }
 
 /// Ultralytics `Conv`: conv (+ folded BN) + SiLU.
@@ -328,7 +330,8 @@ impl DetectHead {
                 let refs: Vec<&Tensor> = per.iter().collect();
                 out.extend(with_f32_values(&refs, "detect head", |v| {
                     let lv: Vec<LevelLogits> = (0..3).map(|i| LevelLogits { boxes: v[i], classes: v[3 + i] }).collect();
-                    Ok(dfl_decode(&lv, self.nc, REG_MAX, &anchor_xy, &stride))
+                    dfl_decode(&lv, self.nc, REG_MAX, &anchor_xy, &stride)
+                        .ok_or_else(|| candle_core::Error::Msg("detect head: the levels' outputs do not match the anchors".into()))
                 })?);
             }
             return Tensor::from_vec(out, (b, 4 + self.nc, a), dev);
