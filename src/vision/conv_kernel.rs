@@ -1,51 +1,35 @@
-//! Our CPU convolution kernel: direct convolution on NCHW, no im2col, bias + SiLU (+ residual)
-//! fused into the tile's epilogue. Every convolution YOLOv8 has (1x1, 3x3 stride 1, 3x3
-//! stride 2) becomes one "flat" convolution over a prepared input.
+//! Our CPU convolution kernel, on the blocked layout of `blocked.rs` (NCHW16c): direct
+//! convolution, no im2col, bias + SiLU (+ residual) applied to each tile as it is stored.
 //!
-//! The idea: lay the input out so that every tap `(ci, kh, kw)` of the kernel sits one constant
-//! offset away from the output position, counted in a single flat index `q`. Then
-//! `out[co][q] = bias[co] + sum_t w[co][t] * x[off_t + q]`: a matrix product whose right-hand
-//! side is never built, because the micro-kernel reads consecutive `q` straight from each
-//! tap's row.
-//! - 1x1 stride 1: the input itself; `q` is the pixel index, tap `ci` at `ci * h * w`.
-//! - k x k stride 1: the input zero-padded by k/2 on every side; `q = oy * Wp + ox` with the
-//!   padded width `Wp`, tap offset `ci * plane + kh * Wp + kw`. The `Wp - ow` positions per row
-//!   past the right edge are computed and dropped (2 of 82 on an 80x80 map).
-//! - k x k stride 2: the padded input split into its four (row parity, column parity) planes
-//!   ("space to depth"), so input `(2oy + kh, 2ox + kw)` is plane `(kh & 1, kw & 1)` at
-//!   `(oy + kh / 2, ox + kw / 2)`: again one offset per tap and unit stride along `q`.
+//! A tile is `NB` blocks of 16 output channels by `NP` consecutive output pixels of one row.
+//! Its accumulators stay in registers for the whole reduction: for every input channel `ci` and
+//! tap `(kh, kw)`, load the `NB` weight vectors (16 output channels each) and, per pixel,
+//! broadcast the one input value and multiply-add. The input's zero border is the convolution's
+//! padding, so every tap of every tile reads memory the same way: no edge cases, no padded copy.
+//! This is ONNX Runtime's MLAS design; a 1x1 convolution over few channels is as efficient as a
+//! 3x3 one, which our earlier pixel-vectorised NCHW kernel was not (40 against 95 GFLOP/s).
 //!
 //! Invariants:
-//! - The micro-kernel computes a tile of `MR` = 4 output channels by `nr` flat positions (48 with
-//!   AVX-512, 16 with AVX2, 24 in portable code), its accumulators in registers. Each tap's read
-//!   `[off_t + q, off_t + q + nr)` stays inside its buffer: prepared buffers end with `SLACK`
-//!   zeros; tiles that would read past an unprepared input (a 1x1 conv's last partial tile) read
-//!   a small zero-padded copy instead.
-//! - Weights are packed once at load as `[ceil(co / MR)][taps][MR]`, zero rows padding `co` to a
-//!   multiple of `MR`; the padding rows are computed and never stored.
-//! - The epilogue (bias, SiLU) runs on each finished tile while it is in L1; then only valid
-//!   output positions are copied out (adding the residual, if any, after the activation): every
-//!   output element is written exactly once, by one task.
-//! - Work is split into (channel-block group, position chunk) tasks on the caller's rayon pool:
-//!   one fork-join per convolution, chunks sized so a chunk's input stays in L2 while all the
-//!   group's channel blocks sweep it, and at least 4 tasks per thread for balance.
-//! - Each output is summed in tap order `(ci, kh, kw)` with FMA: it differs from a naive sum by
-//!   rounding only (tested against a naive f64 reference for every kernel this CPU can run).
-//! - f32 only, batch of one image per call, odd square kernels with "same" padding (k / 2),
-//!   stride 1 or 2: everything YOLOv8 has. The caller (`cpu_conv.rs`) checks shapes.
+//! - Tile shapes per kernel: AVX-512 up to `NB` = 2 by `NP` = 12 (24 zmm accumulators); AVX2 and
+//!   portable code up to 1 by 6 (12 ymm, or 24 NEON registers on aarch64). `NP` is even; a row's
+//!   last tile may compute one pixel past the row's end (reading the border, the next row or the
+//!   buffer's slack, all inside the buffer) and stores only the valid ones.
+//! - Weights are packed once at load as `[c_out / 16][c_in blocks][k][k][lanes_in][16]`, zeros
+//!   padding both channel counts, so padding output lanes compute to exactly 0 (zero weights,
+//!   zero bias, SiLU(0) = 0): the layout's "padding lanes are zero" holds for every output.
+//! - Each output element is written exactly once, by one task; the border by `Act::build`.
+//! - Each output is summed in tap order `(ci block, kh, kw, ci lane)` with FMA: it differs from a
+//!   naive sum by rounding only (tested against an f64 reference for every kernel this CPU runs).
+//! - Work is split into (output-block group, row chunk) tasks on the caller's rayon pool: one
+//!   fork-join per convolution, at least 4 tasks per thread.
+//! - f32, one image, kernels 1x1 and 3x3 (the border is one pixel), stride 1 or 2, input lanes
+//!   16 or 1: everything YOLOv8 has. Shapes are checked at load and per call, never trusted.
 
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-/// Output channels per micro-kernel tile.
-pub const MR: usize = 4;
-/// The widest tile (AVX-512: three 16-lane vectors).
-const NR_MAX: usize = 48;
-/// Zero floats after a prepared input, so the last tile's reads stay in bounds.
-const SLACK: usize = NR_MAX + 16;
-/// Input floats a position chunk may hold for all its taps (~256 KB, inside L2).
-const CHUNK_FLOATS: usize = 64 * 1024;
+use crate::vision::blocked::{Act, LANES};
 
 /// Which micro-kernel runs: chosen once at load from what the CPU reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,104 +74,99 @@ impl Isa {
         v
     }
 
-    /// Flat positions per tile.
-    fn nr(self) -> usize {
+    /// (output blocks per tile, the most pixels per tile). Tiles are an even number of pixels
+    /// wide, from 2 (AVX2, portable) or 4 (AVX-512) up to the most.
+    fn tile_shape(self) -> (usize, usize) {
         match self {
-            Isa::Avx512 => 48,
-            Isa::Avx2 => 16,
-            Isa::Portable => 24,
+            Isa::Avx512 => (2, 12),
+            Isa::Avx2 | Isa::Portable => (1, 6),
         }
     }
 }
 
-/// How the input is laid out before the taps read it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Prep {
-    /// 1x1 stride 1: the input as it is.
-    Direct,
-    /// Stride 1: zero padding of k/2.
-    Pad,
-    /// Stride 2: zero padding of k/2, then the four parity planes.
-    PadSplit,
+/// A row of `ow` pixels cut into tiles `(x0, width)`: as few as the widest tile allows, of one
+/// even width, and a last one as narrow as its remainder allows (an 80-pixel row: 6 x 12 + 8;
+/// a 20-pixel row: 10 + 10, where 12 + 4 + 4 spent two thirds of its tiles on 4-pixel ones).
+fn row_tiles(ow: usize, widest: usize) -> Vec<(usize, usize)> {
+    let even = |n: usize| n + n % 2;
+    let width = even(ow.div_ceil(ow.div_ceil(widest).max(1))).clamp(2, widest);
+    (0..ow).step_by(width).map(|x0| (x0, even(width.min(ow - x0)).max(2))).collect()
 }
 
-/// Geometry of one call.
-#[derive(Debug, Clone, Copy)]
-struct Geom {
-    prep: Prep,
-    oh: usize,
-    ow: usize,
-    /// Row stride of `q` (the prepared plane's width).
-    wv: usize,
-    /// Flat positions to compute: `(oh - 1) * wv + ow`.
-    nq: usize,
-    /// Floats per input channel in the prepared layout.
-    plane: usize,
-}
-
-/// A convolution with packed weights, bias and optional fused SiLU.
-#[derive(Debug, Clone)]
-pub struct DirectConv {
-    /// `[ceil(c_out / MR)][c_in * k * k][MR]`.
-    packed: Vec<f32>,
-    bias: Vec<f32>,
-    c_in: usize,
-    c_out: usize,
-    k: usize,
-    stride: usize,
-    silu: bool,
-    isa: Isa,
-}
-
-/// Why a convolution cannot be built.
+/// Why a convolution cannot be built or run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KernelError {
     #[error("convolution: {0}")]
     Shape(String),
 }
 
-impl DirectConv {
-    /// `weight` in PyTorch order `[c_out, c_in, k, k]`, `bias` one per output channel.
+/// A convolution with packed weights, bias and optional fused SiLU.
+#[derive(Debug, Clone)]
+pub struct BlockConv {
+    /// `[ceil(c_out / 16)][ceil(c_in / lanes_in)][k][k][lanes_in][16]`.
+    packed: Vec<f32>,
+    /// One per output channel, zeros up to a whole block.
+    bias: Vec<f32>,
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    lanes_in: usize,
+    silu: bool,
+    isa: Isa,
+}
+
+impl BlockConv {
+    /// `weight` in PyTorch order `[c_out, c_in, k, k]`, `bias` one per output channel; the
+    /// input comes in blocks of `lanes_in` channels (16, or 1 for the network's input image).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         weight: &[f32],
-        bias: Vec<f32>,
+        bias: &[f32],
         c_out: usize,
         c_in: usize,
         k: usize,
         stride: usize,
         silu: bool,
+        lanes_in: usize,
     ) -> Result<Self, KernelError> {
-        Self::with_isa(weight, bias, c_out, c_in, k, stride, silu, Isa::detect())
+        Self::with_isa(weight, bias, c_out, c_in, k, stride, silu, lanes_in, Isa::detect())
     }
 
-    /// As [`DirectConv::new`] with a chosen kernel (tests run every kernel the CPU has).
+    /// As [`BlockConv::new`] with a chosen kernel (tests run every kernel the CPU has).
     #[allow(clippy::too_many_arguments)]
     pub fn with_isa(
         weight: &[f32],
-        bias: Vec<f32>,
+        bias: &[f32],
         c_out: usize,
         c_in: usize,
         k: usize,
         stride: usize,
         silu: bool,
+        lanes_in: usize,
         isa: Isa,
     ) -> Result<Self, KernelError> {
-        let taps = c_in * k * k;
-        if k % 2 == 0 || !(1..=2).contains(&stride) || c_in == 0 || c_out == 0 {
-            return Err(KernelError::Shape(format!("{c_out}x{c_in}x{k}x{k} stride {stride}: odd kernel, stride 1 or 2 only")));
+        if !(k == 1 || k == 3) || !(1..=2).contains(&stride) || !(lanes_in == 1 || lanes_in == LANES) || c_in == 0 || c_out == 0 {
+            return Err(KernelError::Shape(format!(
+                "{c_out}x{c_in}x{k}x{k} stride {stride}, input lanes {lanes_in}: 1x1 or 3x3, stride 1 or 2, lanes 1 or {LANES} only"
+            )));
         }
-        if weight.len() != c_out * taps || bias.len() != c_out {
+        if weight.len() != c_out * c_in * k * k || bias.len() != c_out {
             return Err(KernelError::Shape(format!("{} weights and {} biases for {c_out}x{c_in}x{k}x{k}", weight.len(), bias.len())));
         }
-        let blocks = c_out.div_ceil(MR);
-        let mut packed = vec![0f32; blocks * taps * MR];
-        for co in 0..c_out {
-            let (b, m) = (co / MR, co % MR);
-            for t in 0..taps {
-                packed[(b * taps + t) * MR + m] = weight[co * taps + t];
+        let per_block = c_in.div_ceil(lanes_in) * k * k * lanes_in * LANES;
+        let mut packed = vec![0f32; c_out.div_ceil(LANES) * per_block];
+        for (co, filter) in weight.chunks_exact(c_in * k * k).enumerate() {
+            for (ci, taps) in filter.chunks_exact(k * k).enumerate() {
+                for (t, v) in taps.iter().enumerate() {
+                    let tap = (ci / lanes_in) * k * k + t;
+                    packed[(co / LANES) * per_block + (tap * lanes_in + ci % lanes_in) * LANES + co % LANES] = *v;
+                }
             }
         }
-        Ok(Self { packed, bias, c_in, c_out, k, stride, silu, isa })
+        let mut b = vec![0f32; c_out.div_ceil(LANES) * LANES];
+        b[..c_out].copy_from_slice(bias);
+        Ok(Self { packed, bias: b, c_in, c_out, k, stride, lanes_in, silu, isa })
     }
 
     pub fn c_in(&self) -> usize {
@@ -198,245 +177,106 @@ impl DirectConv {
         self.c_out
     }
 
-    /// A 1x1 stride-1 convolution (the only kind [`DirectConv::forward_parts_into`] takes).
-    pub fn is_pointwise(&self) -> bool {
-        self.k == 1 && self.stride == 1
-    }
-
-    /// Output size for an `h` x `w` input, or None when the input is smaller than the kernel.
-    pub fn out_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+    /// Output size for an `h` x `w` input.
+    pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
         let pad = self.k / 2;
-        if h + 2 * pad < self.k || w + 2 * pad < self.k || h == 0 || w == 0 {
-            return None;
-        }
-        Some(((h + 2 * pad - self.k) / self.stride + 1, (w + 2 * pad - self.k) / self.stride + 1))
+        ((h + 2 * pad - self.k) / self.stride + 1, (w + 2 * pad - self.k) / self.stride + 1)
     }
 
-    fn taps(&self) -> usize {
-        self.c_in * self.k * self.k
-    }
-
-    fn geom(&self, h: usize, w: usize, oh: usize, ow: usize) -> Geom {
-        let pad = self.k / 2;
-        let (prep, wv, plane) = if self.is_pointwise() {
-            (Prep::Direct, w, h * w)
-        } else if self.stride == 1 {
-            let wp = w + 2 * pad;
-            (Prep::Pad, wp, (h + 2 * pad) * wp)
-        } else {
-            let (hq, wq) = ((h + 2 * pad).div_ceil(2), (w + 2 * pad).div_ceil(2));
-            (Prep::PadSplit, wq, 4 * hq * wq)
+    /// `silu(conv(cat(parts)) + b) (+ res)`. The channel concatenation of `parts` is never
+    /// built: their blocks are simply more input blocks. Every part but the last must hold
+    /// whole blocks, all must share one size and lane count; `res` has the output's shape.
+    pub fn forward(&self, parts: &[&Act], res: Option<&Act>) -> Result<Act, KernelError> {
+        let Some(first) = parts.first() else {
+            return Err(KernelError::Shape("no input".into()));
         };
-        Geom { prep, oh, ow, wv, nq: (oh - 1) * wv + ow, plane }
+        let (h, w, li) = (first.h(), first.w(), first.lanes());
+        let aligned = parts.iter().rev().skip(1).all(|p| p.c() % li == 0);
+        if !aligned || li != self.lanes_in || parts.iter().any(|p| (p.h(), p.w(), p.lanes()) != (h, w, li)) {
+            return Err(KernelError::Shape(format!("inputs must share one size, lanes {}, whole blocks but the last", self.lanes_in)));
+        }
+        if parts.iter().map(|p| p.c()).sum::<usize>() != self.c_in {
+            return Err(KernelError::Shape(format!(
+                "inputs hold {} channels, weights expect {}",
+                parts.iter().map(|p| p.c()).sum::<usize>(),
+                self.c_in
+            )));
+        }
+        let (oh, ow) = self.out_size(h, w);
+        if res.is_some_and(|r| (r.c(), r.h(), r.w(), r.lanes()) != (self.c_out, oh, ow, LANES)) {
+            return Err(KernelError::Shape(format!("residual is not {}x{oh}x{ow}", self.c_out)));
+        }
+        // Input block origins (as integers, so tasks can share them) and their channel counts.
+        let blocks: Vec<(usize, usize)> = parts
+            .iter()
+            .flat_map(|p| {
+                let (base, bl) = (p.data().as_ptr() as usize, p.block_len());
+                (0..p.blocks()).map(move |b| (base + b * bl * 4, (p.c() - b * li).min(li)))
+            })
+            .collect();
+        Act::build(self.c_out, oh, ow, LANES, |out| {
+            self.run(&blocks, (h, w), (oh, ow), res, out);
+            Ok(())
+        })
     }
 
-    /// Tap offsets into the prepared input, in packing order `(ci, kh, kw)`.
-    fn offsets(&self, g: &Geom) -> Vec<usize> {
-        let k = self.k;
-        let mut offs = Vec::with_capacity(self.taps());
-        for ci in 0..self.c_in {
-            for kh in 0..k {
-                for kw in 0..k {
-                    offs.push(match g.prep {
-                        Prep::Direct | Prep::Pad => ci * g.plane + kh * g.wv + kw,
-                        Prep::PadSplit => {
-                            let sub = g.plane / 4;
-                            ci * g.plane + ((kh & 1) * 2 + (kw & 1)) * sub + (kh / 2) * g.wv + kw / 2
-                        }
-                    });
-                }
-            }
-        }
-        offs
-    }
-
-    /// The input laid out for `g`; None: the taps read the input as it is.
-    fn prepare(&self, inp: &[f32], h: usize, w: usize, g: &Geom) -> Option<Vec<f32>> {
-        let pad = self.k / 2;
-        if g.prep == Prep::Direct {
-            return None;
-        }
-        // Zeroed plane by plane in parallel (a serial zero-fill of the whole buffer was 2 % of
-        // the forward pass on two threads).
-        let n = self.c_in * g.plane;
-        let mut out: Vec<f32> = Vec::with_capacity(n + SLACK);
-        let (body, slack) = out.spare_capacity_mut()[..n + SLACK].split_at_mut(n);
-        slack.fill(MaybeUninit::new(0.0));
-        let planes = body.par_chunks_mut(g.plane).map(init_zeros).zip(inp.par_chunks(h * w));
-        if g.prep == Prep::Pad {
-            planes.for_each(|(dst, src)| {
-                for (y, row) in src.chunks_exact(w).enumerate() {
-                    let d = (y + pad) * g.wv + pad;
-                    dst[d..d + w].copy_from_slice(row);
-                }
-            });
-        } else {
-            let sub = g.plane / 4;
-            planes.for_each(|(dst, src)| {
-                // Source column x is padded column x + pad: the even x go to the sub-plane of
-                // column parity pad & 1 from column pad / 2 on, the odd x to the other parity
-                // from column (pad + 1) / 2 on: one pass over each row, a pair at a time (it
-                // was a strided pass per parity).
-                let (ce, co) = (pad / 2, (pad + 1) / 2);
-                for (y, row) in src.chunks_exact(w).enumerate() {
-                    let py = y + pad;
-                    let line = |parity: usize| ((py & 1) * 2 + parity) * sub + (py / 2) * g.wv;
-                    let (le, lo) = (line(pad & 1), line((pad + 1) & 1));
-                    // The two sub-planes are disjoint: split the plane between them.
-                    let (even, odd) = if le < lo {
-                        let (a, b) = dst.split_at_mut(lo);
-                        (&mut a[le + ce..], &mut b[co..])
-                    } else {
-                        let (a, b) = dst.split_at_mut(le);
-                        (&mut b[ce..], &mut a[lo + co..])
-                    };
-                    let pairs = row.chunks_exact(2);
-                    if let [last] = pairs.remainder() {
-                        even[w / 2] = *last;
-                    }
-                    for ((e, o), p) in even[..w / 2].iter_mut().zip(&mut odd[..w / 2]).zip(pairs) {
-                        *e = p[0];
-                        *o = p[1];
-                    }
-                }
-            });
-        }
-        // SAFETY: every plane of the body and the slack were zero-filled above.
-        unsafe { out.set_len(n + SLACK) };
-        Some(out)
-    }
-
-    /// `silu(conv(x) + b) (+ res)` of one image `x` `[c_in, h, w]` into `out` `[c_out, oh, ow]`;
-    /// `res`, when given, has the output's shape. `out` may be uninitialised (layer outputs are
-    /// never zero-filled first): on `Ok`, every element has been written.
-    pub fn forward_into(
+    /// The tiled, parallel loop; `out` is the output's blocks (its border is already zero).
+    fn run(
         &self,
-        x: &[f32],
-        h: usize,
-        w: usize,
-        res: Option<&[f32]>,
+        blocks: &[(usize, usize)],
+        (_h, w): (usize, usize),
+        (oh, ow): (usize, usize),
+        res: Option<&Act>,
         out: &mut [MaybeUninit<f32>],
-    ) -> Result<(), KernelError> {
-        let (oh, ow) = self.out_size(h, w).ok_or_else(|| KernelError::Shape(format!("input {h}x{w} smaller than the kernel")))?;
-        if x.len() != self.c_in * h * w || out.len() != self.c_out * oh * ow || res.is_some_and(|r| r.len() != out.len()) {
-            return Err(KernelError::Shape(format!("buffers do not match {}x{h}x{w} -> {}x{oh}x{ow}", self.c_in, self.c_out)));
-        }
-        let g = self.geom(h, w, oh, ow);
-        let prepared = self.prepare(x, h, w, &g);
-        let base: &[f32] = prepared.as_deref().unwrap_or(x);
-        let offs = self.offsets(&g);
-        self.run(&[(base, &offs)], &g, out, res);
-        Ok(())
-    }
-
-    /// A 1x1 convolution over the channel concatenation of `parts` (each `[c_i, h, w]`), which
-    /// is never built: each part's channels are simply more taps. `out` as in
-    /// [`DirectConv::forward_into`].
-    pub fn forward_parts_into(&self, parts: &[&[f32]], h: usize, w: usize, out: &mut [MaybeUninit<f32>]) -> Result<(), KernelError> {
-        if !self.is_pointwise() {
-            return Err(KernelError::Shape("parts need a 1x1 stride-1 convolution".into()));
-        }
-        let hw = h * w;
-        if hw == 0
-            || parts.iter().any(|p| p.len() % hw != 0)
-            || parts.iter().map(|p| p.len() / hw).sum::<usize>() != self.c_in
-            || out.len() != self.c_out * hw
-        {
-            return Err(KernelError::Shape(format!("parts do not hold {} channels of {h}x{w}", self.c_in)));
-        }
-        let g = self.geom(h, w, h, w);
-        let offs: Vec<Vec<usize>> = parts.iter().map(|p| (0..p.len() / hw).map(|c| c * hw).collect()).collect();
-        let src: Vec<(&[f32], &Vec<usize>)> = parts.iter().copied().zip(&offs).collect();
-        self.run(&src, &g, out, None);
-        Ok(())
-    }
-
-    /// The tiled, parallel loop. `src`: buffers with their tap offsets, in tap order.
-    fn run(&self, src: &[(&[f32], &Vec<usize>)], g: &Geom, out: &mut [MaybeUninit<f32>], res: Option<&[f32]>) {
-        let taps = self.taps();
-        let nr = self.isa.nr();
-        // Tap start addresses and their buffer's end, as integers so tasks can share them.
-        let mut tap_addr = Vec::with_capacity(taps);
-        let mut tap_end = Vec::with_capacity(taps);
-        for (buf, offs) in src {
-            let (start, end) = (buf.as_ptr() as usize, buf.as_ptr() as usize + std::mem::size_of_val(*buf));
-            for &o in offs.iter() {
-                tap_addr.push(start + o * 4);
-                tap_end.push(end);
-            }
-        }
-        let n_tiles = g.nq.div_ceil(nr);
-        // Tiles before `safe` read in bounds straight from the buffers.
-        let reads_ok = |q_end: usize| tap_addr.iter().zip(&tap_end).all(|(a, e)| a + q_end * 4 <= *e);
-        let safe = if reads_ok(n_tiles * nr) { n_tiles } else { g.nq / nr };
-
-        let blocks = self.c_out.div_ceil(MR);
-        let per_pos = self.c_in * if g.prep == Prep::PadSplit { 4 } else { 1 };
-        let chunk_tiles = (CHUNK_FLOATS / (per_pos * nr)).clamp(2, 64);
-        let n_chunks = n_tiles.div_ceil(chunk_tiles);
-        let want_tasks = 4 * rayon::current_num_threads().max(1);
-        let per_group = blocks.div_ceil(want_tasks.div_ceil(n_chunks).clamp(1, blocks));
-        let groups = blocks.div_ceil(per_group);
-
+    ) {
+        let (nb_max, widest) = self.isa.tile_shape();
+        let (k, s, li) = (self.k, self.stride, self.lanes_in);
+        let pad = k / 2;
+        let in_row = (w + 2) * li;
+        let (out_row, out_bl) = ((ow + 2) * LANES, (oh + 2) * (ow + 2) * LANES);
+        let per_block = blocks.len() * k * k * li * LANES;
+        let tiles = row_tiles(ow, widest);
+        // Output-block units of up to `nb_max` blocks.
+        let cob = self.c_out.div_ceil(LANES);
+        let units: Vec<(usize, usize)> = (0..cob).step_by(nb_max).map(|b| (b, nb_max.min(cob - b))).collect();
+        let want = 4 * rayon::current_num_threads().max(1);
+        let rows_per = oh.div_ceil(oh.min(want));
+        let row_chunks = oh.div_ceil(rows_per);
+        let per_group = units.len().div_ceil(want.div_ceil(row_chunks).clamp(1, units.len()));
+        let groups = units.len().div_ceil(per_group);
         let out_addr = out.as_mut_ptr() as usize;
-        let ohw = g.oh * g.ow;
-        (0..groups * n_chunks).into_par_iter().for_each(|task| {
-            let (grp, ch) = (task / n_chunks, task % n_chunks);
-            let (t0, t1) = (ch * chunk_tiles, ((ch + 1) * chunk_tiles).min(n_tiles));
-            let (q0, q1) = (t0 * nr, (t1 * nr).min(g.nq));
-            let ld = (t1 - t0) * nr;
-            let mut tile = vec![0f32; MR * ld];
-            // The tiles from `first` on read a zero-padded copy of their inputs.
-            let first = safe.max(t0);
-            let tail: Option<(Vec<f32>, Vec<usize>)> = (t1 > first).then(|| {
-                let n = (t1 - first) * nr;
-                let mut buf = vec![0f32; taps * n + SLACK];
-                for (t, (&a, &e)) in tap_addr.iter().zip(&tap_end).enumerate() {
-                    let avail = ((e - a) / 4).saturating_sub(first * nr).min(n);
-                    // SAFETY: [a + first*nr, + avail) floats lie inside the tap's buffer (tap_end).
-                    let s = unsafe { std::slice::from_raw_parts((a as *const f32).add(first * nr), avail) };
-                    buf[t * n..t * n + avail].copy_from_slice(s);
-                }
-                let addrs = (0..taps).map(|t| buf.as_ptr() as usize + t * n * 4).collect();
-                (buf, addrs)
-            });
-            for b in grp * per_group..((grp + 1) * per_group).min(blocks) {
-                let w = &self.packed[b * taps * MR..(b + 1) * taps * MR];
-                for t in t0..t1 {
-                    let dst = &mut tile[(t - t0) * nr..];
-                    match &tail {
-                        Some((_, addrs)) if t >= first => micro(self.isa, addrs, (t - first) * nr, w, dst, ld),
-                        _ => micro(self.isa, &tap_addr, t * nr, w, dst, ld),
-                    }
-                }
-                for m in 0..MR.min(self.c_out - b * MR) {
-                    let co = b * MR + m;
-                    // Bias and SiLU over the whole row of the tile, dropped positions included:
-                    // one vectorised pass in L1 instead of one short call per output row.
-                    let row = &mut tile[m * ld..m * ld + (q1 - q0)];
-                    epilogue(row, self.bias[co], self.silu);
-                    // Valid positions: runs of `ow` per output row, `wv - ow` dropped between.
-                    let mut q = q0;
-                    while q < q1 {
-                        let (oy, ox) = (q / g.wv, q % g.wv);
-                        let end = (q - ox + g.ow).min(q1);
-                        if ox < g.ow {
-                            let o = co * ohw + oy * g.ow + ox;
-                            let n = end - q;
-                            // SAFETY: this task alone writes channel co at these positions.
-                            let dst = unsafe { std::slice::from_raw_parts_mut((out_addr as *mut MaybeUninit<f32>).add(o), n) };
-                            let src = &row[q - q0..q - q0 + n];
-                            match res {
-                                // The residual is added after the activation (Bottleneck).
-                                Some(r) => dst.iter_mut().zip(src).zip(&r[o..o + n]).for_each(|((d, s), r)| {
-                                    d.write(s + r);
-                                }),
-                                None => dst.iter_mut().zip(src).for_each(|(d, s)| {
-                                    d.write(*s);
-                                }),
-                            }
-                        }
-                        q = (q - ox + g.wv).max(end);
+        let res_addr = res.map(|r| r.data().as_ptr() as usize);
+        (0..groups * row_chunks).into_par_iter().for_each(|task| {
+            let (g, rc) = (task / row_chunks, task % row_chunks);
+            let my_units = &units[g * per_group..((g + 1) * per_group).min(units.len())];
+            // Output blocks outermost: their weights stay in cache while the rows go by (with
+            // the blocks innermost, a 128 -> 256 conv cycled 1.2 MB of weights per tile).
+            for &(ob, nb) in my_units {
+                for oy in rc * rows_per..((rc + 1) * rows_per).min(oh) {
+                    for &(x0, np) in &tiles {
+                        // Input position of tap (0, 0) for the tile's first pixel, border included.
+                        let pos = (oy * s + 1 - pad) * in_row + (x0 * s + 1 - pad) * li;
+                        let o = (oy + 1) * out_row + (x0 + 1) * LANES;
+                        let t = Tile {
+                            blocks,
+                            pos,
+                            k,
+                            in_row,
+                            lanes: li,
+                            w: self.packed[ob * per_block..].as_ptr(),
+                            w_block: per_block,
+                            bias: self.bias[ob * LANES..].as_ptr(),
+                            // SAFETY (for the kernel's writes): this task alone writes blocks
+                            // `ob..ob + nb` at row `oy`, pixels `x0..x0 + n`, all inside `out`.
+                            out: (out_addr as *mut f32).wrapping_add(ob * out_bl + o),
+                            out_block: out_bl,
+                            res: res_addr.map(|r| (r as *const f32).wrapping_add(ob * out_bl + o)),
+                            n: np.min(ow - x0),
+                            silu: self.silu,
+                        };
+                        // SAFETY: the ISA was detected on this CPU; reads stay inside the
+                        // input buffers (border and slack, module invariants); writes as above.
+                        unsafe { tile(self.isa, nb, np, s * li, &t) };
                     }
                 }
             }
@@ -444,96 +284,236 @@ impl DirectConv {
     }
 }
 
-/// `buf` filled with zeros, as the initialised floats it now holds.
-fn init_zeros(buf: &mut [MaybeUninit<f32>]) -> &mut [f32] {
-    buf.fill(MaybeUninit::new(0.0));
-    // SAFETY: every element was just written; MaybeUninit<f32> has f32's layout.
-    unsafe { &mut *(buf as *mut [MaybeUninit<f32>] as *mut [f32]) }
+/// One tile's operands. Pointers, because tasks share the output buffer.
+struct Tile<'a> {
+    /// Input block origins and the channels each holds.
+    blocks: &'a [(usize, usize)],
+    /// Offset, in floats, of the tile's first tap in every block.
+    pos: usize,
+    k: usize,
+    /// Floats per input row.
+    in_row: usize,
+    /// Input channels to a block.
+    lanes: usize,
+    /// Packed weights of the tile's first output block.
+    w: *const f32,
+    /// Floats between two output blocks' packed weights.
+    w_block: usize,
+    bias: *const f32,
+    /// The tile's first output pixel in its first output block.
+    out: *mut f32,
+    /// Floats between two output blocks.
+    out_block: usize,
+    /// The residual at the same place as `out`.
+    res: Option<*const f32>,
+    /// Valid pixels (the rest of the tile is past the row's end).
+    n: usize,
+    silu: bool,
 }
 
-/// One `MR` x `nr` tile over all taps: `dst[m * ld + j] = sum_t w[t * MR + m] * tap_t[q + j]`.
-fn micro(isa: Isa, taps: &[usize], q: usize, w: &[f32], dst: &mut [f32], ld: usize) {
-    debug_assert!(w.len() == taps.len() * MR && dst.len() >= (MR - 1) * ld + isa.nr());
-    match isa {
-        // SAFETY: the ISA was detected on this CPU (`Isa::detect`/`available`); the reads are in
-        // bounds by the module's invariant and the writes by the assertion above.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { micro_avx512(taps, q, w, dst, ld) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { micro_avx2(taps, q, w, dst, ld) },
-        _ => micro_portable(taps, q, w, dst, ld),
-    }
-}
-
-fn micro_portable(taps: &[usize], q: usize, w: &[f32], dst: &mut [f32], ld: usize) {
-    const NR: usize = 24;
-    let mut acc = [[0f32; NR]; MR];
-    for (t, &a) in taps.iter().enumerate() {
-        // SAFETY: module invariant: [tap + q, + NR) is inside the tap's buffer.
-        let x = unsafe { std::slice::from_raw_parts((a as *const f32).add(q), NR) };
-        for (m, acc) in acc.iter_mut().enumerate() {
-            let wv = w[t * MR + m];
-            for (a, x) in acc.iter_mut().zip(x) {
-                // A fused multiply-add where the target has one (aarch64: NEON fmla); elsewhere
-                // `mul_add` would be a libm call per element.
-                *a = if cfg!(any(target_arch = "aarch64", target_feature = "fma")) { wv.mul_add(*x, *a) } else { wv * x + *a };
+/// Runs the tile of `nb` output blocks by `np` pixels with input step `step` (stride times
+/// input lanes) on `isa`'s kernel.
+///
+/// # Safety
+/// `isa` runs on this CPU, and `t` satisfies the module's invariants.
+unsafe fn tile(isa: Isa, nb: usize, np: usize, step: usize, t: &Tile) {
+    macro_rules! pick {
+        ($f:ident; $(($nb:literal, $np:literal)),*) => {
+            match (nb, np, step) {
+                $(
+                    ($nb, $np, 1) => $f::<$nb, $np, 1>(t),
+                    ($nb, $np, 2) => $f::<$nb, $np, 2>(t),
+                    ($nb, $np, 16) => $f::<$nb, $np, 16>(t),
+                    ($nb, $np, 32) => $f::<$nb, $np, 32>(t),
+                )*
+                _ => unreachable!("tile {nb}x{np} step {step} is not built for {isa:?}"),
             }
-        }
+        };
     }
-    for (m, acc) in acc.iter().enumerate() {
-        dst[m * ld..m * ld + NR].copy_from_slice(acc);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => {
+            pick!(tile_avx512; (2, 12), (2, 10), (2, 8), (2, 6), (2, 4), (2, 2), (1, 12), (1, 10), (1, 8), (1, 6), (1, 4), (1, 2))
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => pick!(tile_avx2; (1, 6), (1, 4), (1, 2)),
+        _ => pick!(tile_portable; (1, 6), (1, 4), (1, 2)),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn micro_avx512(taps: &[usize], q: usize, w: &[f32], dst: &mut [f32], ld: usize) {
+unsafe fn tile_avx512<const NB: usize, const NP: usize, const STEP: usize>(t: &Tile) {
+    tile_body::<x86::Zmm, NB, NP, STEP>(t)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2<const NB: usize, const NP: usize, const STEP: usize>(t: &Tile) {
+    tile_body::<x86::Ymm2, NB, NP, STEP>(t)
+}
+
+unsafe fn tile_portable<const NB: usize, const NP: usize, const STEP: usize>(t: &Tile) {
+    tile_body::<Lanes, NB, NP, STEP>(t)
+}
+
+/// 16 f32 lanes (one output block) as the target holds them. The methods are inlined into the
+/// `#[target_feature]` function that instantiates `tile_body`, so the intrinsics compile for
+/// that target.
+trait Vec16: Copy {
+    /// Whether `mul_add` is an instruction here (for the epilogue's exp).
+    const FMA: bool;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn splat(x: f32) -> Self;
+    /// `self + a * b`.
+    unsafe fn fma(self, a: Self, b: Self) -> Self;
+    unsafe fn add(self, a: Self) -> Self;
+    unsafe fn store(self, p: *mut f32);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
     use std::arch::x86_64::*;
-    let mut c = [[_mm512_setzero_ps(); 3]; MR];
-    let wp = w.as_ptr();
-    for (t, &a) in taps.iter().enumerate() {
-        let x = (a as *const f32).add(q);
-        let x0 = _mm512_loadu_ps(x);
-        let x1 = _mm512_loadu_ps(x.add(16));
-        let x2 = _mm512_loadu_ps(x.add(32));
-        for (m, c) in c.iter_mut().enumerate() {
-            // Folded by the compiler into the FMA as an embedded {1to16} broadcast.
-            let wv = _mm512_set1_ps(*wp.add(t * MR + m));
-            c[0] = _mm512_fmadd_ps(wv, x0, c[0]);
-            c[1] = _mm512_fmadd_ps(wv, x1, c[1]);
-            c[2] = _mm512_fmadd_ps(wv, x2, c[2]);
+
+    #[derive(Clone, Copy)]
+    pub struct Zmm(__m512);
+
+    impl super::Vec16 for Zmm {
+        const FMA: bool = true;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Zmm(_mm512_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            Zmm(_mm512_set1_ps(x))
+        }
+        #[inline(always)]
+        unsafe fn fma(self, a: Self, b: Self) -> Self {
+            Zmm(_mm512_fmadd_ps(a.0, b.0, self.0))
+        }
+        #[inline(always)]
+        unsafe fn add(self, a: Self) -> Self {
+            Zmm(_mm512_add_ps(self.0, a.0))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm512_storeu_ps(p, self.0)
         }
     }
-    let d = dst.as_mut_ptr();
-    for (m, c) in c.iter().enumerate() {
-        _mm512_storeu_ps(d.add(m * ld), c[0]);
-        _mm512_storeu_ps(d.add(m * ld + 16), c[1]);
-        _mm512_storeu_ps(d.add(m * ld + 32), c[2]);
+
+    #[derive(Clone, Copy)]
+    pub struct Ymm2(__m256, __m256);
+
+    impl super::Vec16 for Ymm2 {
+        const FMA: bool = true;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Ymm2(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            let v = _mm256_set1_ps(x);
+            Ymm2(v, v)
+        }
+        #[inline(always)]
+        unsafe fn fma(self, a: Self, b: Self) -> Self {
+            Ymm2(_mm256_fmadd_ps(a.0, b.0, self.0), _mm256_fmadd_ps(a.1, b.1, self.1))
+        }
+        #[inline(always)]
+        unsafe fn add(self, a: Self) -> Self {
+            Ymm2(_mm256_add_ps(self.0, a.0), _mm256_add_ps(self.1, a.1))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm256_storeu_ps(p, self.0);
+            _mm256_storeu_ps(p.add(8), self.1);
+        }
     }
 }
 
-/// AVX2 has 16 registers: 4 x 16 keeps 8 accumulators, 2 input vectors and the broadcast in
-/// registers (a 4 x 24 tile spilled one accumulator to the stack on every tap).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn micro_avx2(taps: &[usize], q: usize, w: &[f32], dst: &mut [f32], ld: usize) {
-    use std::arch::x86_64::*;
-    let mut c = [[_mm256_setzero_ps(); 2]; MR];
-    let wp = w.as_ptr();
-    for (t, &a) in taps.iter().enumerate() {
-        let x = (a as *const f32).add(q);
-        let x0 = _mm256_loadu_ps(x);
-        let x1 = _mm256_loadu_ps(x.add(8));
-        for (m, c) in c.iter_mut().enumerate() {
-            let wv = _mm256_broadcast_ss(&*wp.add(t * MR + m));
-            c[0] = _mm256_fmadd_ps(wv, x0, c[0]);
-            c[1] = _mm256_fmadd_ps(wv, x1, c[1]);
+/// Portable lanes: aarch64 keeps them in four NEON registers.
+#[derive(Clone, Copy)]
+struct Lanes([f32; LANES]);
+
+impl Vec16 for Lanes {
+    const FMA: bool = cfg!(any(target_arch = "aarch64", target_feature = "fma"));
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        Lanes(std::ptr::read_unaligned(p as *const [f32; LANES]))
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        Lanes([x; LANES])
+    }
+    #[inline(always)]
+    unsafe fn fma(self, a: Self, b: Self) -> Self {
+        let mut r = self.0;
+        for ((r, a), b) in r.iter_mut().zip(a.0).zip(b.0) {
+            // A fused multiply-add where the target has one; elsewhere `mul_add` is a libm call.
+            *r = if Self::FMA { a.mul_add(b, *r) } else { a * b + *r };
+        }
+        Lanes(r)
+    }
+    #[inline(always)]
+    unsafe fn add(self, a: Self) -> Self {
+        let mut r = self.0;
+        r.iter_mut().zip(a.0).for_each(|(r, a)| *r += a);
+        Lanes(r)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        std::ptr::write_unaligned(p as *mut [f32; LANES], self.0)
+    }
+}
+
+/// The tile: accumulate in registers, store the valid pixels with their bias, then SiLU and
+/// the residual run over the stored span while it is in L1.
+#[inline(always)]
+unsafe fn tile_body<V: Vec16, const NB: usize, const NP: usize, const STEP: usize>(t: &Tile) {
+    let mut acc = [[V::splat(0.0); NP]; NB];
+    let mut w = t.w;
+    for &(addr, nci) in t.blocks {
+        let base = (addr as *const f32).add(t.pos);
+        for kh in 0..t.k {
+            for kw in 0..t.k {
+                let x = base.add(kh * t.in_row + kw * t.lanes);
+                for ci in 0..nci {
+                    let mut wv = [V::splat(0.0); NB];
+                    for (b, wv) in wv.iter_mut().enumerate() {
+                        *wv = V::load(w.add(b * t.w_block + ci * LANES));
+                    }
+                    for j in 0..NP {
+                        let v = V::splat(*x.add(j * STEP + ci));
+                        for b in 0..NB {
+                            acc[b][j] = acc[b][j].fma(wv[b], v);
+                        }
+                    }
+                }
+                w = w.add(t.lanes * LANES);
+            }
         }
     }
-    let d = dst.as_mut_ptr();
-    for (m, c) in c.iter().enumerate() {
-        _mm256_storeu_ps(d.add(m * ld), c[0]);
-        _mm256_storeu_ps(d.add(m * ld + 8), c[1]);
+    for (b, acc) in acc.iter().enumerate() {
+        let o = t.out.add(b * t.out_block);
+        // The bias comes last, as in ONNX Runtime (its rounding is the parity tests' reference).
+        let bias = V::load(t.bias.add(b * LANES));
+        for (j, a) in acc.iter().enumerate().take(t.n) {
+            a.add(bias).store(o.add(j * LANES));
+        }
+        let span = std::slice::from_raw_parts_mut(o, t.n * LANES);
+        if t.silu {
+            // `V::FMA` is a constant: one branch survives.
+            if V::FMA {
+                span.iter_mut().for_each(|v| *v /= 1.0 + exp_impl::<true>(-*v));
+            } else {
+                span.iter_mut().for_each(|v| *v /= 1.0 + exp_impl::<false>(-*v));
+            }
+        }
+        if let Some(r) = t.res {
+            let r = std::slice::from_raw_parts(r.add(b * t.out_block), t.n * LANES);
+            span.iter_mut().zip(r).for_each(|(d, r)| *d += r);
+        }
     }
 }
 
@@ -569,64 +549,9 @@ fn exp_impl<const FMA: bool>(x: f32) -> f32 {
     p * f32::from_bits(bits)
 }
 
-#[inline(always)]
-fn epilogue_impl<const FMA: bool>(row: &mut [f32], b: f32, silu: bool) {
-    if silu {
-        row.iter_mut().for_each(|v| {
-            let x = *v + b;
-            *v = x / (1.0 + exp_impl::<FMA>(-x));
-        });
-    } else {
-        row.iter_mut().for_each(|v| *v += b);
-    }
-}
-
-fn epilogue_portable(row: &mut [f32], b: f32, silu: bool) {
-    // aarch64 always has FMA; elsewhere the portable build may not.
-    epilogue_impl::<{ cfg!(target_arch = "aarch64") }>(row, b, silu)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn epilogue_avx2(row: &mut [f32], b: f32, silu: bool) {
-    epilogue_impl::<true>(row, b, silu)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn epilogue_avx512(row: &mut [f32], b: f32, silu: bool) {
-    epilogue_impl::<true>(row, b, silu)
-}
-
-/// `row = silu(row + b)` (or `row + b`): compiled for AVX-512 or AVX2+FMA when the CPU has it, since
-/// the default x86-64 target only auto-vectorises to SSE2.
-fn epilogue(row: &mut [f32], b: f32, silu: bool) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature this function is compiled for was just detected.
-            unsafe { epilogue_avx512(row, b, silu) };
-            return;
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the features this function is compiled for were just detected.
-            unsafe { epilogue_avx2(row, b, silu) };
-            return;
-        }
-    }
-    epilogue_portable(row, b, silu)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// An initialised buffer seen as one the kernel may write without reading.
-    fn as_uninit(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
-        // SAFETY: MaybeUninit<f32> has f32's size and alignment, and the kernel only writes
-        // initialised values through it.
-        unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) }
-    }
 
     /// The textbook convolution, summed in f64: the reference every kernel is held to.
     #[allow(clippy::too_many_arguments)]
@@ -659,79 +584,119 @@ mod tests {
 
     /// Deterministic values in [-1, 1) (xorshift), so a failure reproduces.
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed | 1;
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..n)
             .map(|_| {
                 s ^= s << 13;
                 s ^= s >> 7;
                 s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
     }
 
     fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-        a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max)
     }
 
-    /// Every kernel against the reference: 1x1, 3x3 and 5x5, stride 1 and 2, channel counts
-    /// that are not multiples of MR, odd and even sizes, maps smaller than one tile and maps of
-    /// many chunks with partial last tiles; with and without SiLU and residual.
+    fn act(x: &[f32], c: usize, h: usize, w: usize, lanes: usize) -> Act {
+        Act::from_chw(x, c, h, w, lanes).expect("sizes match")
+    }
+
+    /// Every kernel against the reference: 1x1 and 3x3, stride 1 and 2, input lanes 16 and 1,
+    /// channel counts that fill no block, one or several, and map widths that end in a wide
+    /// tile, a narrow one, or a partial one (pixels computed past the row's end).
     #[test]
     fn every_kernel_matches_the_naive_convolution() {
+        let cases = [(1, 1, 1, 16), (3, 7, 6, 1), (3, 9, 13, 16), (5, 13, 11, 16), (17, 20, 20, 16), (64, 19, 27, 16), (3, 30, 41, 1)];
         for isa in Isa::available() {
-            for (seed, &(ci, h, w)) in [(1, 1, 1), (3, 7, 6), (5, 13, 11), (17, 20, 20), (64, 45, 51), (3, 64, 30)].iter().enumerate() {
-                for &(k, s, co) in &[(1, 1, 4), (3, 1, 5), (3, 2, 2), (1, 2, 3), (3, 1, 13), (3, 2, 9), (5, 1, 6), (5, 2, 3)] {
+            for (seed, &(ci, h, w, lanes)) in cases.iter().enumerate() {
+                for &(k, s, co) in &[(1, 1, 4), (3, 1, 5), (3, 2, 2), (1, 2, 3), (3, 1, 40), (3, 2, 17), (1, 1, 48)] {
                     let x = values(ci * h * w, seed as u64 + 11);
                     let wt: Vec<f32> = values(co * ci * k * k, seed as u64 + 23).iter().map(|v| v * 0.3).collect();
                     let b = values(co, seed as u64 + 37);
-                    let op = DirectConv::with_isa(&wt, b.clone(), co, ci, k, s, true, isa).expect("valid shape");
-                    let (oh, ow) = op.out_size(h, w).expect("output size");
+                    let what = format!("{isa:?} ci{ci} {h}x{w} lanes {lanes} k{k} s{s} co{co}");
+                    let op = BlockConv::with_isa(&wt, &b, co, ci, k, s, true, lanes, isa).expect("valid shape");
+                    let input = act(&x, ci, h, w, lanes);
+                    let got = op.forward(&[&input], None).expect("forward");
                     let want = naive(&x, ci, h, w, &wt, &b, co, k, s, true);
-                    let mut got = vec![f32::NAN; co * oh * ow];
-                    op.forward_into(&x, h, w, None, as_uninit(&mut got)).expect("forward");
-                    let d = max_diff(&got, &want);
-                    assert!(d < 1e-4, "{isa:?} ci{ci} {h}x{w} k{k} s{s} co{co}: {d}");
+                    let d = max_diff(&got.to_chw(), &want);
+                    assert!(d < 1e-4, "{what}: {d}");
+                    // The output's border and padding lanes are zero (the next layer's padding).
+                    let blocks = &got.data()[..got.blocks() * got.block_len()];
+                    let nonzero = blocks.iter().filter(|v| **v != 0.0).count();
+                    assert!(nonzero <= co * got.h() * got.w(), "{what}: {nonzero} non-zero values outside the interior");
                     // Residual, and no activation.
-                    let r = values(got.len(), 99);
-                    let lin = DirectConv::with_isa(&wt, b.clone(), co, ci, k, s, false, isa).expect("valid shape");
-                    lin.forward_into(&x, h, w, Some(&r), as_uninit(&mut got)).expect("forward");
-                    let want_lin: Vec<f32> = naive(&x, ci, h, w, &wt, &b, co, k, s, false).iter().zip(&r).map(|(a, r)| a + r).collect();
-                    let d = max_diff(&got, &want_lin);
-                    assert!(d < 1e-4, "{isa:?} residual ci{ci} {h}x{w} k{k} s{s} co{co}: {d}");
+                    let r = values(want.len(), 99);
+                    let lin = BlockConv::with_isa(&wt, &b, co, ci, k, s, false, lanes, isa).expect("valid shape");
+                    let res = act(&r, co, got.h(), got.w(), LANES);
+                    let got = lin.forward(&[&input], Some(&res)).expect("forward");
+                    let want: Vec<f32> = naive(&x, ci, h, w, &wt, &b, co, k, s, false).iter().zip(&r).map(|(a, r)| a + r).collect();
+                    let d = max_diff(&got.to_chw(), &want);
+                    assert!(d < 1e-4, "{what} residual: {d}");
                 }
             }
         }
     }
 
-    /// A 1x1 conv over parts equals the same conv over their concatenation, for every kernel,
-    /// with a map size whose last tile is partial (the zero-padded tail copy).
+    /// A conv over parts equals the same conv over their concatenation, for every kernel; the
+    /// halves of an activation (views) are valid parts.
     #[test]
     fn parts_equal_the_concatenation() {
         for isa in Isa::available() {
             let (h, w) = (9, 13);
-            let (a, b, c) = (values(5 * h * w, 1), values(64 * h * w, 2), values(3 * h * w, 3));
-            let wt = values(7 * 72, 4);
+            let (a, b, c) = (values(16 * h * w, 1), values(64 * h * w, 2), values(3 * h * w, 3));
+            let wt = values(7 * 83 * 9, 4);
             let bias = values(7, 5);
-            let op = DirectConv::with_isa(&wt, bias, 7, 72, 1, 1, true, isa).expect("valid shape");
+            let op = BlockConv::with_isa(&wt, &bias, 7, 83, 3, 1, true, LANES, isa).expect("valid shape");
             let cat: Vec<f32> = [a.clone(), b.clone(), c.clone()].concat();
-            let (mut want, mut got) = (vec![0f32; 7 * h * w], vec![0f32; 7 * h * w]);
-            op.forward_into(&cat, h, w, None, as_uninit(&mut want)).expect("forward");
-            op.forward_parts_into(&[&a, &b, &c], h, w, as_uninit(&mut got)).expect("parts");
+            let want = op.forward(&[&act(&cat, 83, h, w, LANES)], None).expect("forward").to_chw();
+            let parts = [act(&a, 16, h, w, LANES), act(&b, 64, h, w, LANES), act(&c, 3, h, w, LANES)];
+            let got = op.forward(&[&parts[0], &parts[1], &parts[2]], None).expect("parts").to_chw();
             assert!(max_diff(&got, &want) < 1e-5, "{isa:?}");
-            assert!(op.forward_parts_into(&[&a, &b], h, w, as_uninit(&mut got)).is_err(), "the channel count is checked");
+            let [p, q] = parts[1].halves().expect("32 + 32 channels: block-aligned halves");
+            let got = op.forward(&[&parts[0], &p, &q, &parts[2]], None).expect("halves as parts").to_chw();
+            assert!(max_diff(&got, &want) < 1e-5, "{isa:?} halves");
+            assert!(op.forward(&[&parts[0], &parts[1]], None).is_err(), "the channel count is checked");
+            assert!(op.forward(&[&parts[2], &parts[0], &parts[1]], None).is_err(), "a part that is not whole blocks must be last");
         }
+    }
+
+    /// Tiles cover each row exactly once, in widths a kernel is built for, computing at most
+    /// one pixel past the row's end.
+    #[test]
+    fn row_tiles_cover_the_row_with_built_widths() {
+        for widest in [6, 12] {
+            for ow in 1..200 {
+                let tiles = row_tiles(ow, widest);
+                let mut next = 0;
+                for &(x0, np) in &tiles {
+                    assert_eq!(x0, next, "ow {ow}: tiles are contiguous");
+                    assert!(np % 2 == 0 && (2..=widest).contains(&np), "ow {ow}: width {np}");
+                    next = x0 + np;
+                }
+                assert!(next == ow || next == ow + 1, "ow {ow}: tiles end at {next}");
+                assert_eq!(tiles.len(), ow.div_ceil(widest), "ow {ow}: as few tiles as the widest allows");
+            }
+        }
+        assert_eq!(row_tiles(20, 12), vec![(0, 10), (10, 10)]);
+        assert_eq!(row_tiles(80, 12).last(), Some(&(72, 8)));
     }
 
     #[test]
     fn shapes_are_checked_not_trusted() {
-        assert!(DirectConv::new(&[0.0; 4], vec![0.0], 1, 1, 2, 1, true).is_err(), "even kernel");
-        assert!(DirectConv::new(&[0.0; 9], vec![0.0], 1, 1, 3, 3, true).is_err(), "stride 3");
-        assert!(DirectConv::new(&[0.0; 8], vec![0.0], 1, 1, 3, 1, true).is_err(), "weight count");
-        let op = DirectConv::new(&[0.0; 9], vec![0.0], 1, 1, 3, 1, true).expect("valid");
-        assert!(op.forward_into(&[0.0; 4], 2, 3, None, as_uninit(&mut [0.0; 6])).is_err(), "input size");
-        assert!(op.forward_into(&[0.0; 6], 2, 3, None, as_uninit(&mut [0.0; 5])).is_err(), "output size");
-        assert!(op.forward_into(&[], 0, 0, None, as_uninit(&mut [])).is_err(), "empty input");
+        assert!(BlockConv::new(&[0.0; 4], &[0.0], 1, 1, 2, 1, true, LANES).is_err(), "even kernel");
+        assert!(BlockConv::new(&[0.0; 25], &[0.0], 1, 1, 5, 1, true, LANES).is_err(), "5x5 needs a wider border");
+        assert!(BlockConv::new(&[0.0; 9], &[0.0], 1, 1, 3, 3, true, LANES).is_err(), "stride 3");
+        assert!(BlockConv::new(&[0.0; 8], &[0.0], 1, 1, 3, 1, true, LANES).is_err(), "weight count");
+        assert!(BlockConv::new(&[0.0; 9], &[0.0], 1, 1, 3, 1, true, 4).is_err(), "input lanes");
+        let op = BlockConv::new(&[0.0; 18], &[0.0], 1, 2, 3, 1, true, LANES).expect("valid");
+        assert!(op.forward(&[], None).is_err(), "no input");
+        assert!(op.forward(&[&act(&[0.0; 6], 1, 2, 3, LANES)], None).is_err(), "channel count");
+        assert!(op.forward(&[&act(&[0.0; 12], 2, 2, 3, 1)], None).is_err(), "lanes");
+        let res = act(&[0.0; 5], 1, 1, 5, LANES);
+        assert!(op.forward(&[&act(&[0.0; 12], 2, 2, 3, LANES)], Some(&res)).is_err(), "residual shape");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use image::DynamicImage;
 
 use crate::vision::postprocess::{decode, nms, unletterbox};
@@ -47,9 +47,7 @@ impl YoloDetector {
         if chw.len() != 3 * s * s {
             return Err(VisionError::Invalid(format!("input has {} values, expected 3x{s}x{s}", chw.len())));
         }
-        let x = Tensor::from_slice(chw, (1, 3, s, s), &self.device)?.to_dtype(crate::vision::yolo::compute_dtype(&self.device))?;
-        let y = self.net.forward(&x)?;
-        Ok(y.squeeze(0)?.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+        Ok(self.net.forward_chw(chw, s, &self.device)?)
     }
 
     /// Detection with a timing split.

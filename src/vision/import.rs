@@ -288,7 +288,7 @@ pub fn load_yolo(models_dir: &Path, name: &str, opts: DetectOptions) -> Result<Y
     }
     let dev = default_device();
     if dev.is_cpu() {
-        crate::vision::cpu_conv::keep_activation_memory();
+        crate::vision::blocked::keep_activation_memory();
     }
     let tensors =
         candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| VisionError::format(&path, crate::vision::candle_message(&e)))?;

@@ -2,7 +2,8 @@
 //!
 //! This module owns everything between "an image and an installed model name" and "a list of
 //! detections with domain roles": the [`Detector`] trait the rest of the daemon talks to, the
-//! YOLOv8 network written in candle ([`yolo`]) with our fused CPU convolution ([`cpu_conv`]),
+//! YOLOv8 network written in candle ([`yolo`]) with our CPU convolution ([`conv_kernel`]) on
+//! blocked activations ([`blocked`]),
 //! the Ultralytics-compatible pre/post-processing ([`preprocess`], [`postprocess`]), the
 //! Python-free importer for Ultralytics files ([`import`], reading [`onnx`] and [`pt`]), the
 //! detector glue ([`engine`]), the photo quality gate ([`quality`]), the privacy blur
@@ -19,11 +20,11 @@
 //! [`Detection`] values, never a candle type. Heavy compute is synchronous; callers run it on
 //! threads they own (see the conventions, habit 4).
 
+pub mod blocked;
 pub mod blur;
 pub mod cli;
 pub mod codes;
 pub mod conv_kernel;
-pub mod cpu_conv;
 pub mod engine;
 pub mod import;
 pub mod measure;

@@ -8,13 +8,18 @@
 //! training checkpoints); un-fused ones are folded once at load time so the forward pass is the
 //! same for both. The output is exactly the ONNX export's `output0`: `[1, 4 + nc, anchors]` with
 //! `cx, cy, w, h` in input pixels and sigmoid class scores.
+//!
+//! The blocks' forward passes are written once, over [`Ops`]: candle tensors on any device
+//! ([`Candle`], the CUDA path), or our blocked CPU activations ([`Blocked`], `blocked.rs` and
+//! `conv_kernel.rs`), which CPU f32 runs whenever every split and concatenation falls on whole
+//! channel blocks (true of every Ultralytics scale).
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 use tracing::{span, Level};
 
-use crate::vision::conv_kernel::DirectConv;
-use crate::vision::cpu_conv::{max_pool5, upsample2x, with_f32_values, FusedConv, WithResidual};
+use crate::vision::blocked::{on_awake_pool, Act, LANES};
+use crate::vision::conv_kernel::BlockConv;
 use crate::vision::postprocess::{dfl_decode, make_anchors, LevelLogits};
 
 type CResult<T> = candle_core::Result<T>;
@@ -46,76 +51,175 @@ fn load_conv2d(vb: &VarBuilder, stride: usize, bn_eps: f64) -> CResult<Conv2d> {
     Ok(Conv2d::new(weight.contiguous()?, Some(bias), cfg))
 }
 
-/// On CPU with f32 weights, our packed conv with fused bias (+ SiLU), see `cpu_conv.rs`.
-fn cpu_fused(conv: &Conv2d, stride: usize, silu: bool) -> CResult<Option<FusedConv>> {
-    let w = conv.weight();
-    if !w.device().is_cpu() || w.dtype() != DType::F32 {
-        return Ok(None);
-    }
-    let (co, ci, k, k2) = w.dims4()?;
-    if k != k2 {
-        candle_core::bail!("non-square {k}x{k2} kernel");
-    }
-    let bias = match conv.bias() {
-        Some(b) => b.to_vec1::<f32>()?,
-        None => vec![0f32; co],
-    };
-    if bias.len() != co {
-        candle_core::bail!("bias has {} values for {co} output channels", bias.len());
-    }
-    let conv = DirectConv::new(&w.flatten_all()?.to_vec1::<f32>()?, bias, co, ci, k, stride, silu);
-    Ok(Some(conv.map_err(candle_core::Error::wrap)?.into()))
-}
-
-/// Ultralytics `Conv`: conv (+ folded BN) + SiLU.
+/// A convolution (+ SiLU): candle's `Conv2d` for any device and, with f32 weights on the CPU,
+/// our blocked kernel (`None` where it does not apply: other devices, or a shape it does not
+/// take, such as a 5x5 kernel).
 #[derive(Debug, Clone)]
 pub struct ConvBlock {
     conv: Conv2d,
-    fast: Option<FusedConv>,
+    cpu: Option<BlockConv>,
+    silu: bool,
     span: tracing::Span,
 }
 
 impl ConvBlock {
+    /// Ultralytics `Conv`: conv (+ folded BN) + SiLU, over a layer's output.
     pub fn load(vb: VarBuilder, stride: usize, bn_eps: f64) -> CResult<Self> {
-        let conv = load_conv2d(&vb, stride, bn_eps)?;
-        let fast = cpu_fused(&conv, stride, true)?;
-        Ok(Self { conv, fast, span: span!(Level::TRACE, "conv") })
+        Self::new(load_conv2d(&vb, stride, bn_eps)?, stride, true, LANES)
+    }
+
+    /// The first `Conv`, over the network's input image (one channel to a block).
+    fn load_stem(vb: VarBuilder, stride: usize, bn_eps: f64) -> CResult<Self> {
+        Self::new(load_conv2d(&vb, stride, bn_eps)?, stride, true, 1)
+    }
+
+    fn new(conv: Conv2d, stride: usize, silu: bool, lanes_in: usize) -> CResult<Self> {
+        let w = conv.weight();
+        let cpu = if w.device().is_cpu() && w.dtype() == DType::F32 {
+            let (co, ci, k, k2) = w.dims4()?;
+            let bias = match conv.bias() {
+                Some(b) => b.to_vec1::<f32>()?,
+                None => vec![0f32; co],
+            };
+            let weights = w.flatten_all()?.to_vec1::<f32>()?;
+            (k == k2).then(|| BlockConv::new(&weights, &bias, co, ci, k, stride, silu, lanes_in).ok()).flatten()
+        } else {
+            None
+        };
+        Ok(Self { conv, cpu, silu, span: span!(Level::TRACE, "conv") })
     }
 
     pub fn out_channels(&self) -> usize {
         self.conv.weight().dim(0).unwrap_or(0)
     }
-}
 
-impl ConvBlock {
-    /// `silu(conv(cat(parts, dim 1)))`; on CPU a 1x1 conv skips building the concatenation.
-    pub fn forward_parts(&self, parts: &[&Tensor]) -> CResult<Tensor> {
-        if let Some(op) = &self.fast {
-            if op.is_pointwise() && parts.iter().all(|p| p.dim(0).ok() == Some(1)) {
-                let _e = self.span.enter();
-                return op.forward_parts(parts);
-            }
-        }
-        self.forward(&Tensor::cat(parts, 1)?)
-    }
-
-    /// `silu(conv(xs)) + residual`, fused on CPU.
-    pub fn forward_add(&self, xs: &Tensor, residual: &Tensor) -> CResult<Tensor> {
-        let _e = self.span.enter();
-        match &self.fast {
-            Some(op) => xs.contiguous()?.apply_op2_no_bwd(&residual.contiguous()?, &WithResidual(op)),
-            None => self.conv.forward(xs)?.silu()? + residual,
-        }
+    fn has_cpu_kernel(&self) -> bool {
+        self.cpu.is_some()
     }
 }
 
-impl Module for ConvBlock {
-    fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
-        let _e = self.span.enter();
-        match &self.fast {
-            Some(op) => xs.contiguous()?.apply_op1_no_bwd(op),
-            None => self.conv.forward(xs)?.silu(),
+/// The operations YOLOv8's blocks are made of, on one representation of activations.
+pub trait Ops {
+    type T;
+    /// `conv(cat(parts, channels))`, SiLU for a `Conv` block, then `+ res`.
+    fn conv(&self, c: &ConvBlock, parts: &[&Self::T], res: Option<&Self::T>) -> CResult<Self::T>;
+    /// The two halves of the channels (C2f's split).
+    fn halves(&self, t: &Self::T) -> CResult<[Self::T; 2]>;
+    fn upsample2x(&self, t: &Self::T) -> CResult<Self::T>;
+    /// `nn.MaxPool2d(5, 1, 2)`.
+    fn max_pool5(&self, t: &Self::T) -> CResult<Self::T>;
+    /// Height and width.
+    fn size(&self, t: &Self::T) -> CResult<(usize, usize)>;
+    /// The network's `[4 + nc, anchors]` output (one image, row-major) from each level's box and
+    /// class logits.
+    fn decode(&self, nc: usize, sizes: &[(usize, usize)], boxes: &[Self::T], scores: &[Self::T]) -> CResult<Vec<f32>>;
+}
+
+/// Candle tensors `[1, c, h, w]` on any device.
+pub struct Candle;
+
+impl Ops for Candle {
+    type T = Tensor;
+
+    fn conv(&self, c: &ConvBlock, parts: &[&Tensor], res: Option<&Tensor>) -> CResult<Tensor> {
+        let _e = c.span.enter();
+        let y = match parts {
+            [x] => c.conv.forward(x)?,
+            _ => c.conv.forward(&Tensor::cat(parts, 1)?)?,
+        };
+        let y = if c.silu { y.silu()? } else { y };
+        match res {
+            Some(r) => y + r,
+            None => Ok(y),
         }
+    }
+
+    fn halves(&self, t: &Tensor) -> CResult<[Tensor; 2]> {
+        let c = t.dim(1)? / 2;
+        Ok([t.narrow(1, 0, c)?, t.narrow(1, c, c)?])
+    }
+
+    fn upsample2x(&self, t: &Tensor) -> CResult<Tensor> {
+        let (_, _, h, w) = t.dims4()?;
+        t.upsample_nearest2d(h * 2, w * 2)
+    }
+
+    fn max_pool5(&self, t: &Tensor) -> CResult<Tensor> {
+        max_pool5_same(t)
+    }
+
+    fn size(&self, t: &Tensor) -> CResult<(usize, usize)> {
+        let (_, _, h, w) = t.dims4()?;
+        Ok((h, w))
+    }
+
+    fn decode(&self, nc: usize, sizes: &[(usize, usize)], boxes: &[Tensor], scores: &[Tensor]) -> CResult<Vec<f32>> {
+        let dev = boxes.first().map(|t| t.device().clone()).unwrap_or(Device::Cpu);
+        let (anchor_xy, stride) = make_anchors(sizes, &STRIDES);
+        let a = stride.len();
+        let flat = |ts: &[Tensor], c: usize| -> CResult<Tensor> {
+            let ts: Vec<Tensor> = ts.iter().map(|t| t.reshape((1, c, ()))).collect::<CResult<_>>()?;
+            Tensor::cat(&ts, 2)
+        };
+        let boxes = flat(boxes, 4 * REG_MAX)?;
+        let scores = flat(scores, nc)?;
+
+        // DFL: softmax over the 16 bins of each side, expectation with 0..15.
+        let bins = candle_nn::ops::softmax(&boxes.reshape((1, 4, REG_MAX, a))?, 2)?;
+        let proj = Tensor::arange(0f32, REG_MAX as f32, &dev)?.to_dtype(bins.dtype())?.reshape((1, 1, REG_MAX, 1))?;
+        let dist = bins.broadcast_mul(&proj)?.sum(2)?; // [1, 4, a]: left, top, right, bottom
+
+        let anchors = Tensor::from_vec(anchor_xy, (1, 2, a), &dev)?.to_dtype(dist.dtype())?;
+        let stride = Tensor::from_vec(stride, (1, 1, a), &dev)?.to_dtype(dist.dtype())?;
+        let lt = dist.narrow(1, 0, 2)?;
+        let rb = dist.narrow(1, 2, 2)?;
+        let x1y1 = anchors.broadcast_sub(&lt)?;
+        let x2y2 = anchors.broadcast_add(&rb)?;
+        let cxy = ((&x1y1 + &x2y2)? / 2.0)?;
+        let wh = (x2y2 - x1y1)?;
+        let dbox = Tensor::cat(&[cxy, wh], 1)?.broadcast_mul(&stride)?;
+        let out = Tensor::cat(&[dbox, candle_nn::ops::sigmoid(&scores)?], 1)?;
+        out.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+    }
+}
+
+/// Our blocked CPU activations (`blocked.rs`), convolutions by `conv_kernel.rs`.
+pub struct Blocked;
+
+impl Ops for Blocked {
+    type T = Act;
+
+    fn conv(&self, c: &ConvBlock, parts: &[&Act], res: Option<&Act>) -> CResult<Act> {
+        let _e = c.span.enter();
+        let Some(k) = &c.cpu else {
+            candle_core::bail!("convolution without a CPU kernel on the blocked path");
+        };
+        k.forward(parts, res).map_err(candle_core::Error::wrap)
+    }
+
+    fn halves(&self, t: &Act) -> CResult<[Act; 2]> {
+        t.halves().ok_or_else(|| candle_core::Error::Msg(format!("{} channels do not split into whole blocks", t.c())))
+    }
+
+    fn upsample2x(&self, t: &Act) -> CResult<Act> {
+        Ok(t.upsample2x())
+    }
+
+    fn max_pool5(&self, t: &Act) -> CResult<Act> {
+        Ok(t.max_pool5())
+    }
+
+    fn size(&self, t: &Act) -> CResult<(usize, usize)> {
+        Ok((t.h(), t.w()))
+    }
+
+    fn decode(&self, nc: usize, sizes: &[(usize, usize)], boxes: &[Act], scores: &[Act]) -> CResult<Vec<f32>> {
+        let (anchor_xy, stride) = make_anchors(sizes, &STRIDES);
+        let boxes: Vec<Vec<f32>> = boxes.iter().map(Act::to_chw).collect();
+        let scores: Vec<Vec<f32>> = scores.iter().map(Act::to_chw).collect();
+        let levels: Vec<LevelLogits> = boxes.iter().zip(&scores).map(|(b, c)| LevelLogits { boxes: b, classes: c }).collect();
+        dfl_decode(&levels, nc, REG_MAX, &anchor_xy, &stride)
+            .ok_or_else(|| candle_core::Error::Msg("detect head: the levels' outputs do not match the anchors".into()))
     }
 }
 
@@ -134,17 +238,11 @@ impl Bottleneck {
         let cv2 = ConvBlock::load(vb.pp("cv2"), 1, bn_eps)?;
         Ok(Self { cv1, cv2, residual: shortcut, span: span!(Level::TRACE, "bottleneck") })
     }
-}
 
-impl Module for Bottleneck {
-    fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
+    fn forward<O: Ops>(&self, o: &O, x: &O::T) -> CResult<O::T> {
         let _e = self.span.enter();
-        let y = self.cv1.forward(xs)?;
-        if self.residual {
-            self.cv2.forward_add(&y, xs)
-        } else {
-            self.cv2.forward(&y)
-        }
+        let y = o.conv(&self.cv1, &[x], None)?;
+        o.conv(&self.cv2, &[&y], self.residual.then_some(x))
     }
 }
 
@@ -171,28 +269,28 @@ impl C2f {
         }
         Ok(Self { cv1, cv2, m, span: span!(Level::TRACE, "c2f") })
     }
-}
 
-impl Module for C2f {
-    fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
-        // One input is the concatenation of a single part.
-        self.forward_parts(&[xs])
-    }
-}
-
-impl C2f {
-    /// The block applied to the channel-concatenation of `parts` (the neck's concat inputs).
-    pub fn forward_parts(&self, parts: &[&Tensor]) -> CResult<Tensor> {
+    /// The block applied to the channel-concatenation of `parts` (the neck's concat inputs are
+    /// never built: the first conv reads the parts).
+    fn forward<O: Ops>(&self, o: &O, parts: &[&O::T]) -> CResult<O::T> {
         let _e = self.span.enter();
-        let y = self.cv1.forward_parts(parts)?;
-        let c = y.dim(1)? / 2;
-        let mut ys = vec![y.narrow(1, 0, c)?, y.narrow(1, c, c)?];
+        let y = o.conv(&self.cv1, parts, None)?;
+        let mut ys: Vec<O::T> = o.halves(&y)?.into();
         for m in &self.m {
-            let next = m.forward(&ys[ys.len() - 1])?;
+            let next = m.forward(o, &ys[ys.len() - 1])?;
             ys.push(next);
         }
-        let refs: Vec<&Tensor> = ys.iter().collect();
-        self.cv2.forward_parts(&refs)
+        let refs: Vec<&O::T> = ys.iter().collect();
+        o.conv(&self.cv2, &refs, None)
+    }
+
+    fn convs(&self) -> impl Iterator<Item = &ConvBlock> {
+        [&self.cv1, &self.cv2].into_iter().chain(self.m.iter().flat_map(|b| [&b.cv1, &b.cv2]))
+    }
+
+    /// Whether the split falls on a whole channel block.
+    fn splits_on_blocks(&self) -> bool {
+        (self.cv1.out_channels() / 2) % LANES == 0
     }
 }
 
@@ -223,17 +321,14 @@ impl Sppf {
         let cv2 = ConvBlock::load(vb.pp("cv2"), 1, bn_eps)?;
         Ok(Self { cv1, cv2, span: span!(Level::TRACE, "sppf") })
     }
-}
 
-impl Module for Sppf {
-    fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
+    fn forward<O: Ops>(&self, o: &O, xs: &O::T) -> CResult<O::T> {
         let _e = self.span.enter();
-        let x = self.cv1.forward(xs)?;
-        let pool = |t: &Tensor| if t.device().is_cpu() && t.dtype() == DType::F32 { max_pool5(t) } else { max_pool5_same(t) };
-        let y1 = pool(&x)?;
-        let y2 = pool(&y1)?;
-        let y3 = pool(&y2)?;
-        self.cv2.forward_parts(&[&x, &y1, &y2, &y3])
+        let x = o.conv(&self.cv1, &[xs], None)?;
+        let y1 = o.max_pool5(&x)?;
+        let y2 = o.max_pool5(&y1)?;
+        let y3 = o.max_pool5(&y2)?;
+        o.conv(&self.cv2, &[&x, &y1, &y2, &y3], None)
     }
 }
 
@@ -242,8 +337,8 @@ impl Module for Sppf {
 struct HeadBranch {
     a: ConvBlock,
     b: ConvBlock,
-    out: Conv2d,
-    out_fast: Option<FusedConv>,
+    /// The plain `Conv2d`: no activation.
+    out: ConvBlock,
 }
 
 impl HeadBranch {
@@ -251,25 +346,14 @@ impl HeadBranch {
         let a = ConvBlock::load(vb.pp("0"), 1, bn_eps)?;
         let b = ConvBlock::load(vb.pp("1"), 1, bn_eps)?;
         let vb2 = vb.pp("2");
-        let w = vb2.get_unchecked("weight")?;
-        let bias = vb2.get_unchecked("bias")?;
-        let out = Conv2d::new(w, Some(bias), Conv2dConfig::default());
-        let out_fast = cpu_fused(&out, 1, false)?;
-        Ok(Self { a, b, out, out_fast })
+        let out = Conv2d::new(vb2.get_unchecked("weight")?, Some(vb2.get_unchecked("bias")?), Conv2dConfig::default());
+        Ok(Self { a, b, out: ConvBlock::new(out, 1, false, LANES)? })
     }
 
-    fn out_channels(&self) -> usize {
-        self.out.weight().dim(0).unwrap_or(0)
-    }
-}
-
-impl Module for HeadBranch {
-    fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
-        let x = self.b.forward(&self.a.forward(xs)?)?;
-        match &self.out_fast {
-            Some(op) => x.apply_op1_no_bwd(op),
-            None => self.out.forward(&x),
-        }
+    fn forward<O: Ops>(&self, o: &O, x: &O::T) -> CResult<O::T> {
+        let y = o.conv(&self.a, &[x], None)?;
+        let y = o.conv(&self.b, &[&y], None)?;
+        o.conv(&self.out, &[&y], None)
     }
 }
 
@@ -291,11 +375,11 @@ impl DetectHead {
             cv2.push(HeadBranch::load(vb.pp(format!("cv2.{i}")), bn_eps)?);
             cv3.push(HeadBranch::load(vb.pp(format!("cv3.{i}")), bn_eps)?);
         }
-        if cv2.iter().any(|b| b.out_channels() != 4 * REG_MAX) {
+        if cv2.iter().any(|b| b.out.out_channels() != 4 * REG_MAX) {
             candle_core::bail!("box branch is not 4 x {REG_MAX} DFL bins");
         }
-        let nc = cv3[0].out_channels();
-        if nc == 0 || cv3.iter().any(|b| b.out_channels() != nc) {
+        let nc = cv3[0].out.out_channels();
+        if nc == 0 || cv3.iter().any(|b| b.out.out_channels() != nc) {
             candle_core::bail!("class branches disagree on the class count");
         }
         Ok(Self { cv2, cv3, nc, span: span!(Level::TRACE, "detect") })
@@ -305,60 +389,21 @@ impl DetectHead {
         self.nc
     }
 
-    pub fn forward(&self, levels: &[&Tensor; 3]) -> CResult<Tensor> {
+    fn forward<O: Ops>(&self, o: &O, levels: [&O::T; 3]) -> CResult<Vec<f32>> {
         let _e = self.span.enter();
-        let dev = levels[0].device();
         let mut boxes = Vec::with_capacity(3);
         let mut scores = Vec::with_capacity(3);
         let mut sizes = Vec::with_capacity(3);
-        for (i, x) in levels.iter().enumerate() {
-            let (_, _, h, w) = x.dims4()?;
-            sizes.push((h, w));
-            boxes.push(self.cv2[i].forward(x)?);
-            scores.push(self.cv3[i].forward(x)?);
+        for (i, x) in levels.into_iter().enumerate() {
+            sizes.push(o.size(x)?);
+            boxes.push(self.cv2[i].forward(o, x)?);
+            scores.push(self.cv3[i].forward(o, x)?);
         }
-        let (anchor_xy, stride) = make_anchors(&sizes, &STRIDES);
-        let (b, a) = (levels[0].dim(0)?, stride.len());
+        o.decode(self.nc, &sizes, &boxes, &scores)
+    }
 
-        if dev.is_cpu() && boxes[0].dtype() == DType::F32 {
-            // Plain parallel loops on CPU, reading each level's output in place: a dozen small
-            // candle ops and two concatenations here each woke candle's spinning worker pool
-            // (see cpu_conv.rs) for little work.
-            let mut out = Vec::with_capacity(b * (4 + self.nc) * a);
-            for bi in 0..b {
-                let per: Vec<Tensor> = boxes.iter().chain(&scores).map(|t| t.get(bi)).collect::<CResult<_>>()?;
-                let refs: Vec<&Tensor> = per.iter().collect();
-                out.extend(with_f32_values(&refs, "detect head", |v| {
-                    let lv: Vec<LevelLogits> = (0..3).map(|i| LevelLogits { boxes: v[i], classes: v[3 + i] }).collect();
-                    dfl_decode(&lv, self.nc, REG_MAX, &anchor_xy, &stride)
-                        .ok_or_else(|| candle_core::Error::Msg("detect head: the levels' outputs do not match the anchors".into()))
-                })?);
-            }
-            return Tensor::from_vec(out, (b, 4 + self.nc, a), dev);
-        }
-
-        let flat = |ts: &[Tensor], c: usize| -> CResult<Tensor> {
-            let ts: Vec<Tensor> = ts.iter().map(|t| t.reshape((b, c, ()))).collect::<CResult<_>>()?;
-            Tensor::cat(&ts, 2)
-        };
-        let boxes = flat(&boxes, 4 * REG_MAX)?;
-        let scores = flat(&scores, self.nc)?;
-
-        // DFL: softmax over the 16 bins of each side, expectation with 0..15.
-        let bins = candle_nn::ops::softmax(&boxes.reshape((b, 4, REG_MAX, a))?, 2)?;
-        let proj = Tensor::arange(0f32, REG_MAX as f32, dev)?.to_dtype(bins.dtype())?.reshape((1, 1, REG_MAX, 1))?;
-        let dist = bins.broadcast_mul(&proj)?.sum(2)?; // [b, 4, a]: left, top, right, bottom
-
-        let anchors = Tensor::from_vec(anchor_xy, (1, 2, a), dev)?.to_dtype(dist.dtype())?;
-        let stride = Tensor::from_vec(stride, (1, 1, a), dev)?.to_dtype(dist.dtype())?;
-        let lt = dist.narrow(1, 0, 2)?;
-        let rb = dist.narrow(1, 2, 2)?;
-        let x1y1 = anchors.broadcast_sub(&lt)?;
-        let x2y2 = anchors.broadcast_add(&rb)?;
-        let cxy = ((&x1y1 + &x2y2)? / 2.0)?;
-        let wh = (x2y2 - x1y1)?;
-        let dbox = Tensor::cat(&[cxy, wh], 1)?.broadcast_mul(&stride)?;
-        Tensor::cat(&[dbox, candle_nn::ops::sigmoid(&scores)?], 1)
+    fn convs(&self) -> impl Iterator<Item = &ConvBlock> {
+        self.cv2.iter().chain(&self.cv3).flat_map(|b| [&b.a, &b.b, &b.out])
     }
 }
 
@@ -382,6 +427,8 @@ pub struct YoloV8 {
     b19: ConvBlock,
     b21: C2f,
     head: DetectHead,
+    /// Whether CPU f32 runs on [`Blocked`] (see [`YoloV8::fits_blocks`]).
+    blocked: bool,
     span: tracing::Span,
 }
 
@@ -389,8 +436,8 @@ impl YoloV8 {
     /// Loads from Ultralytics names rooted at `model.` (the caller passes `vb.pp("model")`).
     pub fn load(vb: VarBuilder, bn_eps: f64) -> CResult<Self> {
         let c = |i: usize| vb.pp(i.to_string());
-        Ok(Self {
-            b0: ConvBlock::load(c(0), 2, bn_eps)?,
+        let mut net = Self {
+            b0: ConvBlock::load_stem(c(0), 2, bn_eps)?,
             b1: ConvBlock::load(c(1), 2, bn_eps)?,
             b2: C2f::load(c(2), true, bn_eps)?,
             b3: ConvBlock::load(c(3), 2, bn_eps)?,
@@ -407,8 +454,28 @@ impl YoloV8 {
             b19: ConvBlock::load(c(19), 2, bn_eps)?,
             b21: C2f::load(c(21), false, bn_eps)?,
             head: DetectHead::load(c(22), bn_eps)?,
+            blocked: false,
             span: span!(Level::TRACE, "yolov8"),
-        })
+        };
+        net.blocked = net.fits_blocks();
+        if !net.blocked && net.b0.conv.weight().device().is_cpu() {
+            tracing::warn!(
+                "this network's widths do not split into blocks of {LANES} channels: it runs on candle's slower CPU convolution"
+            );
+        }
+        Ok(net)
+    }
+
+    /// Whether every convolution has a CPU kernel and every split and concatenation falls on
+    /// whole channel blocks: C2f's halves, SPPF's pooled copies, and the first part of each
+    /// neck concatenation (the upsampled P5 and P4 path, and the stride-2 convs' outputs).
+    fn fits_blocks(&self) -> bool {
+        let c2fs = [&self.b2, &self.b4, &self.b6, &self.b8, &self.b12, &self.b15, &self.b18, &self.b21];
+        let convs = [&self.b0, &self.b1, &self.b3, &self.b5, &self.b7, &self.b16, &self.b19, &self.b9.cv1, &self.b9.cv2];
+        let whole = |c: &ConvBlock| c.out_channels() % LANES == 0;
+        convs.iter().copied().chain(c2fs.iter().flat_map(|b| b.convs())).chain(self.head.convs()).all(ConvBlock::has_cpu_kernel)
+            && c2fs.iter().all(|b| b.splits_on_blocks())
+            && [&self.b9.cv1, &self.b9.cv2, &self.b12.cv2, &self.b16, &self.b19].into_iter().all(whole)
     }
 
     pub fn num_classes(&self) -> usize {
@@ -431,47 +498,69 @@ impl YoloV8 {
         self.b0.out_channels()
     }
 
+    /// One image `chw` (`[3, s, s]` RGB 0..1, `s` a multiple of 32) on `dev`. Returns the
+    /// `[4 + nc, anchors]` output, row-major (ONNX Runtime's `output0` without its batch).
+    pub fn forward_chw(&self, chw: &[f32], s: usize, dev: &Device) -> CResult<Vec<f32>> {
+        if dev.is_cpu() && self.blocked {
+            let Some(x) = Act::from_chw(chw, 3, s, s, 1) else {
+                candle_core::bail!("input has {} values, not 3x{s}x{s}", chw.len());
+            };
+            // On a worker of rayon's pool (from any other thread, such as the photo worker,
+            // each of the ~80 fork-joins was a hand-off to the pool and a wait on a latch),
+            // with the other workers kept awake between the layers.
+            return on_awake_pool(|| self.run(&Blocked, x));
+        }
+        let x = Tensor::from_slice(chw, (1, 3, s, s), dev)?.to_dtype(compute_dtype(dev))?;
+        self.run(&Candle, x)
+    }
+
     /// `xs`: `[1, 3, S, S]` RGB 0..1, S a multiple of 32. Returns `[1, 4 + nc, anchors]`.
+    pub fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
+        let (b, c, h, w) = xs.dims4()?;
+        if b != 1 || c != 3 || h != w {
+            candle_core::bail!("input {b}x{c}x{h}x{w}: one square RGB image");
+        }
+        let out = if xs.device().is_cpu() && self.blocked {
+            self.forward_chw(&xs.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?, h, xs.device())?
+        } else {
+            self.run(&Candle, xs.clone())?
+        };
+        let rows = 4 + self.num_classes();
+        let n = out.len() / rows;
+        Tensor::from_vec(out, (1, rows, n), xs.device())
+    }
+
+    /// The network on one representation.
     ///
     /// Each step runs inside a TRACE span `block` whose `i` is the Ultralytics layer index
     /// (`model.i` in the weights and in ONNX node names), so a profiler can put our time per
     /// block beside ONNX Runtime's (`cargo bench --bench vision` with `BENCH_PROFILE=1`). The
-    /// concatenations 11/14/17/20 have no step of their own: their 1x1 consumer reads the parts.
-    pub fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
+    /// concatenations 11/14/17/20 have no step of their own: their consumer reads the parts.
+    fn run<O: Ops>(&self, o: &O, xs: O::T) -> CResult<Vec<f32>> {
         let _e = self.span.enter();
-        let block = |i: usize| span!(Level::TRACE, "block", i).entered();
-        let up = |i: usize, t: &Tensor| -> CResult<Tensor> {
-            let _b = block(i);
-            if t.device().is_cpu() && t.dtype() == DType::F32 {
-                return upsample2x(t);
-            }
-            let (_, _, h, w) = t.dims4()?;
-            t.upsample_nearest2d(h * 2, w * 2)
-        };
-        let run = |i: usize, f: &dyn Fn() -> CResult<Tensor>| -> CResult<Tensor> {
-            let _b = block(i);
+        fn block<R>(i: usize, f: impl FnOnce() -> R) -> R {
+            let _b = span!(Level::TRACE, "block", i).entered();
             f()
-        };
-        let x = run(0, &|| self.b0.forward(xs))?;
-        let x = run(1, &|| self.b1.forward(&x))?;
-        let x = run(2, &|| self.b2.forward(&x))?;
-        let x = run(3, &|| self.b3.forward(&x))?;
-        let p3 = run(4, &|| self.b4.forward(&x))?;
-        let x = run(5, &|| self.b5.forward(&p3))?;
-        let p4 = run(6, &|| self.b6.forward(&x))?;
-        let x = run(7, &|| self.b7.forward(&p4))?;
-        let x = run(8, &|| self.b8.forward(&x))?;
-        let p5 = run(9, &|| self.b9.forward(&x))?;
-        // Concat layers 11/14/17/20 feed a C2f whose first conv is 1x1: passed as parts.
-        let u = up(10, &p5)?;
-        let x12 = run(12, &|| self.b12.forward_parts(&[&u, &p4]))?;
-        let u = up(13, &x12)?;
-        let x15 = run(15, &|| self.b15.forward_parts(&[&u, &p3]))?;
-        let x = run(16, &|| self.b16.forward(&x15))?;
-        let x18 = run(18, &|| self.b18.forward_parts(&[&x, &x12]))?;
-        let x = run(19, &|| self.b19.forward(&x18))?;
-        let x21 = run(21, &|| self.b21.forward_parts(&[&x, &p5]))?;
-        run(22, &|| self.head.forward(&[&x15, &x18, &x21]))
+        }
+        let x = block(0, || o.conv(&self.b0, &[&xs], None))?;
+        let x = block(1, || o.conv(&self.b1, &[&x], None))?;
+        let x = block(2, || self.b2.forward(o, &[&x]))?;
+        let x = block(3, || o.conv(&self.b3, &[&x], None))?;
+        let p3 = block(4, || self.b4.forward(o, &[&x]))?;
+        let x = block(5, || o.conv(&self.b5, &[&p3], None))?;
+        let p4 = block(6, || self.b6.forward(o, &[&x]))?;
+        let x = block(7, || o.conv(&self.b7, &[&p4], None))?;
+        let x = block(8, || self.b8.forward(o, &[&x]))?;
+        let p5 = block(9, || self.b9.forward(o, &x))?;
+        let u = block(10, || o.upsample2x(&p5))?;
+        let x12 = block(12, || self.b12.forward(o, &[&u, &p4]))?;
+        let u = block(13, || o.upsample2x(&x12))?;
+        let x15 = block(15, || self.b15.forward(o, &[&u, &p3]))?;
+        let x = block(16, || o.conv(&self.b16, &[&x15], None))?;
+        let x18 = block(18, || self.b18.forward(o, &[&x, &x12]))?;
+        let x = block(19, || o.conv(&self.b19, &[&x18], None))?;
+        let x21 = block(21, || self.b21.forward(o, &[&x, &p5]))?;
+        block(22, || self.head.forward(o, [&x15, &x18, &x21]))
     }
 }
 
