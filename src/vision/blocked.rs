@@ -29,7 +29,7 @@ use rayon::prelude::*;
 /// Channels to a block: one AVX-512 vector of f32.
 pub const LANES: usize = 16;
 /// Zero floats after the last block of every buffer (see the invariants).
-pub const SLACK: usize = 64 * LANES;
+const SLACK: usize = 64 * LANES;
 
 /// One activation (a batch of one image) in the blocked layout.
 #[derive(Debug, Clone)]
@@ -90,7 +90,8 @@ impl Act {
         let (body, slack) = v.spare_capacity_mut()[..n + SLACK].split_at_mut(n);
         slack.fill(MaybeUninit::new(0.0));
         let row = wp * lanes;
-        body.par_chunks_mut(block).for_each(|b| {
+        // Serial: a border is a few thousand floats, less than a parallel task costs.
+        body.chunks_mut(block).for_each(|b| {
             b[..row].fill(MaybeUninit::new(0.0));
             b[(hp - 1) * row..].fill(MaybeUninit::new(0.0));
             for y in 1..hp - 1 {
@@ -105,16 +106,19 @@ impl Act {
         Ok(Act { buf: Arc::new(v), start: 0, c, h, w, lanes })
     }
 
-    /// `f(y, row)` over every interior row of every block of a buffer being built, in parallel;
-    /// `row` is the `w * lanes` interior floats of row `y` of block `b` (`f(b, y, row)`).
+    /// `f(b, y, row)` over every interior row `y` of every block `b` of a buffer being built,
+    /// in parallel; `row` is the row's `w * lanes` interior floats.
     fn fill_rows(
         body: &mut [MaybeUninit<f32>],
         (h, w, lanes): (usize, usize, usize),
         f: impl Fn(usize, usize, &mut [MaybeUninit<f32>]) + Sync,
     ) {
-        let row = (w + 2) * lanes;
-        body.par_chunks_mut((h + 2) * row).enumerate().for_each(|(b, blk)| {
-            blk[row..(h + 1) * row].par_chunks_mut(row).enumerate().for_each(|(y, r)| f(b, y, &mut r[lanes..(w + 1) * lanes]));
+        let (row, rows) = ((w + 2) * lanes, body.len() / ((w + 2) * lanes));
+        body.par_chunks_mut(row).with_min_len(rows_per_task(rows)).enumerate().for_each(|(i, r)| {
+            let (b, y) = (i / (h + 2), i % (h + 2));
+            if (1..=h).contains(&y) {
+                f(b, y - 1, &mut r[lanes..(w + 1) * lanes]);
+            }
         });
     }
 
@@ -196,7 +200,7 @@ impl Act {
         let (bl, data) = (self.block_len(), self.data());
         // Row pass: `[blocks][h][w * l]`, no border.
         let mut rows = vec![0f32; self.blocks() * h * w * l];
-        rows.par_chunks_mut(w * l).enumerate().for_each(|(i, dst)| {
+        rows.par_chunks_mut(w * l).with_min_len(rows_per_task(self.blocks() * h)).enumerate().for_each(|(i, dst)| {
             let (b, y) = (i / h, i % h);
             let src = &data[b * bl + ((y + 1) * (w + 2) + 1) * l..][..w * l];
             dst.copy_from_slice(src);
@@ -218,6 +222,13 @@ impl Act {
         });
         built.unwrap_or_else(|()| unreachable!("the fill never fails"))
     }
+}
+
+/// Rows per parallel task out of `rows`: about four tasks per thread. A row of a small map is
+/// less work than a task costs (YOLOv8n's 20x20 upsampling and pooling spent more time in
+/// rayon than in copying).
+fn rows_per_task(rows: usize) -> usize {
+    (rows / (4 * rayon::current_num_threads().max(1))).max(1)
 }
 
 /// `dst[i] = max(dst[i], src[i])`.
@@ -243,8 +254,29 @@ fn init_from<'a>(dst: &'a mut [MaybeUninit<f32>], src: &[f32]) -> &'a mut [f32] 
 /// enough that YOLOv8n on two threads took 41 to 75 ms from one run to the next (ONNX Runtime,
 /// whose workers spin, 44 to 46). The cost: the other cores are busy for the length of `f`.
 /// Called from any thread; on a pool of one thread it simply runs `f` there.
+///
+/// Invariant (no deadlock when passes run concurrently): a thread that is running some `f`, at
+/// any depth of its stack, never spins in a helper: it returns from the helper at once. Else two
+/// passes could each wait in a join on a thread that spins for the other pass to end.
 pub fn on_awake_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use std::cell::Cell;
     use std::sync::atomic::{AtomicBool, Ordering};
+    thread_local! {
+        static RUNNING: Cell<u32> = const { Cell::new(0) };
+    }
+    /// Marks this thread as running an `f` until dropped.
+    struct Running;
+    impl Running {
+        fn enter() -> Running {
+            RUNNING.with(|r| r.set(r.get() + 1));
+            Running
+        }
+    }
+    impl Drop for Running {
+        fn drop(&mut self) {
+            RUNNING.with(|r| r.set(r.get() - 1));
+        }
+    }
     struct SetOnDrop<'a>(&'a AtomicBool);
     impl Drop for SetOnDrop<'_> {
         fn drop(&mut self) {
@@ -254,12 +286,9 @@ pub fn on_awake_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let done = AtomicBool::new(false);
     let done = &done;
     rayon::scope(|s| {
-        let me = rayon::current_thread_index();
         for _ in 1..rayon::current_num_threads() {
             s.spawn(move |_| {
-                // `f`'s own thread may pick a helper up while it waits in a join: there it
-                // must not spin (nothing would ever finish `f`).
-                if rayon::current_thread_index() == me {
+                if RUNNING.with(Cell::get) > 0 {
                     return;
                 }
                 while !done.load(Ordering::Acquire) {
@@ -271,6 +300,7 @@ pub fn on_awake_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         }
         // Set even if `f` panics, so the helpers end and the scope can unwind.
         let _done = SetOnDrop(done);
+        let _running = Running::enter();
         f()
     })
 }

@@ -585,3 +585,112 @@ pub fn compute_dtype(dev: &Device) -> DType {
         DType::F32
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// A YOLOv8n-shaped network (widths 16..256, depths 1/2/2/1, 3 classes) with seeded random
+    /// weights, under Ultralytics' names.
+    fn tiny_net() -> YoloV8 {
+        let mut t: HashMap<String, Tensor> = HashMap::new();
+        let mut seed = 1u32;
+        let mut conv = |name: &str, co: usize, ci: usize, k: usize, plain: bool| {
+            let n = co * ci * k * k;
+            let scale = 1.5 / ((ci * k * k) as f32).sqrt();
+            let vals: Vec<f32> = (0..n + co)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    ((seed >> 8) as f32 / (1 << 24) as f32 * 2.0 - 1.0) * scale
+                })
+                .collect();
+            let (w, b) = vals.split_at(n);
+            let p = if plain { name.to_string() } else { format!("{name}.conv") };
+            t.insert(format!("{p}.weight"), Tensor::from_slice(w, (co, ci, k, k), &Device::Cpu).expect("weight"));
+            t.insert(format!("{p}.bias"), Tensor::from_slice(b, co, &Device::Cpu).expect("bias"));
+        };
+        let c2f = |conv: &mut dyn FnMut(&str, usize, usize, usize, bool), i: usize, ci: usize, co: usize, n: usize| {
+            let h = co / 2;
+            conv(&format!("model.{i}.cv1"), 2 * h, ci, 1, false);
+            for j in 0..n {
+                conv(&format!("model.{i}.m.{j}.cv1"), h, h, 3, false);
+                conv(&format!("model.{i}.m.{j}.cv2"), h, h, 3, false);
+            }
+            conv(&format!("model.{i}.cv2"), co, (2 + n) * h, 1, false);
+        };
+        conv("model.0", 16, 3, 3, false);
+        conv("model.1", 32, 16, 3, false);
+        c2f(&mut conv, 2, 32, 32, 1);
+        conv("model.3", 64, 32, 3, false);
+        c2f(&mut conv, 4, 64, 64, 2);
+        conv("model.5", 128, 64, 3, false);
+        c2f(&mut conv, 6, 128, 128, 2);
+        conv("model.7", 256, 128, 3, false);
+        c2f(&mut conv, 8, 256, 256, 1);
+        conv("model.9.cv1", 128, 256, 1, false);
+        conv("model.9.cv2", 256, 512, 1, false);
+        c2f(&mut conv, 12, 384, 128, 1);
+        c2f(&mut conv, 15, 192, 64, 1);
+        conv("model.16", 64, 64, 3, false);
+        c2f(&mut conv, 18, 192, 128, 1);
+        conv("model.19", 128, 128, 3, false);
+        c2f(&mut conv, 21, 384, 256, 1);
+        for (i, ch) in [64, 128, 256].into_iter().enumerate() {
+            for (branch, out) in [("cv2", 64), ("cv3", 3)] {
+                conv(&format!("model.22.{branch}.{i}.0"), 64, ch, 3, false);
+                conv(&format!("model.22.{branch}.{i}.1"), 64, 64, 3, false);
+                conv(&format!("model.22.{branch}.{i}.2"), out, 64, 1, true);
+            }
+        }
+        let vb = VarBuilder::from_tensors(t, DType::F32, &Device::Cpu);
+        YoloV8::load(vb.pp("model"), 1e-3).expect("the tiny network loads")
+    }
+
+    /// The blocked CPU path (every split, concatenation, pool, upsample and the decode) gives
+    /// what candle's own operations give on the same weights: the CUDA path's arithmetic.
+    #[test]
+    fn blocked_path_equals_candle_ops() {
+        let net = tiny_net();
+        assert!(net.blocked, "widths in whole blocks run on the blocked path");
+        let s = 64;
+        let img: Vec<f32> = (0..3 * s * s).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
+        let got = net.forward_chw(&img, s, &Device::Cpu).expect("blocked forward");
+        let x = Tensor::from_slice(&img, (1, 3, s, s), &Device::Cpu).expect("input");
+        let want = net.run(&Candle, x).expect("candle forward");
+        assert_eq!(got.len(), (4 + 3) * (64 + 16 + 4));
+        assert_eq!(got.len(), want.len());
+        let anchors = got.len() / 7;
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let tol = if i < 4 * anchors { 1e-3 } else { 1e-5 };
+            assert!((g - w).abs() < tol, "output {i} (row {}): {g} vs {w}", i / anchors);
+        }
+        // The scores are not all alike (a wiring fault that zeroes a level would still agree).
+        let scores = &got[4 * anchors..];
+        assert!(scores.iter().any(|v| (v - scores[0]).abs() > 1e-3), "scores vary");
+    }
+
+    /// Passes started at once from several threads (the photo worker, the bench, tests) all
+    /// finish, with the same output: each keeps the pool's other workers polling, and none may
+    /// wait on a thread that spins for another pass.
+    #[test]
+    fn concurrent_forwards_finish_and_agree() {
+        let net = tiny_net();
+        let s = 64;
+        let img: Vec<f32> = (0..3 * s * s).map(|i| ((i * 31) % 255) as f32 / 255.0).collect();
+        let want = net.forward_chw(&img, s, &Device::Cpu).expect("forward");
+        std::thread::scope(|sc| {
+            let runs: Vec<_> = (0..6)
+                .map(|_| sc.spawn(|| (0..5).map(|_| net.forward_chw(&img, s, &Device::Cpu).expect("forward")).collect::<Vec<_>>()))
+                .collect();
+            for r in runs {
+                for got in r.join().expect("no panic") {
+                    assert_eq!(got, want, "a concurrent pass gives the same output");
+                }
+            }
+        });
+    }
+}
