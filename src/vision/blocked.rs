@@ -75,14 +75,9 @@ impl Act {
     }
 
     /// A new activation whose border, padding lanes and slack are zero; `fill` gets the blocks
-    /// (without the slack) and must write every lane of every interior position of every block.
-    pub fn build<E>(
-        c: usize,
-        h: usize,
-        w: usize,
-        lanes: usize,
-        fill: impl FnOnce(&mut [MaybeUninit<f32>]) -> Result<(), E>,
-    ) -> Result<Act, E> {
+    /// (without the slack) and must write every lane of every interior position of every block
+    /// (callers check their shapes first: nothing may fail once the buffer is being built).
+    pub fn build(c: usize, h: usize, w: usize, lanes: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Act {
         let (wp, hp) = (w + 2, h + 2);
         let block = hp * wp * lanes;
         let n = c.div_ceil(lanes) * block;
@@ -99,11 +94,11 @@ impl Act {
                 b[(y + 1) * row - lanes..(y + 1) * row].fill(MaybeUninit::new(0.0));
             }
         });
-        fill(body)?;
-        // SAFETY: the border and slack were written above; `fill` returned Ok, and every caller
-        // of `build` writes every interior position of every block (its contract).
+        fill(body);
+        // SAFETY: the border and slack were written above, and every caller of `build` writes
+        // every interior position of every block in `fill` (its contract).
         unsafe { v.set_len(n + SLACK) };
-        Ok(Act { buf: Arc::new(v), start: 0, c, h, w, lanes })
+        Act { buf: Arc::new(v), start: 0, c, h, w, lanes }
     }
 
     /// `f(b, y, row)` over every interior row `y` of every block `b` of a buffer being built,
@@ -127,7 +122,7 @@ impl Act {
         if x.len() != c * h * w || c == 0 || h == 0 || w == 0 || lanes == 0 {
             return None;
         }
-        let act = Act::build(c, h, w, lanes, |body| {
+        Some(Act::build(c, h, w, lanes, |body| {
             Act::fill_rows(body, (h, w, lanes), |b, y, row| {
                 if lanes == 1 {
                     // The network's input: each block is one channel, a plain copy per row.
@@ -141,9 +136,7 @@ impl Act {
                     }
                 }
             });
-            Ok::<(), ()>(())
-        });
-        act.ok()
+        }))
     }
 
     /// Back to CHW (`c * h * w` values).
@@ -177,7 +170,7 @@ impl Act {
     pub fn upsample2x(&self) -> Act {
         let (h, w, l) = (self.h, self.w, self.lanes);
         let (bl, data) = (self.block_len(), self.data());
-        let built = Act::build(self.c, 2 * h, 2 * w, l, |body| {
+        Act::build(self.c, 2 * h, 2 * w, l, |body| {
             Act::fill_rows(body, (2 * h, 2 * w, l), |b, y, row| {
                 let src = &data[b * bl + ((y / 2 + 1) * (w + 2) + 1) * l..][..w * l];
                 for (pair, px) in row.chunks_exact_mut(2 * l).zip(src.chunks_exact(l)) {
@@ -186,9 +179,7 @@ impl Act {
                     init_from(b, px);
                 }
             });
-            Ok::<(), ()>(())
-        });
-        built.unwrap_or_else(|()| unreachable!("the fill never fails"))
+        })
     }
 
     /// `nn.MaxPool2d(5, 1, 2)`: the border counts as -inf, never as the layout's zeros (SPPF's
@@ -209,7 +200,7 @@ impl Act {
                 max_into(&mut dst[d..], &src[..w * l - d]);
             }
         });
-        let built = Act::build(self.c, h, w, l, |body| {
+        Act::build(self.c, h, w, l, |body| {
             Act::fill_rows(body, (h, w, l), |b, y, row| {
                 let plane = &rows[b * h * w * l..][..h * w * l];
                 let at = |yy: usize| &plane[yy * w * l..][..w * l];
@@ -218,9 +209,7 @@ impl Act {
                     max_into(row, at(yy));
                 }
             });
-            Ok::<(), ()>(())
-        });
-        built.unwrap_or_else(|()| unreachable!("the fill never fails"))
+        })
     }
 }
 
@@ -331,18 +320,7 @@ pub fn keep_activation_memory() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s >> 8) as f32 / (1 << 24) as f32 * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::vision::conv_kernel::test_values as values;
 
     /// Every float outside the interior's real channels is zero (the layout's invariant).
     fn border_and_padding_are_zero(a: &Act) -> bool {

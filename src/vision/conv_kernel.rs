@@ -214,21 +214,11 @@ impl BlockConv {
                 (0..p.blocks()).map(move |b| (base + b * bl * 4, (p.c() - b * li).min(li)))
             })
             .collect();
-        Act::build(self.c_out, oh, ow, LANES, |out| {
-            self.run(&blocks, (h, w), (oh, ow), res, out);
-            Ok(())
-        })
+        Ok(Act::build(self.c_out, oh, ow, LANES, |out| self.run(&blocks, w, (oh, ow), res, out)))
     }
 
     /// The tiled, parallel loop; `out` is the output's blocks (its border is already zero).
-    fn run(
-        &self,
-        blocks: &[(usize, usize)],
-        (_h, w): (usize, usize),
-        (oh, ow): (usize, usize),
-        res: Option<&Act>,
-        out: &mut [MaybeUninit<f32>],
-    ) {
+    fn run(&self, blocks: &[(usize, usize)], w: usize, (oh, ow): (usize, usize), res: Option<&Act>, out: &mut [MaybeUninit<f32>]) {
         let (nb_max, widest) = self.isa.tile_shape();
         let (k, s, li) = (self.k, self.stride, self.lanes_in);
         let pad = k / 2;
@@ -549,9 +539,25 @@ fn exp_impl<const FMA: bool>(x: f32) -> f32 {
     p * f32::from_bits(bits)
 }
 
+/// Deterministic values in [-1, 1) (xorshift), so a failure reproduces: the vision tests' one
+/// source of test data.
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use test_values as values;
 
     /// The textbook convolution, summed in f64: the reference every kernel is held to.
     #[allow(clippy::too_many_arguments)]
@@ -580,19 +586,6 @@ mod tests {
             }
         }
         out
-    }
-
-    /// Deterministic values in [-1, 1) (xorshift), so a failure reproduces.
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
     }
 
     fn max_diff(a: &[f32], b: &[f32]) -> f32 {

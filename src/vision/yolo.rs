@@ -596,18 +596,12 @@ mod tests {
     /// weights, under Ultralytics' names.
     fn tiny_net() -> YoloV8 {
         let mut t: HashMap<String, Tensor> = HashMap::new();
-        let mut seed = 1u32;
+        let mut seed = 1u64;
         let mut conv = |name: &str, co: usize, ci: usize, k: usize, plain: bool| {
             let n = co * ci * k * k;
             let scale = 1.5 / ((ci * k * k) as f32).sqrt();
-            let vals: Vec<f32> = (0..n + co)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 17;
-                    seed ^= seed << 5;
-                    ((seed >> 8) as f32 / (1 << 24) as f32 * 2.0 - 1.0) * scale
-                })
-                .collect();
+            seed += 1;
+            let vals: Vec<f32> = crate::vision::conv_kernel::test_values(n + co, seed).iter().map(|v| v * scale).collect();
             let (w, b) = vals.split_at(n);
             let p = if plain { name.to_string() } else { format!("{name}.conv") };
             t.insert(format!("{p}.weight"), Tensor::from_slice(w, (co, ci, k, k), &Device::Cpu).expect("weight"));
